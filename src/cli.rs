@@ -1,0 +1,240 @@
+//! Command-line flags and their environment fallbacks.
+//!
+//! Env names follow the RAG API's own `.env` (LightRAG), so a team can point
+//! vecload at the same file it deploys with. Nothing here is validated beyond
+//! parsing: `config.rs` turns these into a checked `Config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "vecload", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only warnings and errors, no progress.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Walk documents, chunk, embed and upsert the vectors into the sink.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Files or directories to load. Stored paths are relative to the PATH given.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Tenant (LightRAG workspace) the vectors belong to. Other tenants' rows are never touched.
+    #[arg(long, env = "TENANT_ID", default_value = "default")]
+    pub tenant: String,
+
+    /// Write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// How to show progress: bars on a terminal, periodic log lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub chunk: ChunkArgs,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Bar,
+    Log,
+    None,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Documents")]
+pub struct SourceArgs {
+    /// Only load files whose path (relative to PATH) matches one of these globs.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+
+    /// Skip files and directories matching these globs (relative to PATH).
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Do not skip .git, target, node_modules and similar directories.
+    #[arg(long)]
+    pub no_default_excludes: bool,
+
+    /// JSON field holding the text (falls back to `text`).
+    #[arg(long, default_value = "content", value_name = "FIELD")]
+    pub json_text_field: String,
+
+    /// Files larger than this are refused with a message instead of read.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub max_file_mb: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Chunking")]
+pub struct ChunkArgs {
+    /// Tokens per chunk.
+    #[arg(long, env = "CHUNK_SIZE", default_value_t = 1200)]
+    pub chunk_tokens: usize,
+
+    /// Tokens shared by consecutive chunks of a document.
+    #[arg(long, env = "CHUNK_OVERLAP_SIZE", default_value_t = 100)]
+    pub chunk_overlap: usize,
+
+    /// Tokenizer used for chunking and token budgets.
+    #[arg(long, value_enum, default_value_t = TokenizerName::O200kBase)]
+    pub tokenizer: TokenizerName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenizerName {
+    #[value(name = "o200k_base")]
+    O200kBase,
+    #[value(name = "cl100k_base")]
+    Cl100kBase,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Embedding endpoint")]
+pub struct EmbedArgs {
+    /// Base URL of an OpenAI-compatible API; vecload calls `{base}/embeddings`.
+    #[arg(long, env = "EMBEDDING_BINDING_HOST", value_name = "URL")]
+    pub embed_url: Option<String>,
+
+    /// Model name sent with each request.
+    #[arg(long, env = "EMBEDDING_MODEL")]
+    pub embed_model: Option<String>,
+
+    /// Vector length the model returns; every vector is checked against it.
+    #[arg(long, env = "EMBEDDING_DIM")]
+    pub embed_dim: Option<usize>,
+
+    /// API key (also read from OPENAI_API_KEY). Never logged.
+    #[arg(long, env = "EMBEDDING_BINDING_API_KEY", hide_env_values = true)]
+    pub embed_api_key: Option<String>,
+
+    /// Send `dimensions` with each request (text-embedding-3 and later can shorten vectors).
+    #[arg(long)]
+    pub send_dimensions: bool,
+
+    /// Inputs per embedding request.
+    #[arg(long, env = "EMBEDDING_BATCH_NUM", default_value_t = 64)]
+    pub batch_size: usize,
+
+    /// Most tokens in one request (OpenAI caps a request near 300k).
+    #[arg(long, default_value_t = 250_000)]
+    pub max_request_tokens: usize,
+
+    /// Most embedding requests in flight.
+    #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Seconds before one embedding request is abandoned and retried.
+    #[arg(long, default_value_t = 120)]
+    pub request_timeout: u64,
+
+    /// Retries of one batch after transient errors (429, 5xx, timeouts).
+    #[arg(long, default_value_t = 8)]
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Vector store")]
+pub struct SinkArgs {
+    /// Where vectors go: pgvector or qdrant (LightRAG's PGVectorStorage / QdrantVectorDBStorage also accepted).
+    #[arg(long, env = "VECTOR_STORAGE", default_value = "pgvector")]
+    pub sink: String,
+
+    /// PostgreSQL URL (postgres://user:pass@host:port/db?sslmode=require). Never logged.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub pg_url: Option<String>,
+
+    #[arg(long, env = "POSTGRES_HOST", hide = true)]
+    pub pg_host: Option<String>,
+    #[arg(long, env = "POSTGRES_PORT", hide = true)]
+    pub pg_port: Option<u16>,
+    #[arg(long, env = "POSTGRES_DATABASE", hide = true)]
+    pub pg_database: Option<String>,
+    #[arg(long, env = "POSTGRES_USER", hide = true)]
+    pub pg_user: Option<String>,
+    #[arg(long, env = "POSTGRES_PASSWORD", hide = true, hide_env_values = true)]
+    pub pg_password: Option<String>,
+
+    /// TLS: disable, prefer, require, verify-ca or verify-full (overrides the URL's sslmode).
+    #[arg(long, env = "POSTGRES_SSLMODE")]
+    pub pg_sslmode: Option<String>,
+
+    /// CA bundle for verify-ca / verify-full (for RDS: the AWS RDS global bundle).
+    #[arg(long, env = "POSTGRES_SSLROOTCERT", value_name = "FILE")]
+    pub pg_sslrootcert: Option<PathBuf>,
+
+    /// Table for the vectors, optionally schema-qualified.
+    #[arg(long, default_value = "vecload_chunks")]
+    pub table: String,
+
+    /// Column type: vector (float32, index up to 2000 dims) or halfvec (float16, up to 4000).
+    #[arg(long, value_enum, default_value_t = PgType::Vector)]
+    pub pg_type: PgType,
+
+    /// Vector index built after the load.
+    #[arg(long, value_enum, default_value_t = IndexKind::Hnsw)]
+    pub index: IndexKind,
+
+    /// Distance the index is built for.
+    #[arg(long, value_enum, default_value_t = Distance::Cosine)]
+    pub distance: Distance,
+
+    /// maintenance_work_mem for the index build (e.g. 1GB); the server's setting if unset.
+    #[arg(long, value_name = "SIZE")]
+    pub index_memory: Option<String>,
+
+    /// Rows per COPY transaction.
+    #[arg(long, default_value_t = 500)]
+    pub write_batch: usize,
+
+    /// Database connections writing at once.
+    #[arg(long, default_value_t = 2)]
+    pub write_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PgType {
+    Vector,
+    Halfvec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IndexKind {
+    Hnsw,
+    Ivfflat,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Distance {
+    Cosine,
+    Dot,
+    Euclid,
+}

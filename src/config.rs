@@ -1,0 +1,354 @@
+//! The validated settings of a run, built once from flags and env.
+//!
+//! Every check that can fail without touching a file or a server happens here,
+//! before anything else: a run that would be refused later (pgvector's
+//! dimension limits above all) is refused now, so nothing is read, paid for or
+//! written. Runtime code sees only these types, never the raw CLI structs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{Distance, IndexKind, LoadArgs, PgType, ProgressMode, TokenizerName};
+use crate::sink::pgvector::PgTarget;
+
+/// A setting that cannot work; the message names the setting and the way out.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub paths: Vec<PathBuf>,
+    pub tenant: String,
+    pub report: Option<PathBuf>,
+    pub progress: ProgressMode,
+    pub source: SourceConfig,
+    pub chunk: ChunkConfig,
+    pub embed: EmbedConfig,
+    pub sink: SinkConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub default_excludes: bool,
+    pub json_text_field: String,
+    pub max_file_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkConfig {
+    pub tokens: usize,
+    pub overlap: usize,
+    pub tokenizer: TokenizerName,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbedConfig {
+    pub url: String,
+    pub model: String,
+    pub dim: usize,
+    pub api_key: Option<Secret>,
+    pub send_dimensions: bool,
+    pub batch_size: usize,
+    pub max_request_tokens: usize,
+    pub concurrency: usize,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Pgvector(PgConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    pub target: PgTarget,
+    pub table: String,
+    pub pg_type: PgType,
+    pub index: IndexKind,
+    pub distance: Distance,
+    pub index_memory: Option<String>,
+    pub write_batch: usize,
+    pub write_concurrency: usize,
+}
+
+/// A string that never prints itself, so a key or password cannot reach a
+/// log line, an error or the report by accident.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// pgvector's hard limits (pgvector 0.8): no column over 16000 dimensions; HNSW
+/// and IVFFlat index `vector` up to 2000 and `halfvec` up to 4000.
+pub const PG_MAX_DIM: usize = 16_000;
+pub const PG_VECTOR_INDEX_MAX_DIM: usize = 2_000;
+pub const PG_HALFVEC_INDEX_MAX_DIM: usize = 4_000;
+
+/// OpenAI's per-request input cap; others are lower, never higher.
+const MAX_BATCH_INPUTS: usize = 2048;
+
+impl Config {
+    /// `env` looks up variables that clap does not map one-to-one (a second
+    /// name for the API key); passing it in keeps this testable.
+    pub fn from_load_args(
+        args: LoadArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let tenant = args.tenant.trim().to_string();
+        if tenant.is_empty() {
+            return Err(bad("--tenant (TENANT_ID) is empty"));
+        }
+        for p in &args.paths {
+            if std::fs::symlink_metadata(p).is_err() {
+                return Err(bad(format!("PATH {} does not exist", p.display())));
+            }
+        }
+
+        let chunk = ChunkConfig {
+            tokens: args.chunk.chunk_tokens,
+            overlap: args.chunk.chunk_overlap,
+            tokenizer: args.chunk.tokenizer,
+        };
+        if chunk.tokens < 16 {
+            return Err(bad(format!(
+                "--chunk-tokens (CHUNK_SIZE) is {}; use at least 16",
+                chunk.tokens
+            )));
+        }
+        if chunk.overlap * 2 > chunk.tokens {
+            return Err(bad(format!(
+                "--chunk-overlap (CHUNK_OVERLAP_SIZE) {} must be at most half of --chunk-tokens {}",
+                chunk.overlap, chunk.tokens
+            )));
+        }
+
+        let e = args.embed;
+        let dim = e.embed_dim.ok_or_else(|| {
+            bad("--embed-dim (EMBEDDING_DIM) is required: the vector length the model returns")
+        })?;
+        if dim == 0 {
+            return Err(bad("--embed-dim (EMBEDDING_DIM) is 0"));
+        }
+
+        let sink = sink_config(args.sink, dim, &env)?;
+
+        let url = e.embed_url.ok_or_else(|| {
+            bad("--embed-url (EMBEDDING_BINDING_HOST) is required, e.g. https://api.openai.com/v1")
+        })?;
+        let parsed = url::Url::parse(&url).map_err(|err| {
+            bad(format!(
+                "--embed-url (EMBEDDING_BINDING_HOST) is not a URL: {err}"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad(
+                "--embed-url (EMBEDDING_BINDING_HOST) must be http:// or https://",
+            ));
+        }
+        let model = e.embed_model.unwrap_or_default();
+        if model.trim().is_empty() {
+            return Err(bad("--embed-model (EMBEDDING_MODEL) is required"));
+        }
+        if e.batch_size == 0 || e.batch_size > MAX_BATCH_INPUTS {
+            return Err(bad(format!(
+                "--batch-size (EMBEDDING_BATCH_NUM) is {}; use 1 to {MAX_BATCH_INPUTS}",
+                e.batch_size
+            )));
+        }
+        if e.max_request_tokens < chunk.tokens {
+            return Err(bad(format!(
+                "--max-request-tokens {} is below --chunk-tokens {}: no chunk would fit in a request",
+                e.max_request_tokens, chunk.tokens
+            )));
+        }
+        if e.concurrency == 0 {
+            return Err(bad(
+                "--concurrency (EMBEDDING_FUNC_MAX_ASYNC) must be at least 1",
+            ));
+        }
+        if e.request_timeout == 0 {
+            return Err(bad("--request-timeout must be at least 1 second"));
+        }
+        let api_key = e
+            .embed_api_key
+            .or_else(|| env("OPENAI_API_KEY"))
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
+
+        if args.source.max_file_mb == 0 {
+            return Err(bad("--max-file-mb must be at least 1"));
+        }
+
+        Ok(Config {
+            paths: args.paths,
+            tenant,
+            report: args.report,
+            progress: args.progress,
+            source: SourceConfig {
+                include: args.source.include,
+                exclude: args.source.exclude,
+                default_excludes: !args.source.no_default_excludes,
+                json_text_field: args.source.json_text_field,
+                max_file_bytes: args.source.max_file_mb * 1024 * 1024,
+            },
+            chunk,
+            embed: EmbedConfig {
+                url: url.trim_end_matches('/').to_string(),
+                model,
+                dim,
+                api_key,
+                send_dimensions: e.send_dimensions,
+                batch_size: e.batch_size,
+                max_request_tokens: e.max_request_tokens,
+                concurrency: e.concurrency,
+                request_timeout: Duration::from_secs(e.request_timeout),
+                max_retries: e.max_retries,
+            },
+            sink,
+        })
+    }
+}
+
+fn sink_config(
+    s: crate::cli::SinkArgs,
+    dim: usize,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SinkConfig, ConfigError> {
+    match s.sink.to_ascii_lowercase().as_str() {
+        "pgvector" | "pgvectorstorage" | "postgres" | "postgresql" => {}
+        "qdrant" | "qdrantstorage" | "qdrantvectordbstorage" => {
+            return Err(bad(
+                "--sink qdrant (VECTOR_STORAGE) is not supported by this version yet; use --sink pgvector",
+            ));
+        }
+        other => {
+            return Err(bad(format!(
+                "--sink (VECTOR_STORAGE) {other:?} is not known; use pgvector or qdrant"
+            )));
+        }
+    }
+    check_pg_dimension(dim, s.pg_type, s.index)?;
+    if s.write_batch == 0 || s.write_concurrency == 0 {
+        return Err(bad(
+            "--write-batch and --write-concurrency must be at least 1",
+        ));
+    }
+    let table = crate::sink::pgvector::schema::validate_table_name(&s.table)
+        .map_err(|m| bad(format!("--table {:?}: {m}", s.table)))?;
+    let target = PgTarget::from_settings(
+        s.pg_url.or_else(|| env("DATABASE_URL")),
+        s.pg_host,
+        s.pg_port,
+        s.pg_database,
+        s.pg_user,
+        s.pg_password.map(Secret::new),
+        s.pg_sslmode,
+        s.pg_sslrootcert,
+    )
+    .map_err(bad)?;
+    Ok(SinkConfig::Pgvector(PgConfig {
+        target,
+        table,
+        pg_type: s.pg_type,
+        index: s.index,
+        distance: s.distance,
+        index_memory: s.index_memory,
+        write_batch: s.write_batch,
+        write_concurrency: s.write_concurrency,
+    }))
+}
+
+/// pgvector's dimension rules, checked before any file is read or request sent.
+pub fn check_pg_dimension(dim: usize, ty: PgType, index: IndexKind) -> Result<(), ConfigError> {
+    if dim > PG_MAX_DIM {
+        return Err(bad(format!(
+            "--embed-dim {dim} is over pgvector's limit of {PG_MAX_DIM} dimensions for any column; \
+             use a model or `dimensions` setting of {PG_MAX_DIM} or less"
+        )));
+    }
+    let (limit, name) = match (ty, index) {
+        (_, IndexKind::None) => return Ok(()),
+        (PgType::Vector, _) => (PG_VECTOR_INDEX_MAX_DIM, "vector"),
+        (PgType::Halfvec, _) => (PG_HALFVEC_INDEX_MAX_DIM, "halfvec"),
+    };
+    if dim <= limit {
+        return Ok(());
+    }
+    let index_name = match index {
+        IndexKind::Hnsw => "hnsw",
+        IndexKind::Ivfflat => "ivfflat",
+        IndexKind::None => "none",
+    };
+    let mut ways = Vec::new();
+    if ty == PgType::Vector && dim <= PG_HALFVEC_INDEX_MAX_DIM {
+        ways.push(format!(
+            "--pg-type halfvec (float16, indexable up to {PG_HALFVEC_INDEX_MAX_DIM} dimensions)"
+        ));
+    }
+    ways.push("--index none (exact search only, slow on large tables)".to_string());
+    ways.push(format!(
+        "a model or `dimensions` setting (--send-dimensions) of {limit} or less"
+    ));
+    Err(bad(format!(
+        "--embed-dim {dim} is over pgvector's limit of {limit} dimensions for a {index_name} index \
+         on a {name} column. Ways out: {}",
+        ways.join("; or ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dimension_rule_follows_pgvector_limits() {
+        use IndexKind::*;
+        use PgType::*;
+        assert!(check_pg_dimension(1536, Vector, Hnsw).is_ok());
+        assert!(check_pg_dimension(2000, Vector, Ivfflat).is_ok());
+        assert!(check_pg_dimension(2001, Vector, Hnsw).is_err());
+        assert!(check_pg_dimension(3072, Vector, Ivfflat).is_err());
+        assert!(check_pg_dimension(3072, Halfvec, Hnsw).is_ok());
+        assert!(check_pg_dimension(4001, Halfvec, Hnsw).is_err());
+        assert!(check_pg_dimension(3072, Vector, None).is_ok());
+        assert!(check_pg_dimension(16_000, Vector, None).is_ok());
+        assert!(check_pg_dimension(16_001, Halfvec, None).is_err());
+    }
+
+    #[test]
+    fn refusal_names_the_limit_and_ways_out() {
+        let msg = check_pg_dimension(3072, PgType::Vector, IndexKind::Hnsw)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("2000"), "{msg}");
+        assert!(msg.contains("--pg-type halfvec"), "{msg}");
+        assert!(msg.contains("--index none"), "{msg}");
+    }
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("sk-very-secret".into());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+    }
+}

@@ -1,0 +1,198 @@
+//! The embed stage: chunks in, checked vectors out, with at most
+//! `concurrency` requests in flight.
+//!
+//! A permit is taken before a batch is formed into a request, so when the
+//! endpoint is slow the stage stops pulling chunks and the chunkers block
+//! behind the bounded queue, instead of memory filling up.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff;
+use super::batch::Batcher;
+use super::{EmbedError, Embedded, Embedder};
+use crate::chunk::Chunk;
+use crate::config::EmbedConfig;
+use crate::report::Stats;
+
+/// Set once by whichever stage hits an error that ends the run.
+#[derive(Default, Clone)]
+pub struct Fatal(Arc<Mutex<Option<String>>>);
+
+impl Fatal {
+    pub fn set(&self, msg: String, cancel: &CancellationToken) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            tracing::error!("{msg}");
+            *g = Some(msg);
+        }
+        cancel.cancel();
+    }
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub struct EmbedStage {
+    pub embedder: Arc<dyn Embedder>,
+    pub cfg: EmbedConfig,
+    pub stats: Arc<Stats>,
+    pub cancel: CancellationToken,
+    pub fatal: Fatal,
+}
+
+impl EmbedStage {
+    pub async fn run(self, mut rx: mpsc::Receiver<Chunk>, tx: mpsc::Sender<Vec<Embedded>>) {
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.cfg.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut batcher = Batcher::new(this.cfg.batch_size, this.cfg.max_request_tokens);
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = this.cancel.cancelled() => None,
+                c = rx.recv() => c,
+            };
+            let Some(chunk) = next else { break };
+            if let Some(batch) = batcher.push(chunk)
+                && !this.dispatch(batch, &permits, &mut tasks, &tx).await
+            {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        if !this.cancel.is_cancelled()
+            && let Some(batch) = batcher.take()
+        {
+            this.dispatch(batch, &permits, &mut tasks, &tx).await;
+        }
+        while let Some(res) = tasks.join_next().await {
+            if let Err(e) = res {
+                this.fatal.set(
+                    format!("internal error in the embed stage: {e}"),
+                    &this.cancel,
+                );
+            }
+        }
+    }
+
+    /// Waits for a free slot, then starts the request. False when cancelled.
+    async fn dispatch(
+        self: &Arc<Self>,
+        batch: Vec<Chunk>,
+        permits: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        tx: &mpsc::Sender<Vec<Embedded>>,
+    ) -> bool {
+        let permit = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return false,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return false },
+        };
+        let this = self.clone();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let out = this.embed_with_retries(batch).await;
+            drop(permit);
+            if let Some(rows) = out {
+                // The sink drains until the end, so this only fails if it died.
+                let _ = tx.send(rows).await;
+            }
+        });
+        true
+    }
+
+    async fn embed_with_retries(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
+        let mut attempt = 0u32;
+        loop {
+            Stats::add(&self.stats.embed_requests, 1);
+            let inputs: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+            let result = self
+                .embedder
+                .embed(&inputs)
+                .await
+                .and_then(|v| self.check(&batch, v));
+            drop(inputs);
+            match result {
+                Ok(vectors) => {
+                    let tokens: u64 = batch.iter().map(|c| c.tokens as u64).sum();
+                    Stats::add(&self.stats.tokens, tokens);
+                    Stats::add(&self.stats.chunks_embedded, batch.len() as u64);
+                    return Some(
+                        batch
+                            .into_iter()
+                            .zip(vectors)
+                            .map(|(chunk, vector)| Embedded { chunk, vector })
+                            .collect(),
+                    );
+                }
+                Err(EmbedError::Fatal(msg)) => {
+                    self.fatal.set(msg, &self.cancel);
+                    return None;
+                }
+                Err(EmbedError::Rejected(msg)) => {
+                    tracing::warn!("batch of {} chunks rejected: {msg}", batch.len());
+                    self.stats.fail(&batch, &msg);
+                    return None;
+                }
+                Err(EmbedError::Transient {
+                    message,
+                    retry_after,
+                }) => {
+                    if attempt >= self.cfg.max_retries {
+                        let msg =
+                            format!("gave up after {} retries: {message}", self.cfg.max_retries);
+                        tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
+                        self.stats.fail(&batch, &msg);
+                        return None;
+                    }
+                    let wait = backoff::delay(attempt, retry_after);
+                    tracing::info!("{message}; retrying in {:.1}s", wait.as_secs_f64());
+                    attempt += 1;
+                    Stats::add(&self.stats.embed_retries, 1);
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every vector must have the configured length and finite values before
+    /// it may be written. A wrong length means the model or --embed-dim is
+    /// wrong for every batch, so it ends the run rather than paying on.
+    fn check(&self, batch: &[Chunk], vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if vectors.len() != batch.len() {
+            return Err(EmbedError::Transient {
+                message: format!(
+                    "the endpoint returned {} vectors for {} inputs",
+                    vectors.len(),
+                    batch.len()
+                ),
+                retry_after: None,
+            });
+        }
+        for (c, v) in batch.iter().zip(&vectors) {
+            if v.len() != self.cfg.dim {
+                return Err(EmbedError::Fatal(format!(
+                    "the endpoint returned a vector of length {} but --embed-dim (EMBEDDING_DIM) is {}: \
+                     set it to the model's dimension, or use --send-dimensions if the model can shorten vectors; \
+                     nothing of this batch was written",
+                    v.len(),
+                    self.cfg.dim
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(EmbedError::Rejected(format!(
+                    "the endpoint returned a non-finite value (NaN or infinity) for chunk {} of {}",
+                    c.index, c.doc.source
+                )));
+            }
+        }
+        Ok(vectors)
+    }
+}

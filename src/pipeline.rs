@@ -1,0 +1,219 @@
+//! Wires the stages of `vecload load` and owns shutdown:
+//!
+//!   walk ─► read+chunk (rayon) ─► embed (tokio, bounded) ─► sink (writers)
+//!
+//! Queues between stages are bounded, so the slowest stage sets the pace and
+//! memory stays flat. Ctrl-C stops reading and sending new requests; requests
+//! in flight finish and everything already embedded is written (it is paid
+//! for). A second Ctrl-C exits at once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use anyhow::Result;
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::chunk::{Chunk, Chunker};
+use crate::config::Config;
+use crate::embed::openai::OpenAiEmbedder;
+use crate::embed::stage::{EmbedStage, Fatal};
+use crate::embed::{Embedded, Embedder};
+use crate::report::{Report, RunInfo, Stats};
+use crate::sink::stage::SinkStage;
+use crate::source::{self, Filter};
+
+/// Why a run could not start: a setting or the target is wrong. Nothing was
+/// read, sent or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct SetupError(pub anyhow::Error);
+
+pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Report, SetupError> {
+    let started = Instant::now();
+    let filter = Filter::new(&cfg.source).map_err(|e| SetupError(e.into()))?;
+    let embedder: Arc<dyn Embedder> =
+        Arc::new(OpenAiEmbedder::new(&cfg.embed).map_err(SetupError)?);
+    let mut sink = crate::sink::build(&cfg.sink, cfg.embed.dim);
+    // The target is checked before any file is read or request sent.
+    sink.prepare().await.map_err(SetupError)?;
+    let sink: Arc<dyn crate::sink::Sink> = Arc::from(sink);
+    tracing::info!(
+        "loading tenant {:?} into {}; embedding with {}",
+        cfg.tenant,
+        sink.describe(),
+        embedder.describe()
+    );
+
+    let stats = Arc::new(Stats::default());
+    let cancel = CancellationToken::new();
+    let fatal = Fatal::default();
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_ctrl_c(cancel.clone(), interrupted.clone());
+    let progress_done = CancellationToken::new();
+    let progress_task = crate::progress::spawn(progress, stats.clone(), progress_done.clone());
+
+    // Enough chunks queued to fill every request slot twice over.
+    let (chunk_tx, chunk_rx) =
+        mpsc::channel::<Chunk>(cfg.embed.batch_size * cfg.embed.concurrency * 2);
+    let (emb_tx, emb_rx) = mpsc::channel::<Vec<Embedded>>(cfg.embed.concurrency * 2);
+
+    let producer = {
+        let (cfg, stats, cancel) = (cfg.clone(), stats.clone(), cancel.clone());
+        std::thread::Builder::new()
+            .name("vecload-chunk".into())
+            .spawn(move || produce(&cfg, &filter, &stats, &cancel, chunk_tx))
+            .map_err(|e| SetupError(e.into()))?
+    };
+    let embed = tokio::spawn(
+        EmbedStage {
+            embedder: embedder.clone(),
+            cfg: cfg.embed.clone(),
+            stats: stats.clone(),
+            cancel: cancel.clone(),
+            fatal: fatal.clone(),
+        }
+        .run(chunk_rx, emb_tx),
+    );
+    let write = tokio::spawn(
+        SinkStage {
+            sink: sink.clone(),
+            stats: stats.clone(),
+            cancel: cancel.clone(),
+            fatal: fatal.clone(),
+        }
+        .run(emb_rx),
+    );
+    if let Err(e) = embed.await {
+        fatal.set(format!("internal error: embed stage: {e}"), &cancel);
+    }
+    if let Err(e) = write.await {
+        fatal.set(format!("internal error: sink stage: {e}"), &cancel);
+    }
+    let producer_result = tokio::task::spawn_blocking(move || producer.join()).await;
+    if !matches!(producer_result, Ok(Ok(()))) {
+        fatal.set(
+            "internal error: the chunking thread panicked".into(),
+            &cancel,
+        );
+    }
+    progress_done.cancel();
+    let _ = progress_task.await;
+
+    let interrupted = interrupted.load(Relaxed);
+    let mut error = fatal.get();
+    let mut tenant_rows = None;
+    let mut index = None;
+    // An interrupted run skips the index build (the rerun does it); after a
+    // fatal error the index is still built over what was written.
+    match sink.finish(&cfg.tenant, !interrupted).await {
+        Ok(s) => {
+            tenant_rows = Some(s.tenant_rows);
+            index = s.index;
+        }
+        Err(e) => {
+            let msg = format!("finishing the sink: {e:#}");
+            tracing::error!("{msg}");
+            error.get_or_insert(msg);
+        }
+    }
+    Ok(Report::build(
+        &stats,
+        RunInfo {
+            tenant: cfg.tenant.clone(),
+            sink: sink.describe(),
+            embedding_endpoint: embedder.describe(),
+            embed_dim: cfg.embed.dim,
+            tenant_rows,
+            index,
+            interrupted,
+            error,
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+        },
+    ))
+}
+
+/// Walks, then reads and chunks files on a rayon pool, one file per task.
+/// Blocks on the bounded queue when the embed stage is behind.
+fn produce(
+    cfg: &Config,
+    filter: &Filter,
+    stats: &Stats,
+    cancel: &CancellationToken,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let walked = source::walk(&cfg.paths, filter);
+    Stats::add(&stats.files_seen, walked.seen);
+    Stats::add(&stats.files_to_read, walked.files.len() as u64);
+    for s in walked.skipped {
+        stats.skip(s);
+    }
+    stats.walk_done.store(true, Relaxed);
+    let chunker = Chunker::new(&cfg.chunk);
+    let tenant: Arc<str> = Arc::from(cfg.tenant.as_str());
+    walked.files.par_iter().for_each(|file| {
+        if cancel.is_cancelled() {
+            return;
+        }
+        match source::read_file(file, &cfg.source) {
+            Err(skip) => stats.skip(skip),
+            Ok(docs) => {
+                let mut produced = 0u64;
+                for doc in docs {
+                    for chunk in chunker.chunk(&tenant, doc) {
+                        produced += 1;
+                        Stats::add(&stats.chunks, 1);
+                        if tx.blocking_send(chunk).is_err() {
+                            // The embed stage stopped (cancel or fatal error).
+                            return;
+                        }
+                    }
+                }
+                if produced > 0 {
+                    Stats::add(&stats.files_with_chunks, 1);
+                } else {
+                    stats.skip(source::Skip::new(&file.path, "empty", "no text to chunk"));
+                }
+            }
+        }
+        Stats::add(&stats.files_read, 1);
+    });
+    stats.chunking_done.store(true, Relaxed);
+}
+
+fn watch_ctrl_c(cancel: CancellationToken, interrupted: Arc<std::sync::atomic::AtomicBool>) {
+    #[cfg(unix)]
+    {
+        // SIGTERM (docker stop, ECS task stop, kill) drains the same way.
+        let cancel2 = cancel.clone();
+        let interrupted2 = interrupted.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate())
+                && term.recv().await.is_some()
+            {
+                tracing::warn!(
+                    "terminated: finishing requests in flight and writing what is embedded"
+                );
+                interrupted2.store(true, Relaxed);
+                cancel2.cancel();
+            }
+        });
+    }
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        interrupted.store(true, Relaxed);
+        tracing::warn!(
+            "interrupted: finishing requests in flight and writing what is embedded (Ctrl-C again to quit now)"
+        );
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::error!("interrupted twice: exiting without waiting");
+            std::process::exit(130);
+        }
+    });
+}

@@ -1,0 +1,239 @@
+//! What a run did: live counters shared by the stages, and the summary
+//! printed at the end and written with `--report` as JSON.
+//!
+//! Counters only move when the thing happened: `vectors_written` when the
+//! sink acknowledged the rows, not when they were sent.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+use crate::chunk::Chunk;
+use crate::source::Skip;
+
+/// At most this many skipped files and failed chunks are listed one by one;
+/// all are counted.
+const MAX_LISTED: usize = 10_000;
+
+#[derive(Default)]
+pub struct Stats {
+    pub files_seen: AtomicU64,
+    pub files_to_read: AtomicU64,
+    pub files_read: AtomicU64,
+    pub files_with_chunks: AtomicU64,
+    pub chunks: AtomicU64,
+    pub chunks_embedded: AtomicU64,
+    pub vectors_written: AtomicU64,
+    pub embed_requests: AtomicU64,
+    pub embed_retries: AtomicU64,
+    pub tokens: AtomicU64,
+    pub walk_done: AtomicBool,
+    pub chunking_done: AtomicBool,
+    skipped: Mutex<Vec<Skip>>,
+    skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    failed: Mutex<Vec<FailedChunk>>,
+    failed_count: AtomicU64,
+    failed_files: Mutex<std::collections::BTreeSet<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedChunk {
+    pub source: String,
+    pub chunk_index: u32,
+    pub id: String,
+    pub error: String,
+}
+
+impl Stats {
+    pub fn skip(&self, s: Skip) {
+        tracing::debug!("skipped {}: {}", s.path, s.detail);
+        *lock(&self.skipped_by_reason).entry(s.reason).or_default() += 1;
+        let mut list = lock(&self.skipped);
+        if list.len() < MAX_LISTED {
+            list.push(s);
+        }
+    }
+
+    pub fn fail(&self, chunks: &[Chunk], error: &str) {
+        self.failed_count.fetch_add(chunks.len() as u64, Relaxed);
+        let mut files = lock(&self.failed_files);
+        let mut list = lock(&self.failed);
+        for c in chunks {
+            files.insert(c.doc.file.to_string());
+            if list.len() < MAX_LISTED {
+                list.push(FailedChunk {
+                    source: c.doc.source.clone(),
+                    chunk_index: c.index,
+                    id: c.id.clone(),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+
+    pub fn failed_count(&self) -> u64 {
+        self.failed_count.load(Relaxed)
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not hide the counts: take the data regardless.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tenant: String,
+    pub sink: String,
+    pub embedding_endpoint: String,
+    pub embed_dim: usize,
+    pub files_seen: u64,
+    pub files_loaded: u64,
+    pub files_skipped: BTreeMap<&'static str, u64>,
+    pub skipped: Vec<Skip>,
+    pub chunks: u64,
+    pub vectors_written: u64,
+    pub failed_chunks: u64,
+    pub failures: Vec<FailedChunk>,
+    pub embed_requests: u64,
+    pub embed_retries: u64,
+    pub tokens: u64,
+    pub tenant_rows: Option<u64>,
+    pub index: Option<String>,
+    pub interrupted: bool,
+    pub error: Option<String>,
+    pub elapsed_seconds: f64,
+    pub vectors_per_second: f64,
+}
+
+pub struct RunInfo {
+    pub tenant: String,
+    pub sink: String,
+    pub embedding_endpoint: String,
+    pub embed_dim: usize,
+    pub tenant_rows: Option<u64>,
+    pub index: Option<String>,
+    pub interrupted: bool,
+    pub error: Option<String>,
+    pub elapsed_seconds: f64,
+}
+
+impl Report {
+    pub fn build(stats: &Stats, info: RunInfo) -> Report {
+        let written = Stats::get(&stats.vectors_written);
+        let failed_files = lock(&stats.failed_files).len() as u64;
+        Report {
+            tenant: info.tenant,
+            sink: info.sink,
+            embedding_endpoint: info.embedding_endpoint,
+            embed_dim: info.embed_dim,
+            files_seen: Stats::get(&stats.files_seen),
+            files_loaded: Stats::get(&stats.files_with_chunks).saturating_sub(failed_files),
+            files_skipped: lock(&stats.skipped_by_reason).clone(),
+            skipped: lock(&stats.skipped).clone(),
+            chunks: Stats::get(&stats.chunks),
+            vectors_written: written,
+            failed_chunks: stats.failed_count(),
+            failures: lock(&stats.failed).clone(),
+            embed_requests: Stats::get(&stats.embed_requests),
+            embed_retries: Stats::get(&stats.embed_retries),
+            tokens: Stats::get(&stats.tokens),
+            tenant_rows: info.tenant_rows,
+            index: info.index,
+            interrupted: info.interrupted,
+            error: info.error,
+            elapsed_seconds: round3(info.elapsed_seconds),
+            vectors_per_second: round3(written as f64 / info.elapsed_seconds.max(1e-9)),
+        }
+    }
+
+    /// The human summary, printed to stdout at the end of a run.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let skipped: u64 = self.files_skipped.values().sum();
+        let _ = writeln!(s, "vecload: tenant {:?} -> {}", self.tenant, self.sink);
+        let _ = writeln!(
+            s,
+            "  files: {} seen, {} loaded, {} skipped{}",
+            self.files_seen,
+            self.files_loaded,
+            skipped,
+            if skipped > 0 {
+                format!(
+                    " ({})",
+                    self.files_skipped
+                        .iter()
+                        .map(|(r, n)| format!("{r}: {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            }
+        );
+        for sk in self
+            .skipped
+            .iter()
+            .filter(|s| s.reason != "unsupported type")
+            .take(20)
+        {
+            let _ = writeln!(s, "    skipped {} ({}: {})", sk.path, sk.reason, sk.detail);
+        }
+        let _ = writeln!(
+            s,
+            "  chunks: {}, tokens: {}, embedding requests: {} ({} retries)",
+            self.chunks, self.tokens, self.embed_requests, self.embed_retries
+        );
+        let _ = writeln!(
+            s,
+            "  vectors written: {} in {:.1}s ({:.0}/s){}",
+            self.vectors_written,
+            self.elapsed_seconds,
+            self.vectors_per_second,
+            self.tenant_rows
+                .map(|n| format!("; tenant now has {n} rows"))
+                .unwrap_or_default()
+        );
+        if let Some(ix) = &self.index {
+            let _ = writeln!(s, "  index: {ix}");
+        }
+        if self.failed_chunks > 0 {
+            let _ = writeln!(
+                s,
+                "  FAILED: {} chunks were not written:",
+                self.failed_chunks
+            );
+            for f in self.failures.iter().take(20) {
+                let _ = writeln!(s, "    {} chunk {}: {}", f.source, f.chunk_index, f.error);
+            }
+            if self.failures.len() > 20 {
+                let _ = writeln!(s, "    ... {} more (see --report)", self.failed_chunks - 20);
+            }
+        }
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "  INTERRUPTED: rerun the same command to finish; rows already written are overwritten, not duplicated"
+            );
+        }
+        if let Some(e) = &self.error {
+            let _ = writeln!(s, "  ERROR: {e}");
+        }
+        s
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

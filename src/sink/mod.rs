@@ -1,0 +1,57 @@
+//! Where vectors end up. A sink checks compatibility once before any work,
+//! writes batches and returns only when the store has acknowledged them, and
+//! finishes by building indexes and counting what is stored.
+
+pub mod pgvector;
+pub mod stage;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+use crate::config::SinkConfig;
+use crate::embed::Embedded;
+
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Where the data goes, for logs; never includes a secret.
+    fn describe(&self) -> String;
+    /// Rows per write.
+    fn write_batch(&self) -> usize;
+    /// Writers at once, each with its own connection.
+    fn write_concurrency(&self) -> usize;
+    /// Connect, create or check the target. Runs before any embedding request.
+    async fn prepare(&mut self) -> Result<()>;
+    /// A new writer with its own connection.
+    async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
+    /// Build indexes (unless the run was interrupted) and count the tenant's rows.
+    async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary>;
+}
+
+#[async_trait]
+pub trait SinkWriter: Send {
+    /// Returns once the store has durably accepted every row of `rows`.
+    async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// These rows can never be stored as they are; other batches can.
+    #[error("{0}")]
+    Rejected(String),
+    /// The store or the connection failed; the same batch may succeed on a
+    /// new connection.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SinkSummary {
+    pub tenant_rows: u64,
+    pub index: Option<String>,
+}
+
+pub fn build(cfg: &SinkConfig, dim: usize) -> Box<dyn Sink> {
+    match cfg {
+        SinkConfig::Pgvector(pg) => Box::new(pgvector::PgSink::new(pg.clone(), dim)),
+    }
+}

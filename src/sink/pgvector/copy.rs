@@ -1,0 +1,77 @@
+//! Rows in PostgreSQL's binary COPY format, encoded by hand.
+//!
+//! `BinaryCopyInWriter` encodes each value through `ToSql` one at a time; the
+//! rows here have a fixed shape, so writing the bytes straight into one buffer
+//! is far cheaper (rust-postgres#1114 measured ~15x) and needs no type oids.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::cli::PgType;
+use crate::embed::Embedded;
+
+/// Columns of the staging table, in the order rows are encoded.
+pub const COPY_COLUMNS: &str =
+    "id, tenant_id, doc_id, source, chunk_index, content, content_hash, embedding";
+
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Largest finite float16 value; halfvec cannot hold more.
+const HALF_MAX: f32 = 65504.0;
+
+pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
+    let per_value = match ty {
+        PgType::Vector => 4,
+        PgType::Halfvec => 2,
+    };
+    let approx: usize = rows
+        .iter()
+        .map(|r| {
+            128 + r.chunk.text.len() + r.chunk.doc.source.len() + 4 + per_value * r.vector.len()
+        })
+        .sum();
+    let mut buf = BytesMut::with_capacity(HEADER.len() + 8 + approx + 2);
+    buf.put_slice(HEADER);
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension length
+    for r in rows {
+        let c = &r.chunk;
+        buf.put_i16(8);
+        put_text(&mut buf, &c.id);
+        put_text(&mut buf, &c.doc.tenant);
+        put_text(&mut buf, &c.doc.doc_id);
+        put_text(&mut buf, &c.doc.source);
+        buf.put_i32(4);
+        buf.put_i32(c.index as i32);
+        put_text(&mut buf, &c.text);
+        put_text(&mut buf, &c.content_hash);
+        let dim = r.vector.len();
+        buf.put_i32((4 + per_value * dim) as i32);
+        buf.put_i16(dim as i16);
+        buf.put_i16(0);
+        match ty {
+            PgType::Vector => {
+                for v in &r.vector {
+                    buf.put_f32(*v);
+                }
+            }
+            PgType::Halfvec => {
+                for v in &r.vector {
+                    if v.abs() > HALF_MAX {
+                        return Err(format!(
+                            "chunk {} of {} has a value {v} outside halfvec's range (±{HALF_MAX}); use --pg-type vector",
+                            c.index, c.doc.source
+                        ));
+                    }
+                    buf.put_u16(half::f16::from_f32(*v).to_bits());
+                }
+            }
+        }
+    }
+    buf.put_i16(-1);
+    Ok(buf)
+}
+
+fn put_text(buf: &mut BytesMut, s: &str) {
+    buf.put_i32(s.len() as i32);
+    buf.put_slice(s.as_bytes());
+}

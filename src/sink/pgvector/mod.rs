@@ -1,0 +1,111 @@
+//! PostgreSQL + pgvector: binary COPY into staging, upsert by primary key,
+//! vector index built after the load.
+
+pub mod connect;
+mod copy;
+pub mod schema;
+mod writer;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+pub use connect::PgTarget;
+use schema::Table;
+
+use crate::config::PgConfig;
+use crate::sink::{Sink, SinkSummary, SinkWriter};
+
+pub struct PgSink {
+    cfg: PgConfig,
+    table: Table,
+    dim: usize,
+    /// Set by `prepare`: a table made by this run can be indexed without CONCURRENTLY.
+    created_table: bool,
+}
+
+impl PgSink {
+    pub fn new(cfg: PgConfig, dim: usize) -> PgSink {
+        let table = Table::new(&cfg.table);
+        PgSink {
+            cfg,
+            table,
+            dim,
+            created_table: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for PgSink {
+    fn describe(&self) -> String {
+        format!(
+            "pgvector table {} at {}",
+            self.table.name,
+            self.cfg.target.describe()
+        )
+    }
+
+    fn write_batch(&self) -> usize {
+        self.cfg.write_batch
+    }
+
+    fn write_concurrency(&self) -> usize {
+        self.cfg.write_concurrency
+    }
+
+    async fn prepare(&mut self) -> Result<()> {
+        let client = self.cfg.target.connect().await?;
+        let version = schema::ensure_extension(&client, self.cfg.pg_type).await?;
+        let state = schema::ensure_table(&client, &self.table, self.cfg.pg_type, self.dim).await?;
+        self.created_table = state.created;
+        tracing::info!(
+            "pgvector {version}: table {} {}",
+            self.table.name,
+            if state.created {
+                "created"
+            } else {
+                "exists with a matching layout"
+            }
+        );
+        Ok(())
+    }
+
+    async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
+        let client = self.cfg.target.connect().await?;
+        let w = writer::PgWriter::open(client, &self.table, self.cfg.pg_type, self.dim).await?;
+        Ok(Box::new(w))
+    }
+
+    async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary> {
+        let client = self.cfg.target.connect().await?;
+        let index = if build_index {
+            schema::build_index(
+                &client,
+                &self.table,
+                self.cfg.index,
+                self.cfg.pg_type,
+                self.cfg.distance,
+                self.cfg.index_memory.as_deref(),
+                !self.created_table,
+            )
+            .await?
+        } else {
+            None
+        };
+        let rows: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE tenant_id = $1",
+                    self.table.quoted
+                ),
+                &[&tenant],
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("counting rows: {}", schema::db_message(&e)))?
+            .get(0);
+        Ok(SinkSummary {
+            tenant_rows: rows as u64,
+            index,
+        })
+    }
+}

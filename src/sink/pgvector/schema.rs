@@ -1,0 +1,384 @@
+//! The table vecload writes: created when missing, checked when present.
+//!
+//! An existing table must have the stored layout with the same vector type and
+//! dimension as the run; anything else is refused before a single embedding
+//! request, because every vector paid for would be rejected at COPY time.
+
+use anyhow::{Context, Result, bail};
+use tokio_postgres::Client;
+
+use crate::cli::{Distance, IndexKind, PgType};
+
+/// Accepts `table` or `schema.table` made of plain identifiers, so names can
+/// be quoted safely into SQL. Returns the name as given.
+pub fn validate_table_name(name: &str) -> Result<String, String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.is_empty() || parts.len() > 2 {
+        return Err("use `table` or `schema.table`".into());
+    }
+    for p in &parts {
+        let ok = !p.is_empty()
+            && p.len() <= 63
+            && p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err("names are letters, digits and _, starting with a letter or _, at most 63 characters".into());
+        }
+    }
+    Ok(name.to_string())
+}
+
+/// A validated table name, quoted for SQL. Names are kept as given (case
+/// included), as PostgreSQL does for quoted identifiers.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    pub quoted: String,
+    /// Name without schema, for naming indexes.
+    pub bare: String,
+}
+
+impl Table {
+    pub fn new(name: &str) -> Table {
+        let quoted = name
+            .split('.')
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(".");
+        let bare = name.rsplit('.').next().unwrap_or(name).to_string();
+        Table {
+            name: name.to_string(),
+            quoted,
+            bare,
+        }
+    }
+
+    pub fn vector_index_name(&self, kind: IndexKind, distance: Distance) -> String {
+        let k = match kind {
+            IndexKind::Hnsw => "hnsw",
+            IndexKind::Ivfflat => "ivfflat",
+            IndexKind::None => "none",
+        };
+        let mut n = format!(
+            "{}_embedding_{k}_{}_idx",
+            self.bare,
+            distance_name(distance)
+        );
+        n.truncate(63);
+        n
+    }
+}
+
+fn distance_name(d: Distance) -> &'static str {
+    match d {
+        Distance::Cosine => "cosine",
+        Distance::Dot => "ip",
+        Distance::Euclid => "l2",
+    }
+}
+
+pub fn column_type(ty: PgType, dim: usize) -> String {
+    match ty {
+        PgType::Vector => format!("vector({dim})"),
+        PgType::Halfvec => format!("halfvec({dim})"),
+    }
+}
+
+pub fn opclass(ty: PgType, distance: Distance) -> String {
+    let t = match ty {
+        PgType::Vector => "vector",
+        PgType::Halfvec => "halfvec",
+    };
+    format!("{t}_{}_ops", distance_name(distance))
+}
+
+/// Makes sure pgvector is installed, creating the extension when allowed.
+/// Returns its version.
+pub async fn ensure_extension(client: &Client, ty: PgType) -> Result<String> {
+    let version = match installed_version(client).await? {
+        Some(v) => v,
+        None => {
+            if let Err(e) = client
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
+                .await
+            {
+                bail!(
+                    "the pgvector extension is not installed in this database and this user cannot install it ({}). \
+                     Ask an administrator to run `CREATE EXTENSION vector;` in it (on RDS: as the master user)",
+                    db_message(&e)
+                );
+            }
+            installed_version(client).await?.unwrap_or_default()
+        }
+    };
+    if ty == PgType::Halfvec && version_lt(&version, (0, 7)) {
+        bail!(
+            "--pg-type halfvec needs pgvector 0.7 or later; this database has {version}. Upgrade with `ALTER EXTENSION vector UPDATE;`"
+        );
+    }
+    Ok(version)
+}
+
+async fn installed_version(client: &Client) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+            &[],
+        )
+        .await
+        .context("checking for the pgvector extension")?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+fn version_lt(v: &str, min: (u32, u32)) -> bool {
+    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = it.next().unwrap_or(0);
+    let minor = it.next().unwrap_or(0);
+    (major, minor) < min
+}
+
+/// The columns of the stored layout and their types (embedding checked apart).
+const COLUMNS: &[(&str, &str)] = &[
+    ("tenant_id", "text"),
+    ("id", "text"),
+    ("doc_id", "text"),
+    ("source", "text"),
+    ("chunk_index", "integer"),
+    ("content", "text"),
+    ("content_hash", "text"),
+    ("updated_at", "timestamp with time zone"),
+];
+
+/// What `prepare` found: whether the table was made by this run (then nobody
+/// else uses it yet and the index can be built without CONCURRENTLY).
+pub struct TableState {
+    pub created: bool,
+}
+
+pub async fn ensure_table(
+    client: &Client,
+    table: &Table,
+    ty: PgType,
+    dim: usize,
+) -> Result<TableState> {
+    let want = column_type(ty, dim);
+    let existing = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&table.quoted],
+        )
+        .await
+        .with_context(|| format!("reading the columns of table {}", table.name))?;
+    if existing.is_empty() {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                tenant_id text NOT NULL,
+                id text NOT NULL,
+                doc_id text NOT NULL,
+                source text NOT NULL,
+                chunk_index integer NOT NULL,
+                content text NOT NULL,
+                content_hash text NOT NULL,
+                embedding {want} NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, id)
+            )",
+            t = table.quoted
+        );
+        client.batch_execute(&ddl).await.map_err(|e| {
+            anyhow::anyhow!("cannot create table {}: {}", table.name, db_message(&e))
+        })?;
+        return Ok(TableState { created: true });
+    }
+    let cols: Vec<(String, String)> = existing.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let find = |name: &str| {
+        cols.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    };
+    match find("embedding") {
+        Some(t) if t == want => {}
+        Some(t) => bail!(
+            "table {} already exists with embedding {t}, but this run makes {want}. \
+             Use another --table for the new vectors (see `vecload reembed` for dimension changes), \
+             or set --embed-dim/--pg-type to match the table",
+            table.name
+        ),
+        None => bail!(
+            "table {} exists but has no `embedding` column: it is not a vecload table; choose another --table",
+            table.name
+        ),
+    }
+    for (name, ty) in COLUMNS {
+        match find(name) {
+            Some(t) if t == *ty => {}
+            Some(t) => bail!(
+                "table {} has column {name} of type {t}, expected {ty}; choose another --table",
+                table.name
+            ),
+            None => bail!(
+                "table {} has no column {name}: it is not a vecload table; choose another --table",
+                table.name
+            ),
+        }
+    }
+    let has_key: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique \
+             AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a \
+                  WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = ARRAY['id','tenant_id'])",
+            &[&table.quoted],
+        )
+        .await
+        .context("checking the table's primary key")?
+        .get(0);
+    if !has_key {
+        bail!(
+            "table {} has no unique key on (tenant_id, id), so reruns could not upsert; add one with \
+             `ALTER TABLE {} ADD PRIMARY KEY (tenant_id, id)` or choose another --table",
+            table.name,
+            table.quoted
+        );
+    }
+    Ok(TableState { created: false })
+}
+
+/// Builds the vector index after the load. On a table that existed before the
+/// run (possibly serving queries) it is built CONCURRENTLY so writers are not
+/// blocked; an invalid leftover of an interrupted concurrent build is rebuilt.
+pub async fn build_index(
+    client: &Client,
+    table: &Table,
+    kind: IndexKind,
+    ty: PgType,
+    distance: Distance,
+    memory: Option<&str>,
+    concurrently: bool,
+) -> Result<Option<String>> {
+    if kind == IndexKind::None {
+        return Ok(None);
+    }
+    let name = table.vector_index_name(kind, distance);
+    let schema_pred = match table.name.split_once('.') {
+        Some((schema, _)) => format!("n.nspname = '{schema}'"),
+        None => "n.oid = ANY (current_schemas(false)::regnamespace[])".to_string(),
+    };
+    let existing = client
+        .query_opt(
+            &format!(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = $1 AND {schema_pred}"
+            ),
+            &[&name],
+        )
+        .await
+        .context("looking for an existing vector index")?;
+    match existing {
+        Some(row) if row.get::<_, bool>(0) => return Ok(Some(name)),
+        Some(_) => {
+            tracing::warn!(
+                "index {name} is invalid (an earlier build was interrupted); rebuilding it"
+            );
+            let schema = table
+                .name
+                .split_once('.')
+                .map(|(s, _)| format!("\"{s}\"."))
+                .unwrap_or_default();
+            client
+                .batch_execute(&format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {schema}\"{name}\""
+                ))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("dropping invalid index {name}: {}", db_message(&e))
+                })?;
+        }
+        None => {}
+    }
+    if let Some(mem) = memory {
+        // A graph that fits in maintenance_work_mem builds many times faster.
+        client
+            .batch_execute(&format!(
+                "SET maintenance_work_mem = '{}'",
+                mem.replace('\'', "")
+            ))
+            .await
+            .map_err(|e| anyhow::anyhow!("--index-memory {mem:?}: {}", db_message(&e)))?;
+    }
+    let method = match kind {
+        IndexKind::Hnsw => "hnsw".to_string(),
+        IndexKind::Ivfflat => {
+            // pgvector's guidance: rows/1000 lists up to 1M rows, sqrt(rows) above.
+            let rows: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {}", table.quoted), &[])
+                .await?
+                .get(0);
+            let lists = if rows <= 1_000_000 {
+                (rows / 1000).max(1)
+            } else {
+                (rows as f64).sqrt() as i64
+            };
+            format!("ivfflat WITH (lists = {lists})")
+        }
+        IndexKind::None => unreachable!("handled above"),
+    };
+    let (using, with) = match method.split_once(" WITH ") {
+        Some((m, w)) => (m.to_string(), format!(" WITH {w}")),
+        None => (method, String::new()),
+    };
+    let sql = format!(
+        "CREATE INDEX {conc}IF NOT EXISTS \"{name}\" ON {t} USING {using} (embedding {ops}){with}",
+        conc = if concurrently { "CONCURRENTLY " } else { "" },
+        t = table.quoted,
+        ops = opclass(ty, distance),
+    );
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(|e| anyhow::anyhow!("building index {name}: {}", db_message(&e)))?;
+    client
+        .batch_execute(&format!("ANALYZE {}", table.quoted))
+        .await
+        .map_err(|e| anyhow::anyhow!("ANALYZE {}: {}", table.name, db_message(&e)))?;
+    Ok(Some(name))
+}
+
+/// The server's own message (tokio-postgres's Display says only "db error").
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        assert!(validate_table_name("vecload_chunks").is_ok());
+        assert!(validate_table_name("rag.chunks_v2").is_ok());
+        assert!(validate_table_name("a.b.c").is_err());
+        assert!(validate_table_name("x\"; drop table y; --").is_err());
+        assert!(validate_table_name("1abc").is_err());
+        assert!(validate_table_name("").is_err());
+    }
+
+    #[test]
+    fn quoting_and_index_names() {
+        let t = Table::new("rag.Chunks");
+        assert_eq!(t.quoted, "\"rag\".\"Chunks\"");
+        assert_eq!(
+            t.vector_index_name(IndexKind::Hnsw, Distance::Cosine),
+            "Chunks_embedding_hnsw_cosine_idx"
+        );
+        assert_eq!(
+            opclass(PgType::Halfvec, Distance::Cosine),
+            "halfvec_cosine_ops"
+        );
+    }
+}

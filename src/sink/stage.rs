@@ -1,0 +1,140 @@
+//! The sink stage: embedded rows in, acknowledged writes out.
+//!
+//! Rows are grouped into write batches (flushed when full or when no rows
+//! arrived for a moment, so a slow endpoint still sees its rows land), and
+//! written by `write_concurrency` writers, each with its own connection. A
+//! write that keeps failing on fresh connections means the store is gone:
+//! the run stops instead of paying for vectors it cannot keep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Sink, SinkWriter, WriteError};
+use crate::embed::Embedded;
+use crate::embed::stage::Fatal;
+use crate::report::Stats;
+
+const IDLE_FLUSH: Duration = Duration::from_secs(1);
+const WRITE_ATTEMPTS: u32 = 5;
+
+pub struct SinkStage {
+    pub sink: Arc<dyn Sink>,
+    pub stats: Arc<Stats>,
+    pub cancel: CancellationToken,
+    pub fatal: Fatal,
+}
+
+impl SinkStage {
+    /// Runs until `rx` closes, writing everything it receives (also after a
+    /// Ctrl-C: those vectors are paid for).
+    pub async fn run(self, mut rx: mpsc::Receiver<Vec<Embedded>>) {
+        let this = Arc::new(self);
+        let size = this.sink.write_batch();
+        let (wtx, wrx) = mpsc::channel::<Vec<Embedded>>(this.sink.write_concurrency());
+        let wrx = Arc::new(Mutex::new(wrx));
+        let mut writers = JoinSet::new();
+        for _ in 0..this.sink.write_concurrency() {
+            let (this, wrx) = (this.clone(), wrx.clone());
+            writers.spawn(async move { this.writer_loop(wrx).await });
+        }
+        let mut pending: Vec<Embedded> = Vec::with_capacity(size);
+        loop {
+            match tokio::time::timeout(IDLE_FLUSH, rx.recv()).await {
+                Ok(Some(rows)) => {
+                    pending.extend(rows);
+                    while pending.len() >= size {
+                        let rest = pending.split_off(size);
+                        let full = std::mem::replace(&mut pending, rest);
+                        if wtx.send(full).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(_idle) => {
+                    if !pending.is_empty() {
+                        let _ = wtx.send(std::mem::take(&mut pending)).await;
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let _ = wtx.send(pending).await;
+        }
+        drop(wtx);
+        while let Some(res) = writers.join_next().await {
+            if let Err(e) = res {
+                this.fatal.set(
+                    format!("internal error in a sink writer: {e}"),
+                    &this.cancel,
+                );
+            }
+        }
+    }
+
+    async fn writer_loop(&self, rx: Arc<Mutex<mpsc::Receiver<Vec<Embedded>>>>) {
+        let mut writer: Option<Box<dyn SinkWriter>> = None;
+        loop {
+            let batch = { rx.lock().await.recv().await };
+            let Some(batch) = batch else { return };
+            self.write_with_retries(&mut writer, batch).await;
+        }
+    }
+
+    async fn write_with_retries(
+        &self,
+        writer: &mut Option<Box<dyn SinkWriter>>,
+        batch: Vec<Embedded>,
+    ) {
+        let mut last = String::new();
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            if writer.is_none() {
+                match self.sink.writer().await {
+                    Ok(w) => *writer = Some(w),
+                    Err(e) => {
+                        last = format!("{e:#}");
+                        tracing::warn!("opening a sink connection failed: {last}");
+                        continue;
+                    }
+                }
+            }
+            let Some(w) = writer.as_mut() else { continue };
+            match w.write(&batch).await {
+                Ok(()) => {
+                    Stats::add(&self.stats.vectors_written, batch.len() as u64);
+                    return;
+                }
+                Err(WriteError::Rejected(msg)) => {
+                    tracing::warn!("{} rows rejected by the sink: {msg}", batch.len());
+                    self.fail(&batch, &msg);
+                    return;
+                }
+                Err(WriteError::Failed(e)) => {
+                    last = format!("{e:#}");
+                    tracing::warn!(
+                        "writing {} rows failed (attempt {}): {last}",
+                        batch.len(),
+                        attempt + 1
+                    );
+                    // The connection may be broken or mid-transaction: start fresh.
+                    *writer = None;
+                }
+            }
+        }
+        let msg = format!("the sink failed {WRITE_ATTEMPTS} times in a row: {last}");
+        self.fail(&batch, &msg);
+        self.fatal.set(msg, &self.cancel);
+    }
+
+    fn fail(&self, rows: &[Embedded], msg: &str) {
+        let chunks: Vec<_> = rows.iter().map(|r| r.chunk.clone()).collect();
+        self.stats.fail(&chunks, msg);
+    }
+}

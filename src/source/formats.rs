@@ -1,0 +1,214 @@
+//! Reading one file into documents, by extension: plain text and Markdown as
+//! they are, HTML as its visible text, JSON and JSONL as the text field of
+//! each record (each record its own document, so chunks never mix records).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{FileEntry, Skip};
+use crate::chunk::Document;
+use crate::config::SourceConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Markdown,
+    Html,
+    Json,
+    JsonLines,
+}
+
+impl Format {
+    pub fn of(rel: &str) -> Option<Format> {
+        let ext = rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        Some(match ext.as_str() {
+            "txt" | "text" => Format::Text,
+            "md" | "markdown" | "mdx" => Format::Markdown,
+            "html" | "htm" | "xhtml" => Format::Html,
+            "json" => Format::Json,
+            "jsonl" | "ndjson" => Format::JsonLines,
+            _ => return None,
+        })
+    }
+}
+
+/// Reads `file`; `Ok` holds at least one document with non-blank text.
+pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, Skip> {
+    let skip = |reason, detail: String| Skip::new(&file.path, reason, detail);
+    let Some(format) = Format::of(&file.rel) else {
+        return Err(skip(
+            "unsupported type",
+            "no reader for this file type".into(),
+        ));
+    };
+    let meta = std::fs::metadata(&file.path).map_err(|e| skip("unreadable", e.to_string()))?;
+    if meta.len() > cfg.max_file_bytes {
+        return Err(skip(
+            "too large",
+            format!(
+                "{} MiB is over --max-file-mb {}; raise the limit or split the file",
+                meta.len() / (1024 * 1024),
+                cfg.max_file_bytes / (1024 * 1024)
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take` guards against a file that grew after the size check.
+    std::fs::File::open(&file.path)
+        .and_then(|f| f.take(cfg.max_file_bytes + 1).read_to_end(&mut bytes))
+        .map_err(|e| skip("unreadable", e.to_string()))?;
+    if bytes.len() as u64 > cfg.max_file_bytes {
+        return Err(skip(
+            "too large",
+            "file grew past --max-file-mb while being read".into(),
+        ));
+    }
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(skip(
+            "empty",
+            if bytes.is_empty() {
+                "file is empty"
+            } else {
+                "only whitespace"
+            }
+            .into(),
+        ));
+    }
+    if let Some(at) = bytes.iter().position(|&b| b == 0) {
+        return Err(skip("binary", format!("NUL byte at offset {at}")));
+    }
+    let mut text = String::from_utf8(bytes).map_err(|e| {
+        skip(
+            "invalid UTF-8",
+            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
+        )
+    })?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..3);
+    }
+    let one = |text: String| Document {
+        key: file.rel.clone(),
+        source: file.rel.clone(),
+        file: Arc::from(file.rel.as_str()),
+        text,
+    };
+    let docs = match format {
+        Format::Text | Format::Markdown => vec![one(text)],
+        Format::Html => vec![one(html_text(&text).map_err(|e| skip("unparsable", e))?)],
+        Format::Json => {
+            json_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
+        }
+        Format::JsonLines => {
+            jsonl_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
+        }
+    };
+    let docs: Vec<Document> = docs
+        .into_iter()
+        .filter(|d| !d.text.trim().is_empty())
+        .collect();
+    if docs.is_empty() {
+        let why = match format {
+            Format::Html => "no visible text",
+            Format::Json | Format::JsonLines => "no record has text",
+            _ => "only whitespace",
+        };
+        return Err(skip("empty", why.into()));
+    }
+    Ok(docs)
+}
+
+/// Visible text only: html2text drops script, style and head content.
+fn html_text(html: &str) -> Result<String, String> {
+    html2text::config::plain_no_decorate()
+        .link_footnotes(false)
+        .allow_width_overflow()
+        .string_from_read(html.as_bytes(), 100_000)
+        .map_err(|e| format!("HTML: {e}"))
+}
+
+fn record_text(v: &Value, field: &str) -> Option<String> {
+    let pick = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+    // PostgreSQL text cannot hold NUL; JSON strings can.
+    pick(field)
+        .or_else(|| pick("text"))
+        .map(|s| s.replace('\0', ""))
+}
+
+fn json_docs(file: &FileEntry, text: &str, field: &str) -> Result<Vec<Document>, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("JSON: {e}"))?;
+    match v {
+        Value::Array(items) => Ok(items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                record_text(item, field).map(|t| record(file, &i.to_string(), t))
+            })
+            .collect()),
+        Value::Object(_) => match record_text(&v, field) {
+            Some(t) => Ok(vec![Document {
+                key: file.rel.clone(),
+                source: file.rel.clone(),
+                file: Arc::from(file.rel.as_str()),
+                text: t,
+            }]),
+            None => Err(format!("no string field {field:?} or \"text\"")),
+        },
+        _ => Err("top level is neither an object nor an array".into()),
+    }
+}
+
+fn jsonl_docs(file: &FileEntry, text: &str, field: &str) -> Result<Vec<Document>, String> {
+    let mut docs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("JSON on line {}: {e}", i + 1))?;
+        if let Some(t) = record_text(&v, field) {
+            docs.push(record(file, &(i + 1).to_string(), t));
+        }
+    }
+    Ok(docs)
+}
+
+/// A JSON record as a document: `path#N` (array index, or line number for JSONL).
+fn record(file: &FileEntry, n: &str, text: String) -> Document {
+    let key = format!("{}#{n}", file.rel);
+    Document {
+        key: key.clone(),
+        source: key,
+        file: Arc::from(file.rel.as_str()),
+        text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_keeps_visible_text_only() {
+        let t = html_text(
+            "<html><head><title>T</title><style>.x{color:red}</style><script>var secret=1;</script></head>\
+             <body><h1>Heading</h1><p>Hello <b>world</b></p><script>alert(2)</script></body></html>",
+        )
+        .unwrap();
+        assert!(t.contains("Heading") && t.contains("Hello world"), "{t}");
+        assert!(
+            !t.contains("secret") && !t.contains("alert") && !t.contains("color"),
+            "{t}"
+        );
+        assert!(!t.contains('<'), "{t}");
+    }
+
+    #[test]
+    fn formats_by_extension() {
+        assert_eq!(Format::of("a/B.MD"), Some(Format::Markdown));
+        assert_eq!(Format::of("x.jsonl"), Some(Format::JsonLines));
+        assert_eq!(Format::of("x.png"), None);
+        assert_eq!(Format::of("README"), None);
+    }
+}
