@@ -36,7 +36,15 @@ struct Response {
 #[derive(Deserialize)]
 struct Item {
     index: usize,
+    #[serde(deserialize_with = "lenient_floats")]
     embedding: Vec<f32>,
+}
+
+/// Floats, with `null` (what orjson and others write for NaN) read as NaN so
+/// the vector check rejects it with a clear message.
+fn lenient_floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let v: Vec<Option<f32>> = Vec::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
 }
 
 impl OpenAiEmbedder {
@@ -115,11 +123,20 @@ impl Embedder for OpenAiEmbedder {
             let msg = self.clean(&String::from_utf8_lossy(&bytes));
             return Err(classify(status, msg, retry_after));
         }
-        let parsed: Response =
-            serde_json::from_slice(&bytes).map_err(|e| EmbedError::Transient {
-                message: format!("malformed response from the embedding endpoint: {e}"),
-                retry_after: None,
-            })?;
+        let parsed: Response = serde_json::from_slice(&bytes).map_err(|e| {
+            let body = String::from_utf8_lossy(&bytes);
+            // Python's json writes bare NaN/Infinity: not JSON, and no retry will change it.
+            if body.contains("NaN") || body.contains("Infinity") {
+                EmbedError::Rejected(format!(
+                    "the endpoint returned a non-finite value (NaN or Infinity): {e}"
+                ))
+            } else {
+                EmbedError::Transient {
+                    message: format!("malformed response from the embedding endpoint: {e}"),
+                    retry_after: None,
+                }
+            }
+        })?;
         place_by_index(parsed.data, inputs.len())
     }
 }

@@ -60,7 +60,8 @@ pub struct Opts {
     /// Answer 400 to requests with more inputs than this.
     #[arg(long)]
     pub max_batch: Option<usize>,
-    /// Inputs containing this text get a NaN in their vector.
+    /// Inputs containing this text get a NaN in their vector (written as
+    /// `null`, as orjson does; JSON has no NaN).
     #[arg(long)]
     pub nan_on: Option<String>,
     /// Answer with vectors of this length whatever is asked.
@@ -156,7 +157,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
             None,
         ));
     }
-    if req.method() != Method::POST || !(path.ends_with("/embeddings")) {
+    if req.method() != Method::POST || !matches!(path.as_str(), "/v1/embeddings" | "/embeddings") {
         return Ok(error(StatusCode::NOT_FOUND, "no such route", None));
     }
     let c = &state.c;
@@ -254,7 +255,7 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
                 .enumerate()
                 .map(|(j, x)| {
                     if nan && j == 0 {
-                        json!("NaN")
+                        serde_json::Value::Null
                     } else {
                         json!(x)
                     }

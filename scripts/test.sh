@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: starts a real PostgreSQL + pgvector on loopback (installing
+# it on first use) and runs every test against it with the real binaries.
+#   scripts/test.sh            all tests
+#   scripts/test.sh load       only tests whose name matches `load` (cargo test filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/pg.sh start)"
+export VECLOAD_TEST_PG_URL
+# The server was just started: a test that cannot find it must fail, not skip.
+export VECLOAD_REQUIRE_SERVICES=1
+
+# One release build serves the tests, the demo and the benchmarks.
+cargo test --release --all-targets "$@"

@@ -1,0 +1,239 @@
+//! Helpers for tests that drive the real `vecload` binary against a real
+//! PostgreSQL + pgvector (scripts/pg.sh) and the deterministic embedding
+//! test server (a separate process, like a remote endpoint).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The PostgreSQL URL from VECLOAD_TEST_PG_URL (set by scripts/test.sh). With
+/// VECLOAD_REQUIRE_SERVICES=1 (CI) a missing server fails the test instead of
+/// skipping it.
+pub fn pg_url(test: &str) -> Option<String> {
+    match std::env::var("VECLOAD_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("VECLOAD_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "VECLOAD_TEST_PG_URL is not set but VECLOAD_REQUIRE_SERVICES=1; run scripts/test.sh"
+                );
+            }
+            eprintln!(
+                "=== SKIPPED {test}: no PostgreSQL (set VECLOAD_TEST_PG_URL or run scripts/test.sh) ==="
+            );
+            None
+        }
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A table name no other test (or earlier run) uses.
+pub fn unique_table(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!("t_{prefix}_{}_{n}_{}", std::process::id(), t % 1_000_000)
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docs")
+}
+
+/// The embedding test server, killed when dropped.
+pub struct EmbedServer {
+    child: Child,
+    pub url: String,
+    addr: String,
+}
+
+impl EmbedServer {
+    pub fn start(args: &[&str]) -> EmbedServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_embedding-test-server"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start embedding-test-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read server URL");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("server prints its URL")
+            .to_string();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/v1")
+            .to_string();
+        EmbedServer { child, url, addr }
+    }
+
+    /// The server's counters: requests, inputs, rejected, max_in_flight.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut s = TcpStream::connect(&self.addr).expect("connect to test server");
+        write!(
+            s,
+            "GET /stats HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("send");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let body = resp.split("\r\n\r\n").nth(1).expect("HTTP body");
+        serde_json::from_str(body).expect("stats JSON")
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.stats()["requests"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for EmbedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment a user might have set that must not leak into a test run.
+const CLEARED_ENV: &[&str] = &[
+    "TENANT_ID",
+    "VECTOR_STORAGE",
+    "DATABASE_URL",
+    "POSTGRES_HOST",
+    "POSTGRES_PORT",
+    "POSTGRES_DATABASE",
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_SSLMODE",
+    "POSTGRES_SSLROOTCERT",
+    "EMBEDDING_BINDING_HOST",
+    "EMBEDDING_MODEL",
+    "EMBEDDING_DIM",
+    "EMBEDDING_BINDING_API_KEY",
+    "OPENAI_API_KEY",
+    "EMBEDDING_BATCH_NUM",
+    "EMBEDDING_FUNC_MAX_ASYNC",
+    "CHUNK_SIZE",
+    "CHUNK_OVERLAP_SIZE",
+    "VECLOAD_LOG",
+];
+
+/// `vecload` with a clean environment; add args and envs, then `run`.
+pub fn vecload() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vecload"));
+    for k in CLEARED_ENV {
+        c.env_remove(k);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// `vecload load` against `server` and the test database, with the usual flags.
+pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Command {
+    let mut c = vecload();
+    c.arg("load")
+        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+        .args([
+            "--embed-dim",
+            &dim.to_string(),
+            "--pg-url",
+            pg,
+            "--table",
+            table,
+        ])
+        .args(["--progress", "log"]);
+    c
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let out: Output = cmd.output().expect("run vecload");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "--- vecload exit {} ---\n{}\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    r
+}
+
+pub fn read_report(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("report written");
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// A synchronous handle on the test database.
+pub struct Db {
+    rt: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl Db {
+    pub fn connect(url: &str) -> Db {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to test PostgreSQL");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        });
+        Db { rt, client }
+    }
+
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<tokio_postgres::Row> {
+        self.rt
+            .block_on(self.client.query(sql, params))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    pub fn count(&self, table: &str) -> i64 {
+        self.query(&format!("SELECT count(*) FROM \"{table}\""), &[])[0].get(0)
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.rt
+            .block_on(self.client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    pub fn table_exists(&self, table: &str) -> bool {
+        self.query(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("\"{table}\"")],
+        )[0]
+        .get(0)
+    }
+}

@@ -1,0 +1,193 @@
+//! What the endpoint can do wrong, and what vecload does about it: retry what
+//! is transient, fail only the batch that is bad, stop at once when no
+//! request can succeed, and never write a vector that failed its checks.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn transient_errors_are_retried_until_every_chunk_is_written() {
+    let Some(pg) = pg_url("transient_errors_retried") else {
+        return;
+    };
+    for status in ["429", "503"] {
+        let server = EmbedServer::start(&[
+            "--dim",
+            "16",
+            "--fail-first",
+            "3",
+            "--fail-status",
+            status,
+            "--retry-after",
+            "0",
+        ]);
+        let table = unique_table("retry");
+        let report = std::env::temp_dir().join(format!("{table}.json"));
+        let r = run(load_cmd(&server, &pg, &table, 16)
+            .arg(fixtures().join("guides"))
+            .arg("--report")
+            .arg(&report));
+        assert_eq!(r.code, 0, "status {status}");
+        let rep = read_report(&report);
+        assert!(rep["embed_retries"].as_u64().unwrap() >= 3, "{rep}");
+        let rows = Db::connect(&pg).count(&table);
+        assert_eq!(
+            Some(rows as u64),
+            rep["chunks"].as_u64(),
+            "every chunk written after retries ({status})"
+        );
+    }
+}
+
+#[test]
+fn a_batch_that_keeps_failing_is_counted_and_the_exit_is_nonzero() {
+    let Some(pg) = pg_url("batch_keeps_failing") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--fail-first", "1000", "--retry-after", "0"]);
+    let table = unique_table("giveup");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures().join("guides"))
+        .args(["--max-retries", "2", "--report"])
+        .arg(&report));
+    assert_eq!(r.code, 1);
+    let rep = read_report(&report);
+    assert_eq!(rep["failed_chunks"], rep["chunks"]);
+    assert!(r.stderr.contains("chunks were not written"), "{}", r.stderr);
+    assert!(r.stdout.contains("gave up after 2 retries"), "{}", r.stdout);
+    assert_eq!(server.requests(), 3, "one try and two retries");
+}
+
+#[test]
+fn a_wrong_vector_length_stops_the_run_and_writes_nothing() {
+    let Some(pg) = pg_url("wrong_vector_length") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--force-dim", "8"]);
+    let table = unique_table("wrongdim");
+    let r = run(load_cmd(&server, &pg, &table, 16).arg(fixtures()).args([
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "2",
+    ]));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("length 8") && r.stderr.contains("EMBEDDING_DIM) is 16"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        Db::connect(&pg).count(&table),
+        0,
+        "no vector of the wrong length was written"
+    );
+    assert!(
+        server.requests() <= 4,
+        "stopped at once instead of paying on: {}",
+        server.requests()
+    );
+}
+
+#[test]
+fn a_non_finite_vector_fails_its_batch_only() {
+    let Some(pg) = pg_url("non_finite_vector") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--nan-on", "Tenancy model"]);
+    let table = unique_table("nan");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures().join("guides"))
+        .args(["--batch-size", "1", "--report"])
+        .arg(&report));
+    assert_eq!(
+        r.code, 1,
+        "a chunk that could not be written makes the exit non-zero"
+    );
+    let rep = read_report(&report);
+    assert_eq!(rep["failed_chunks"].as_u64(), Some(1));
+    assert_eq!(
+        rep["failures"][0]["source"].as_str(),
+        Some("tenancy.markdown")
+    );
+    assert!(
+        rep["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("non-finite")
+    );
+    let db = Db::connect(&pg);
+    let sources: Vec<String> = db
+        .query(&format!("SELECT source FROM \"{table}\""), &[])
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        sources,
+        vec!["reindex-runbook.md".to_string()],
+        "the other document was written"
+    );
+}
+
+#[test]
+fn an_unknown_route_or_model_stops_the_run_at_once() {
+    let Some(pg) = pg_url("unknown_route") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let table = unique_table("route");
+    // A base URL with a wrong path: the server answers 404.
+    let bad = server.url.trim_end_matches("/v1").to_string() + "/wrong";
+    let mut cmd = vecload();
+    cmd.arg("load").arg(fixtures()).args([
+        "--embed-url",
+        &bad,
+        "--embed-model",
+        "m",
+        "--embed-dim",
+        "16",
+    ]);
+    cmd.args(["--pg-url", &pg, "--table", &table]);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("404") && r.stderr.contains("--embed-url"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(Db::connect(&pg).count(&table), 0);
+}
+
+#[test]
+fn the_configured_concurrency_is_never_exceeded() {
+    let Some(pg) = pg_url("concurrency_bound") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "30", "--capacity", "3"]);
+    let table = unique_table("conc");
+    let r = run(load_cmd(&server, &pg, &table, 16).arg(fixtures()).args([
+        "--chunk-tokens",
+        "60",
+        "--chunk-overlap",
+        "5",
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "3",
+    ]));
+    assert_eq!(r.code, 0);
+    let stats = server.stats();
+    assert_eq!(
+        stats["rejected"].as_u64(),
+        Some(0),
+        "no 429 from a server with capacity 3: {stats}"
+    );
+    assert_eq!(
+        stats["max_in_flight"].as_u64(),
+        Some(3),
+        "the endpoint was kept busy: {stats}"
+    );
+}
