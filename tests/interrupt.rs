@@ -26,7 +26,7 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
         "--concurrency",
         "2",
     ];
-    let mut child = load_cmd(&server, &pg, &table, 16)
+    let child = load_cmd(&server, &pg, &table, 16)
         .arg(fixtures())
         .args(args)
         .arg("--report")
