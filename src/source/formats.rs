@@ -119,13 +119,37 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
     Ok(docs)
 }
 
-/// Visible text only: html2text drops script, style and head content.
+/// Visible text only: html2text drops script, style and head content. Raw
+/// mode puts table cells on lines of their own instead of drawing padded
+/// grids, which would send thousands of spaces and box-drawing characters
+/// to a paid endpoint.
 fn html_text(html: &str) -> Result<String, String> {
-    html2text::config::plain_no_decorate()
+    let text = html2text::config::plain_no_decorate()
+        .raw_mode(true)
         .link_footnotes(false)
-        .allow_width_overflow()
         .string_from_read(html.as_bytes(), 100_000)
-        .map_err(|e| format!("HTML: {e}"))
+        .map_err(|e| format!("HTML: {e}"))?;
+    Ok(tidy_lines(&text))
+}
+
+/// Trailing spaces cut, runs of blank lines folded into one.
+fn tidy_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    for line in text.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn record_text(v: &Value, field: &str) -> Option<String> {
@@ -202,6 +226,17 @@ mod tests {
             "{t}"
         );
         assert!(!t.contains('<'), "{t}");
+    }
+
+    #[test]
+    fn html_tables_are_not_padded_grids() {
+        let t = html_text(
+            "<table><tr><th>Operator</th><th>Meaning</th></tr>\
+             <tr><td>|</td><td>Bitwise OR, a long description of what this does</td></tr></table>",
+        )
+        .unwrap();
+        assert!(t.contains("Operator") && t.contains("Bitwise OR"), "{t}");
+        assert!(!t.contains("   ") && !t.contains('─'), "{t:?}");
     }
 
     #[test]

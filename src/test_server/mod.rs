@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rand::seq::SliceRandom;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -122,6 +122,28 @@ enum Input {
 }
 
 type Resp = Response<Full<Bytes>>;
+
+#[derive(Serialize)]
+struct Item {
+    object: &'static str,
+    index: usize,
+    /// `None` is written as null: how orjson writes NaN.
+    embedding: Vec<Option<f32>>,
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    object: &'static str,
+    data: Vec<Item>,
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: usize,
+    total_tokens: usize,
+}
 
 fn reply(status: StatusCode, body: serde_json::Value, retry_after: Option<u64>) -> Resp {
     let mut b = Response::builder()
@@ -244,35 +266,45 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
     }
     state.c.inputs.fetch_add(inputs.len() as u64, SeqCst);
     let dim = o.force_dim.or(parsed.dimensions).unwrap_or(o.dim);
-    let mut data: Vec<serde_json::Value> = inputs
+    // Typed items serialize far faster than a json! value per float, so the
+    // server stays out of the way in benchmarks.
+    let mut data: Vec<Item> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| {
-            let mut v = vector_for(text, dim);
+        .map(|(index, text)| {
             let nan = o.nan_on.as_deref().is_some_and(|m| text.contains(m));
-            let embedding: Vec<serde_json::Value> = v
-                .drain(..)
+            let embedding = vector_for(text, dim)
+                .into_iter()
                 .enumerate()
-                .map(|(j, x)| {
-                    if nan && j == 0 {
-                        serde_json::Value::Null
-                    } else {
-                        json!(x)
-                    }
-                })
+                .map(|(j, x)| if nan && j == 0 { None } else { Some(x) })
                 .collect();
-            json!({"object": "embedding", "index": i, "embedding": embedding})
+            Item {
+                object: "embedding",
+                index,
+                embedding,
+            }
         })
         .collect();
     if o.shuffle {
         data.shuffle(&mut rand::rng());
     }
     let tokens: usize = inputs.iter().map(|s| s.len() / 4 + 1).sum();
-    reply(
-        StatusCode::OK,
-        json!({"object": "list", "data": data, "model": parsed.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
-        None,
-    )
+    let body = ListResponse {
+        object: "list",
+        data,
+        model: parsed.model.unwrap_or_default(),
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
+    }
 }
 
 pub async fn serve(opts: Opts) -> anyhow::Result<()> {
