@@ -32,6 +32,7 @@ fn main() {
         default_excludes: true,
         json_text_field: "content".into(),
         max_file_bytes: 64 << 20,
+        source_prefix: None,
     };
     let filter = Filter::new(&src).expect("filter");
     let files = walk(&corpus, &filter).files;

@@ -83,6 +83,11 @@ pub struct SourceArgs {
     #[arg(long)]
     pub no_default_excludes: bool,
 
+    /// Prefix for stored source paths (and so ids), e.g. `handbook`: keeps two
+    /// folders loaded in separate runs into one tenant from sharing ids.
+    #[arg(long, value_name = "PREFIX")]
+    pub source_prefix: Option<String>,
+
     /// JSON field holding the text (falls back to `text`).
     #[arg(long, default_value = "content", value_name = "FIELD")]
     pub json_text_field: String,

@@ -39,6 +39,8 @@ pub struct SourceConfig {
     pub default_excludes: bool,
     pub json_text_field: String,
     pub max_file_bytes: u64,
+    /// Prepended (with `/`) to every stored source path.
+    pub source_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,9 +198,19 @@ impl Config {
             .filter(|k| !k.is_empty())
             .map(Secret::new);
 
-        if args.source.max_file_mb == 0 {
-            return Err(bad("--max-file-mb must be at least 1"));
+        if args.source.max_file_mb == 0 || args.source.max_file_mb > 4095 {
+            return Err(bad("--max-file-mb must be from 1 to 4095"));
         }
+        let source_prefix = match args
+            .source
+            .source_prefix
+            .as_deref()
+            .map(|p| p.trim_matches('/'))
+        {
+            Some("") => return Err(bad("--source-prefix is empty")),
+            Some(p) => Some(p.to_string()),
+            None => None,
+        };
 
         Ok(Config {
             paths: args.paths,
@@ -211,6 +223,7 @@ impl Config {
                 default_excludes: !args.source.no_default_excludes,
                 json_text_field: args.source.json_text_field,
                 max_file_bytes: args.source.max_file_mb * 1024 * 1024,
+                source_prefix,
             },
             chunk,
             embed: EmbedConfig {

@@ -119,7 +119,38 @@ fn the_same_relative_path_under_two_paths_is_refused_not_overwritten() {
         read_report(&report)["files_skipped"]["duplicate source path"].as_u64(),
         Some(1)
     );
+    assert!(
+        r.stdout.contains("--source-prefix"),
+        "the message says how to load both"
+    );
     let db = Db::connect(&pg);
     let content: String = db.query(&format!("SELECT content FROM \"{table}\""), &[])[0].get(0);
     assert_eq!(content, "Notes from the first folder.");
+
+    // Loaded in a second run with a prefix, the other file gets rows of its own.
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(b.path())
+        .args(["--source-prefix", "second/"]));
+    assert_eq!(r.code, 0);
+    let rows: Vec<(String, String)> = db
+        .query(
+            &format!("SELECT source, content FROM \"{table}\" ORDER BY source"),
+            &[],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "notes.md".to_string(),
+                "Notes from the first folder.".to_string()
+            ),
+            (
+                "second/notes.md".to_string(),
+                "Notes from the second folder.".to_string()
+            )
+        ]
+    );
 }

@@ -36,6 +36,7 @@ pub struct FileEntry {
 pub struct Filter {
     include: Option<GlobSet>,
     exclude: GlobSet,
+    prefix: Option<String>,
 }
 
 impl Filter {
@@ -67,6 +68,7 @@ impl Filter {
         Ok(Filter {
             include,
             exclude: build(&excludes, "--exclude")?,
+            prefix: cfg.source_prefix.clone(),
         })
     }
 
@@ -133,12 +135,17 @@ pub fn walk(paths: &[PathBuf], filter: &Filter) -> Walk {
                 ));
                 continue;
             }
+            let rel = match &filter.prefix {
+                Some(p) => format!("{p}/{rel}"),
+                None => rel,
+            };
             if let Some(first) = by_rel.get(&rel) {
                 out.skipped.push(Skip::new(
                     entry.path(),
                     "duplicate source path",
                     format!(
-                        "same relative path {rel:?} as {} from an earlier PATH",
+                        "same relative path {rel:?} as {}; give the folders' common parent as PATH \
+                         (with --include to pick folders), or load them in separate runs with --source-prefix",
                         first.display()
                     ),
                 ));
