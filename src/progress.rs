@@ -62,16 +62,17 @@ async fn bars(stats: Arc<Stats>, done: CancellationToken) {
     let style =
         |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
     let files = mp.add(ProgressBar::new(0));
-    files.set_style(style("{prefix:>9} [{bar:30}] {pos}/{len} {msg}"));
+    // Until chunking ends the chunk total is still growing, so the ETA is the
+    // files bar's; the other two show their own rates.
+    files.set_style(style("{prefix:>9} [{bar:30}] {pos}/{len} eta {eta} {msg}"));
     files.set_prefix("files");
     let embedded = mp.add(ProgressBar::new(0));
-    embedded.set_style(style(
-        "{prefix:>9} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
-    ));
+    embedded.set_style(style("{prefix:>9} [{bar:30}] {pos}/{len} {msg}"));
     embedded.set_prefix("embedded");
     let written = mp.add(ProgressBar::new(0));
-    written.set_style(style("{prefix:>9} [{bar:30}] {pos}/{len} {per_sec}"));
+    written.set_style(style("{prefix:>9} [{bar:30}] {pos}/{len} {msg}"));
     written.set_prefix("written");
+    let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
@@ -86,10 +87,22 @@ async fn bars(stats: Arc<Stats>, done: CancellationToken) {
         } else {
             files.set_message("");
         }
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let (e, w) = (
+            Stats::get(&stats.chunks_embedded),
+            Stats::get(&stats.vectors_written),
+        );
         embedded.set_length(chunks);
-        embedded.set_position(Stats::get(&stats.chunks_embedded));
+        embedded.set_position(e);
+        embedded.set_message(format!(
+            "{:.0} vectors/s, {} requests, {} retries",
+            e as f64 / secs,
+            Stats::get(&stats.embed_requests),
+            Stats::get(&stats.embed_retries)
+        ));
         written.set_length(chunks);
-        written.set_position(Stats::get(&stats.vectors_written));
+        written.set_position(w);
+        written.set_message(format!("{:.0} rows/s", w as f64 / secs));
     }
     for b in [&files, &embedded, &written] {
         b.finish_and_clear();
