@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmarks, each a ratio against a ceiling measured in the same run:
+#   1. embed stage vs the endpoint's capacity (C requests in flight x batch / latency),
+#      once with --concurrency = C and once with the capacity unknown (--concurrency 2C,
+#      the server answers 429 above C),
+#   2. chunking vs a plain tokenizer pass (benches/chunking.rs).
+# Writes target/bench/results.md. Needs nothing but this repo (starts PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+eval "$(scripts/pg.sh start)"
+out=target/bench; mkdir -p "$out"
+
+records=${BENCH_RECORDS:-60000}
+latency_ms=${BENCH_LATENCY_MS:-100}
+capacity=${BENCH_CAPACITY:-16}
+batch=${BENCH_BATCH:-64}
+dim=${BENCH_DIM:-256}
+corpus="$out/corpus"
+if [ ! -f "$corpus/records-$records.jsonl" ]; then
+  rm -rf "$corpus"; mkdir -p "$corpus"
+  python3 - "$records" > "$corpus/records-$records.jsonl" <<'PY'
+import json, random, sys
+random.seed(7)
+words = "vector index tenant chunk embedding model query latency shard replica batch token cosine table collection payload filter".split()
+for i in range(int(sys.argv[1])):
+    print(json.dumps({"content": f"Record {i}: " + " ".join(random.choice(words) for _ in range(40))}))
+PY
+fi
+
+server_out=$(mktemp)
+./target/release/embedding-test-server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1 > "$server_out" &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$server_out"' EXIT
+for _ in $(seq 50); do [ -s "$server_out" ] && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$server_out")
+ceiling=$(python3 -c "print($capacity * $batch / ($latency_ms / 1000))")
+
+embed_run() { # name concurrency
+  local report="$out/embed-$1.json"
+  ./target/release/vecload load "$corpus" --quiet --progress none \
+    --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_embed_$1" --index none \
+    --embed-url "$url" --embed-model bench --embed-dim "$dim" \
+    --batch-size "$batch" --concurrency "$2" --report "$report" || true
+  python3 - "$report" "$ceiling" "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); ceiling = float(sys.argv[2])
+rate = r["vectors_written"] / r["elapsed_seconds"]
+print(f"| embed, capacity {'known' if sys.argv[3]=='known' else 'unknown'} (--concurrency {sys.argv[4]}) | {rate:.0f} vectors/s | {ceiling:.0f} | {rate/ceiling:.2f} | {r['embed_requests']} requests, {r['embed_retries']} retries, {r['failed_chunks']} failed |")
+PY
+}
+
+{
+  echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
+  echo
+  echo "Embed stage: $records records, batch $batch, endpoint latency ${latency_ms} ms, capacity $capacity in flight (429 above), dim $dim, pgvector sink, whole run timed."
+  echo
+  echo "| measure | vecload | ceiling | ratio | notes |"
+  echo "|---|---|---|---|---|"
+  embed_run known "$capacity"
+  embed_run unknown "$((capacity * 2))"
+  echo
+  echo "Chunking (o200k_base, 1200/100):"
+  echo
+  cargo bench --quiet --bench chunking 2>/dev/null | sed -n '/^corpus/,$p'
+} | tee "$out/results.md"
