@@ -27,6 +27,31 @@ pub struct Cli {
 pub enum Command {
     /// Walk documents, chunk, embed and upsert the vectors into the sink.
     Load(LoadArgs),
+    /// Say what `load` would do (files, chunks, tokens, requests, cost, time)
+    /// and check the target, without sending a request or writing anything.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// USD per million input tokens (known for OpenAI's embedding models).
+    #[arg(long, value_name = "USD")]
+    pub price_per_million_tokens: Option<f64>,
+
+    /// Send exactly one small embedding request to check the key, the model and the vector length.
+    #[arg(long)]
+    pub probe: bool,
+
+    /// Seconds one full request takes, for the duration estimate.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub request_seconds: f64,
+
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod pipeline;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod sink;
@@ -18,78 +19,110 @@ use std::process::ExitCode;
 use cli::{Cli, Command};
 use config::Config;
 
-/// Exit codes: 0 all loadable input written; 1 some chunks not written or the
-/// run stopped on an error; 2 a setting or the target is wrong (nothing was
-/// sent or written); 130 interrupted.
+/// Exit codes: 0 all loadable input written (or, for `plan`, no problem);
+/// 1 some chunks not written or the run stopped on an error; 2 a setting or
+/// the target is wrong (nothing was sent or written); 130 interrupted.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INCOMPLETE: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vecload: error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INCOMPLETE);
+        }
+    };
     match cli.command {
-        Command::Load(args) => {
-            let cfg = match Config::from_load_args(args, |k| std::env::var(k).ok()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("vecload: error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            let mode = progress::resolve(cfg.progress, cli.quiet);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("vecload: error: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_INCOMPLETE);
-                }
-            };
-            let report_path = cfg.report.clone();
-            let report = match runtime.block_on(pipeline::load(cfg, mode)) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("vecload: error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            if !cli.quiet {
-                print!("{}", report.summary());
-            }
-            if let Some(path) = report_path {
-                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-                if let Err(e) = std::fs::write(&path, json + "\n") {
-                    eprintln!(
-                        "vecload: error: cannot write --report {}: {e}",
-                        path.display()
-                    );
-                    return ExitCode::from(EXIT_INCOMPLETE);
-                }
-            }
-            let code = if report.interrupted {
-                EXIT_INTERRUPTED
-            } else if report.error.is_some() || report.failed_chunks > 0 {
-                if let Some(e) = &report.error {
-                    eprintln!("vecload: error: {e}");
-                }
-                if report.failed_chunks > 0 {
-                    eprintln!(
-                        "vecload: error: {} chunks were not written (listed above{})",
-                        report.failed_chunks,
-                        if report.failed_chunks > 20 {
-                            " and in --report"
-                        } else {
-                            ""
-                        }
-                    );
-                }
-                EXIT_INCOMPLETE
-            } else {
-                EXIT_OK
-            };
-            ExitCode::from(code)
+        Command::Load(args) => load(&runtime, args, cli.quiet),
+        Command::Plan(args) => plan(&runtime, args, cli.quiet),
+    }
+}
+
+fn plan(runtime: &tokio::runtime::Runtime, args: cli::PlanArgs, quiet: bool) -> ExitCode {
+    let json = args.json;
+    let report_path = args.load.report.clone();
+    let plan = runtime.block_on(plan::plan(args));
+    let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
+    if json {
+        println!("{text}");
+    } else if !quiet {
+        print!("{}", plan.human());
+    }
+    if let Some(path) = report_path
+        && let Err(e) = std::fs::write(&path, text + "\n")
+    {
+        eprintln!(
+            "vecload: error: cannot write --report {}: {e}",
+            path.display()
+        );
+        return ExitCode::from(EXIT_INCOMPLETE);
+    }
+    if plan.problems.is_empty() {
+        ExitCode::from(EXIT_OK)
+    } else {
+        for p in &plan.problems {
+            eprintln!("vecload: problem: {p}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    }
+}
+
+fn load(runtime: &tokio::runtime::Runtime, args: cli::LoadArgs, quiet: bool) -> ExitCode {
+    let cfg = match Config::from_load_args(args, |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mode = progress::resolve(cfg.progress, quiet);
+    let report_path = cfg.report.clone();
+    let report = match runtime.block_on(pipeline::load(cfg, mode)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !quiet {
+        print!("{}", report.summary());
+    }
+    if let Some(path) = report_path {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, json + "\n") {
+            eprintln!(
+                "vecload: error: cannot write --report {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_INCOMPLETE);
         }
     }
+    let code = if report.interrupted {
+        EXIT_INTERRUPTED
+    } else if report.error.is_some() || report.failed_chunks > 0 {
+        if let Some(e) = &report.error {
+            eprintln!("vecload: error: {e}");
+        }
+        if report.failed_chunks > 0 {
+            eprintln!(
+                "vecload: error: {} chunks were not written (listed above{})",
+                report.failed_chunks,
+                if report.failed_chunks > 20 {
+                    " and in --report"
+                } else {
+                    ""
+                }
+            );
+        }
+        EXIT_INCOMPLETE
+    } else {
+        EXIT_OK
+    };
+    ExitCode::from(code)
 }

@@ -136,8 +136,9 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
 }
 
 /// Walks, then reads and chunks files on a rayon pool, one file per task.
-/// Blocks on the bounded queue when the embed stage is behind.
-fn produce(
+/// Blocks on the bounded queue when the embed stage is behind. `plan` runs
+/// exactly this too, so its counts are the load's.
+pub fn produce(
     cfg: &Config,
     filter: &Filter,
     stats: &Stats,

@@ -73,6 +73,10 @@ impl Stats {
         }
     }
 
+    pub fn skipped_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.skipped_by_reason).clone()
+    }
+
     pub fn failed_count(&self) -> u64 {
         self.failed_count.load(Relaxed)
     }
@@ -139,7 +143,7 @@ impl Report {
             embed_dim: info.embed_dim,
             files_seen: Stats::get(&stats.files_seen),
             files_loaded: Stats::get(&stats.files_with_chunks).saturating_sub(failed_files),
-            files_skipped: lock(&stats.skipped_by_reason).clone(),
+            files_skipped: stats.skipped_by_reason(),
             skipped: lock(&stats.skipped).clone(),
             chunks: Stats::get(&stats.chunks),
             vectors_written: written,

@@ -21,6 +21,9 @@ pub trait Sink: Send + Sync {
     fn write_concurrency(&self) -> usize;
     /// Connect, create or check the target. Runs before any embedding request.
     async fn prepare(&mut self) -> Result<()>;
+    /// Everything `prepare` and the load would need, checked without
+    /// writing anything; each problem names its fix.
+    async fn check(&self) -> Result<Vec<String>>;
     /// A new writer with its own connection.
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
     /// Build indexes (unless the run was interrupted) and count the tenant's rows.

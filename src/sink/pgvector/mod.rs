@@ -70,6 +70,18 @@ impl Sink for PgSink {
         Ok(())
     }
 
+    async fn check(&self) -> Result<Vec<String>> {
+        let client = self.cfg.target.connect().await?;
+        schema::check_target(
+            &client,
+            &self.table,
+            self.cfg.pg_type,
+            self.dim,
+            self.cfg.index,
+        )
+        .await
+    }
+
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         let client = self.cfg.target.connect().await?;
         let w = writer::PgWriter::open(client, &self.table, self.cfg.pg_type, self.dim).await?;

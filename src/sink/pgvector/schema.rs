@@ -151,18 +151,21 @@ const COLUMNS: &[(&str, &str)] = &[
     ("updated_at", "timestamp with time zone"),
 ];
 
-/// What `prepare` found: whether the table was made by this run (then nobody
-/// else uses it yet and the index can be built without CONCURRENTLY).
-pub struct TableState {
-    pub created: bool,
+/// What is at the table's name now.
+pub enum TableCheck {
+    Missing,
+    Compatible,
+    /// Exists but cannot take this run's rows; the message says why and what to do.
+    Incompatible(String),
 }
 
-pub async fn ensure_table(
+/// Reads the table's layout without changing anything.
+pub async fn inspect_table(
     client: &Client,
     table: &Table,
     ty: PgType,
     dim: usize,
-) -> Result<TableState> {
+) -> Result<TableCheck> {
     let want = column_type(ty, dim);
     let existing = client
         .query(
@@ -173,25 +176,7 @@ pub async fn ensure_table(
         .await
         .with_context(|| format!("reading the columns of table {}", table.name))?;
     if existing.is_empty() {
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {t} (
-                tenant_id text NOT NULL,
-                id text NOT NULL,
-                doc_id text NOT NULL,
-                source text NOT NULL,
-                chunk_index integer NOT NULL,
-                content text NOT NULL,
-                content_hash text NOT NULL,
-                embedding {want} NOT NULL,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (tenant_id, id)
-            )",
-            t = table.quoted
-        );
-        client.batch_execute(&ddl).await.map_err(|e| {
-            anyhow::anyhow!("cannot create table {}: {}", table.name, db_message(&e))
-        })?;
-        return Ok(TableState { created: true });
+        return Ok(TableCheck::Missing);
     }
     let cols: Vec<(String, String)> = existing.iter().map(|r| (r.get(0), r.get(1))).collect();
     let find = |name: &str| {
@@ -199,30 +184,33 @@ pub async fn ensure_table(
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
     };
-    match find("embedding") {
-        Some(t) if t == want => {}
-        Some(t) => bail!(
-            "table {} already exists with embedding {t}, but this run makes {want}. \
-             Use another --table for the new vectors (see `vecload reembed` for dimension changes), \
-             or set --embed-dim/--pg-type to match the table",
-            table.name
-        ),
-        None => bail!(
-            "table {} exists but has no `embedding` column: it is not a vecload table; choose another --table",
-            table.name
-        ),
+    let name = &table.name;
+    let problem = match find("embedding") {
+        Some(t) if t == want => None,
+        Some(t) => Some(format!(
+            "table {name} already exists with embedding {t}, but this run makes {want}. \
+             Use another --table for the new vectors, or set --embed-dim/--pg-type to match the table"
+        )),
+        None => Some(format!(
+            "table {name} exists but has no `embedding` column: it is not a vecload table; choose another --table"
+        )),
+    };
+    if let Some(p) = problem {
+        return Ok(TableCheck::Incompatible(p));
     }
-    for (name, ty) in COLUMNS {
-        match find(name) {
+    for (col, ty) in COLUMNS {
+        match find(col) {
             Some(t) if t == *ty => {}
-            Some(t) => bail!(
-                "table {} has column {name} of type {t}, expected {ty}; choose another --table",
-                table.name
-            ),
-            None => bail!(
-                "table {} has no column {name}: it is not a vecload table; choose another --table",
-                table.name
-            ),
+            Some(t) => {
+                return Ok(TableCheck::Incompatible(format!(
+                    "table {name} has column {col} of type {t}, expected {ty}; choose another --table"
+                )));
+            }
+            None => {
+                return Ok(TableCheck::Incompatible(format!(
+                    "table {name} has no column {col}: it is not a vecload table; choose another --table"
+                )));
+            }
         }
     }
     let has_key: bool = client
@@ -236,14 +224,178 @@ pub async fn ensure_table(
         .context("checking the table's primary key")?
         .get(0);
     if !has_key {
-        bail!(
-            "table {} has no unique key on (tenant_id, id), so reruns could not upsert; add one with \
+        return Ok(TableCheck::Incompatible(format!(
+            "table {name} has no unique key on (tenant_id, id), so reruns could not upsert; add one with \
              `ALTER TABLE {} ADD PRIMARY KEY (tenant_id, id)` or choose another --table",
-            table.name,
             table.quoted
-        );
+        )));
     }
-    Ok(TableState { created: false })
+    Ok(TableCheck::Compatible)
+}
+
+/// What `prepare` found: whether the table was made by this run (then nobody
+/// else uses it yet and the index can be built without CONCURRENTLY).
+pub struct TableState {
+    pub created: bool,
+}
+
+pub async fn ensure_table(
+    client: &Client,
+    table: &Table,
+    ty: PgType,
+    dim: usize,
+) -> Result<TableState> {
+    match inspect_table(client, table, ty, dim).await? {
+        TableCheck::Compatible => Ok(TableState { created: false }),
+        TableCheck::Incompatible(msg) => bail!(msg),
+        TableCheck::Missing => {
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {t} (
+                    tenant_id text NOT NULL,
+                    id text NOT NULL,
+                    doc_id text NOT NULL,
+                    source text NOT NULL,
+                    chunk_index integer NOT NULL,
+                    content text NOT NULL,
+                    content_hash text NOT NULL,
+                    embedding {want} NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (tenant_id, id)
+                )",
+                t = table.quoted,
+                want = column_type(ty, dim)
+            );
+            client.batch_execute(&ddl).await.map_err(|e| {
+                anyhow::anyhow!("cannot create table {}: {}", table.name, db_message(&e))
+            })?;
+            Ok(TableState { created: true })
+        }
+    }
+}
+
+/// Read-only checks of everything a load will need (for `vecload plan`):
+/// pgvector installed or installable, the table compatible or creatable,
+/// and the privileges to write, stage and index. Each problem names its fix.
+pub async fn check_target(
+    client: &Client,
+    table: &Table,
+    ty: PgType,
+    dim: usize,
+    index: IndexKind,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let user: String = client
+        .query_one("SELECT current_user::text", &[])
+        .await?
+        .get(0);
+    let is_super: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    match installed_version(client).await? {
+        Some(v) if ty == PgType::Halfvec && version_lt(&v, (0, 7)) => problems.push(format!(
+            "--pg-type halfvec needs pgvector 0.7 or later; this database has {v}. Fix: `ALTER EXTENSION vector UPDATE;`"
+        )),
+        Some(_) => {}
+        None => {
+            let row = client
+                .query_opt(
+                    "SELECT bool_or(trusted) FROM pg_available_extension_versions WHERE name = 'vector'",
+                    &[],
+                )
+                .await?;
+            let available = row.as_ref().and_then(|r| r.get::<_, Option<bool>>(0));
+            let can_create_db: bool = client
+                .query_one("SELECT has_database_privilege(current_database(), 'CREATE')", &[])
+                .await?
+                .get(0);
+            match available {
+                None => problems.push(
+                    "pgvector is not available on this server. Fix: install the pgvector package on the server \
+                     (on RDS it is built in; use PostgreSQL 15.2 or later)"
+                        .into(),
+                ),
+                Some(trusted) if !is_super && !(trusted && can_create_db) => problems.push(format!(
+                    "pgvector is not installed in this database and user {user} cannot install it. \
+                     Fix: an administrator runs `CREATE EXTENSION vector;` in it (on RDS: the master user)"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    let schema = table.name.split_once('.').map(|(s, _)| s.to_string());
+    match inspect_table(client, table, ty, dim).await? {
+        TableCheck::Incompatible(msg) => problems.push(msg),
+        TableCheck::Missing => {
+            let schema_expr = match &schema {
+                Some(s) => format!("'{s}'"),
+                None => "current_schema()".into(),
+            };
+            let can: Option<bool> = client
+                .query_one(
+                    &format!("SELECT has_schema_privilege({schema_expr}, 'CREATE')"),
+                    &[],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(None);
+            if can != Some(true) {
+                problems.push(format!(
+                    "table {} does not exist and user {user} cannot create tables in schema {}. \
+                     Fix: `GRANT CREATE ON SCHEMA {} TO {user};`, or create the table as its owner and grant \
+                     SELECT, INSERT, UPDATE on it",
+                    table.name,
+                    schema.as_deref().unwrap_or("public"),
+                    schema.as_deref().unwrap_or("public"),
+                ));
+            }
+        }
+        TableCheck::Compatible => {
+            let row = client
+                .query_one(
+                    "SELECT has_table_privilege($1, 'SELECT') AND has_table_privilege($1, 'INSERT') \
+                            AND has_table_privilege($1, 'UPDATE'), \
+                            pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = to_regclass($1)), 'USAGE')",
+                    &[&table.quoted],
+                )
+                .await?;
+            let (write, owner): (bool, bool) = (row.get(0), row.get(1));
+            if !write {
+                problems.push(format!(
+                    "user {user} cannot write table {}. Fix: `GRANT SELECT, INSERT, UPDATE ON {} TO {user};`",
+                    table.name, table.quoted
+                ));
+            }
+            if !owner && index != IndexKind::None {
+                problems.push(format!(
+                    "user {user} does not own table {}, so it cannot build the {} index. Fix: run as the owner, \
+                     or pass --index none and build the index as the owner afterwards",
+                    table.name,
+                    match index {
+                        IndexKind::Hnsw => "hnsw",
+                        _ => "ivfflat",
+                    }
+                ));
+            }
+        }
+    }
+    let temp: bool = client
+        .query_one(
+            "SELECT has_database_privilege(current_database(), 'TEMP')",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !temp {
+        problems.push(format!(
+            "user {user} cannot create temporary tables, which the COPY staging needs. \
+             Fix: `GRANT TEMP ON DATABASE <db> TO {user};`"
+        ));
+    }
+    Ok(problems)
 }
 
 /// Builds the vector index after the load. On a table that existed before the

@@ -1,0 +1,213 @@
+//! `vecload plan`: the load's own counts, no request sent (one with --probe),
+//! nothing written, and every target problem reported before any work.
+
+mod common;
+
+use common::*;
+
+fn plan_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> std::process::Command {
+    let mut c = vecload();
+    c.arg("plan")
+        .args([
+            "--embed-url",
+            &server.url,
+            "--embed-model",
+            "text-embedding-3-small",
+        ])
+        .args([
+            "--embed-dim",
+            &dim.to_string(),
+            "--pg-url",
+            pg,
+            "--table",
+            table,
+        ]);
+    c
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("plan --json prints JSON ({e}): {}", r.stdout))
+}
+
+#[test]
+fn plan_sends_nothing_writes_nothing_and_counts_what_load_then_does() {
+    let Some(pg) = pg_url("plan_counts") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "32"]);
+    let table = unique_table("plan");
+    let sizing = [
+        "--chunk-tokens",
+        "150",
+        "--chunk-overlap",
+        "15",
+        "--batch-size",
+        "7",
+    ];
+    let r = run(plan_cmd(&server, &pg, &table, 32)
+        .arg(fixtures())
+        .args(sizing)
+        .arg("--json"));
+    assert_eq!(r.code, 0, "no problems: exit 0");
+    let plan = json(&r);
+    assert_eq!(server.requests(), 0, "plan sent no embedding request");
+    assert!(
+        !Db::connect(&pg).table_exists(&table),
+        "plan created nothing"
+    );
+    for key in [
+        "files_seen",
+        "files_loadable",
+        "files_skipped",
+        "chunks",
+        "tokens",
+        "requests",
+        "estimated_cost_usd",
+        "estimated_seconds",
+        "problems",
+    ] {
+        assert!(plan.get(key).is_some(), "plan JSON has {key}: {plan}");
+    }
+    let cost = plan["estimated_cost_usd"].as_f64().unwrap();
+    let tokens = plan["tokens"].as_f64().unwrap();
+    assert!(
+        (cost - tokens / 1e6 * 0.02).abs() < 1e-9,
+        "text-embedding-3-small is priced at $0.02/M"
+    );
+
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let mut load = load_cmd(&server, &pg, &table, 32);
+    load.arg(fixtures())
+        .args(sizing)
+        .arg("--report")
+        .arg(&report);
+    assert_eq!(run(&mut load).code, 0);
+    let rep = read_report(&report);
+    assert_eq!(plan["chunks"], rep["chunks"]);
+    assert_eq!(plan["tokens"], rep["tokens"]);
+    assert_eq!(plan["files_seen"], rep["files_seen"]);
+    assert_eq!(plan["files_loadable"], rep["files_loaded"]);
+    assert_eq!(plan["files_skipped"], rep["files_skipped"]);
+    assert_eq!(plan["requests"], rep["embed_requests"]);
+    assert_eq!(Some(server.requests()), plan["requests"].as_u64());
+}
+
+#[test]
+fn probe_sends_exactly_one_request_and_checks_the_vector_length() {
+    let Some(pg) = pg_url("plan_probe") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "32"]);
+    let table = unique_table("probe");
+    let r = run(plan_cmd(&server, &pg, &table, 32)
+        .arg(fixtures())
+        .arg("--probe"));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("probe: ok, 32 dimensions"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(server.requests(), 1);
+
+    let r = run(plan_cmd(&server, &pg, &table, 64)
+        .arg(fixtures())
+        .args(["--probe", "--json"]));
+    assert_eq!(r.code, 2);
+    let problems = json(&r)["problems"].to_string();
+    assert!(
+        problems.contains("length 32") && problems.contains("is 64"),
+        "{problems}"
+    );
+    assert_eq!(server.requests(), 2);
+}
+
+#[test]
+fn dimension_over_the_index_limit_is_a_problem_with_zero_requests() {
+    let Some(pg) = pg_url("plan_dim_limit") else {
+        return;
+    };
+    let server = EmbedServer::start(&[]);
+    let r = run(plan_cmd(&server, &pg, &unique_table("pd"), 3072)
+        .arg(fixtures())
+        .arg("--json"));
+    assert_eq!(r.code, 2, "the load would fail, so plan exits non-zero");
+    let problems = json(&r)["problems"].to_string();
+    assert!(
+        problems.contains("2000") && problems.contains("halfvec"),
+        "{problems}"
+    );
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn existing_table_of_another_dimension_is_a_problem() {
+    let Some(pg) = pg_url("plan_existing_table") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "32"]);
+    let table = unique_table("pexist");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, 32).arg(fixtures().join("guides"))).code,
+        0
+    );
+    let before = server.requests();
+    let r = run(plan_cmd(&server, &pg, &table, 48).arg(fixtures()));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("vector(32)") && r.stdout.contains("vector(48)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(server.requests(), before);
+}
+
+#[test]
+fn missing_permissions_are_problems_with_their_fix() {
+    let Some(pg) = pg_url("plan_permissions") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "32"]);
+    let db = Db::connect(&pg);
+    let owned = unique_table("powned");
+    db.execute(
+        "DO $$ BEGIN CREATE ROLE vecload_limited LOGIN PASSWORD 'limited-pw'; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC; CREATE EXTENSION IF NOT EXISTS vector;",
+    );
+    // A table of the right layout that the limited user may not write.
+    assert_eq!(
+        run(load_cmd(&server, &pg, &owned, 32).arg(fixtures().join("guides"))).code,
+        0
+    );
+    let mut limited = url::Url::parse(&pg).unwrap();
+    limited.set_username("vecload_limited").unwrap();
+    limited.set_password(Some("limited-pw")).unwrap();
+    let limited = limited.to_string();
+    let sent = server.requests();
+
+    let r = run(plan_cmd(&server, &limited, &unique_table("pnew"), 32).arg(fixtures()));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("cannot create tables in schema public")
+            && r.stdout.contains("GRANT CREATE ON SCHEMA public"),
+        "{}",
+        r.stdout
+    );
+
+    let r = run(plan_cmd(&server, &limited, &owned, 32).arg(fixtures()));
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains("cannot write table")
+            && r.stdout.contains("GRANT SELECT, INSERT, UPDATE"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("does not own table"),
+        "index build needs the owner: {}",
+        r.stdout
+    );
+    assert_eq!(server.requests(), sent, "no request during plan");
+}
