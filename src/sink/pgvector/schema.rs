@@ -318,7 +318,7 @@ pub async fn check_target(
                      (on RDS it is built in; use PostgreSQL 15.2 or later)"
                         .into(),
                 ),
-                Some(trusted) if !is_super && !(trusted && can_create_db) => problems.push(format!(
+                Some(trusted) if !(is_super || (trusted && can_create_db)) => problems.push(format!(
                     "pgvector is not installed in this database and user {user} cannot install it. \
                      Fix: an administrator runs `CREATE EXTENSION vector;` in it (on RDS: the master user)"
                 )),
