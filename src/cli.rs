@@ -68,6 +68,21 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
+    /// State file recording what the sink acknowledged (resume, incremental
+    /// runs). Default: .vecload/ in the first PATH, named after the target.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Keep no state: every run embeds everything again (wins over --state).
+    #[arg(long)]
+    pub no_state: bool,
+
+    /// Delete from the sink the documents of this tenant that the state knows
+    /// but this run did not see (deleted files). Run it with the same PATHs
+    /// and filters as the full load.
+    #[arg(long, conflicts_with = "no_state")]
+    pub prune: bool,
+
     /// How to show progress: bars on a terminal, periodic log lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

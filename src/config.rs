@@ -26,6 +26,9 @@ pub struct Config {
     pub tenant: String,
     pub report: Option<PathBuf>,
     pub progress: ProgressMode,
+    /// None: no state kept (--no-state).
+    pub state: Option<PathBuf>,
+    pub prune: bool,
     pub source: SourceConfig,
     pub chunk: ChunkConfig,
     pub embed: EmbedConfig,
@@ -212,11 +215,21 @@ impl Config {
             None => None,
         };
 
+        let state = if args.no_state {
+            None
+        } else {
+            Some(
+                args.state
+                    .unwrap_or_else(|| default_state_path(&args.paths, &sink, &model, dim)),
+            )
+        };
         Ok(Config {
             paths: args.paths,
             tenant,
             report: args.report,
             progress: args.progress,
+            state,
+            prune: args.prune,
             source: SourceConfig {
                 include: args.source.include,
                 exclude: args.source.exclude,
@@ -241,6 +254,32 @@ impl Config {
             sink,
         })
     }
+}
+
+/// `.vecload/<target>.redb` in the first PATH (its folder for a file): one
+/// state per sink target, table, model and dimension, so a new model or
+/// table starts from nothing while reruns of the same load resume.
+fn default_state_path(paths: &[PathBuf], sink: &SinkConfig, model: &str, dim: usize) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let first = paths.first().cloned().unwrap_or_default();
+    let base = if first.is_dir() {
+        first
+    } else {
+        first.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let (kind, target) = match sink {
+        SinkConfig::Pgvector(pg) => {
+            let where_ = pg.target.describe();
+            let where_ = where_.split(" (sslmode").next().unwrap_or(where_);
+            ("pgvector", format!("{where_}|{}", pg.table))
+        }
+    };
+    let id = Sha256::digest(format!("{kind}|{target}|{model}|{dim}").as_bytes());
+    let name = match sink {
+        SinkConfig::Pgvector(pg) => pg.table.replace('.', "_"),
+    };
+    base.join(".vecload")
+        .join(format!("{kind}-{name}-{}.redb", &hex::encode(id)[..12]))
 }
 
 fn sink_config(

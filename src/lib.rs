@@ -6,12 +6,14 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod embed;
+pub mod incremental;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod test_server;
 
 use std::process::ExitCode;

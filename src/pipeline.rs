@@ -21,9 +21,11 @@ use crate::config::Config;
 use crate::embed::openai::OpenAiEmbedder;
 use crate::embed::stage::{EmbedStage, Fatal};
 use crate::embed::{Embedded, Embedder};
+use crate::incremental::{DocWork, Ledger};
 use crate::report::{Report, RunInfo, Stats};
 use crate::sink::stage::SinkStage;
 use crate::source::{self, Filter};
+use crate::state::State;
 
 /// Why a run could not start: a setting or the target is wrong. Nothing was
 /// read, sent or written.
@@ -40,6 +42,13 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     // The target is checked before any file is read or request sent.
     sink.prepare().await.map_err(SetupError)?;
     let sink: Arc<dyn crate::sink::Sink> = Arc::from(sink);
+    let stats = Arc::new(Stats::default());
+    let state = match &cfg.state {
+        Some(path) => Some(State::open(path).map_err(SetupError)?),
+        None => None,
+    };
+    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
+    ledger.reconcile().await.map_err(SetupError)?;
     tracing::info!(
         "loading tenant {:?} into {}; embedding with {}",
         cfg.tenant,
@@ -47,7 +56,6 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
         embedder.describe()
     );
 
-    let stats = Arc::new(Stats::default());
     let cancel = CancellationToken::new();
     let fatal = Fatal::default();
     let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -62,9 +70,21 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
 
     let producer = {
         let (cfg, stats, cancel) = (cfg.clone(), stats.clone(), cancel.clone());
+        let (ledger, fatal, handle) = (
+            ledger.clone(),
+            fatal.clone(),
+            tokio::runtime::Handle::current(),
+        );
         std::thread::Builder::new()
             .name("vecload-chunk".into())
-            .spawn(move || produce(&cfg, &filter, &stats, &cancel, chunk_tx))
+            .spawn(move || {
+                let books = Books {
+                    ledger: &ledger,
+                    fatal: &fatal,
+                    handle: &handle,
+                };
+                produce(&cfg, &filter, &stats, &cancel, chunk_tx, Some(books))
+            })
             .map_err(|e| SetupError(e.into()))?
     };
     let embed = tokio::spawn(
@@ -80,6 +100,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     let write = tokio::spawn(
         SinkStage {
             sink: sink.clone(),
+            ledger: ledger.clone(),
             stats: stats.clone(),
             cancel: cancel.clone(),
             fatal: fatal.clone(),
@@ -103,6 +124,13 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     let _ = progress_task.await;
 
     let interrupted = interrupted.load(Relaxed);
+    if cfg.prune
+        && !interrupted
+        && fatal.get().is_none()
+        && let Err(e) = ledger.prune(&cfg.tenant).await
+    {
+        fatal.set(format!("--prune: {e:#}"), &cancel);
+    }
     let mut error = fatal.get();
     let mut tenant_rows = None;
     let mut index = None;
@@ -122,6 +150,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     Ok(Report::build(
         &stats,
         RunInfo {
+            state_file: ledger.state_path(),
             tenant: cfg.tenant.clone(),
             sink: sink.describe(),
             embedding_endpoint: embedder.describe(),
@@ -135,6 +164,13 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     ))
 }
 
+/// The bookkeeping a load does while producing (plan does none).
+pub struct Books<'a> {
+    pub ledger: &'a Ledger,
+    pub fatal: &'a Fatal,
+    pub handle: &'a tokio::runtime::Handle,
+}
+
 /// Walks, then reads and chunks files on a rayon pool, one file per task.
 /// Blocks on the bounded queue when the embed stage is behind. `plan` runs
 /// exactly this too, so its counts are the load's.
@@ -144,6 +180,7 @@ pub fn produce(
     stats: &Stats,
     cancel: &CancellationToken,
     tx: mpsc::Sender<Chunk>,
+    books: Option<Books<'_>>,
 ) {
     let walked = source::walk(&cfg.paths, filter);
     Stats::add(&stats.files_seen, walked.seen);
@@ -163,7 +200,43 @@ pub fn produce(
             Ok(docs) => {
                 let mut produced = 0u64;
                 for doc in docs {
-                    for chunk in chunker.chunk(&tenant, doc) {
+                    let (chunks, meta) = match &books {
+                        None => (chunker.chunk(&tenant, doc, String::new()), None),
+                        Some(b) => match b.ledger.plan_doc(&chunker, &tenant, doc) {
+                            Err(e) => {
+                                b.fatal.set(format!("state file: {e:#}"), cancel);
+                                return;
+                            }
+                            Ok(DocWork::Unchanged { chunks }) => {
+                                produced += chunks as u64;
+                                Stats::add(&stats.chunks, chunks as u64);
+                                Stats::add(&stats.chunks_unchanged, chunks as u64);
+                                Stats::add(&stats.docs_unchanged, 1);
+                                continue;
+                            }
+                            Ok(DocWork::Embed {
+                                chunks,
+                                written,
+                                meta,
+                            }) => {
+                                produced += written as u64;
+                                Stats::add(&stats.chunks, written as u64);
+                                Stats::add(&stats.chunks_unchanged, written as u64);
+                                (chunks, meta.filter(|_| written > 0))
+                            }
+                        },
+                    };
+                    // Nothing left to embed, but the document may have become
+                    // shorter: finish it (stale chunks) right here.
+                    if chunks.is_empty()
+                        && let (Some(b), Some(meta)) = (&books, meta)
+                        && let Err(e) = b.handle.block_on(b.ledger.complete(&meta))
+                    {
+                        b.fatal
+                            .set(format!("finishing {}: {e:#}", meta.source), cancel);
+                        return;
+                    }
+                    for chunk in chunks {
                         produced += 1;
                         Stats::add(&stats.chunks, 1);
                         if tx.blocking_send(chunk).is_err() {

@@ -114,7 +114,7 @@ async fn count(cfg: &Config, filter: Filter, stats: Arc<Stats>) -> (u64, u64) {
     let producer = {
         let (cfg, stats) = (cfg.clone(), stats.clone());
         std::thread::spawn(move || {
-            crate::pipeline::produce(&cfg, &filter, &stats, &CancellationToken::new(), tx)
+            crate::pipeline::produce(&cfg, &filter, &stats, &CancellationToken::new(), tx, None)
         })
     };
     let mut batcher = Batcher::new(cfg.embed.batch_size, cfg.embed.max_request_tokens);

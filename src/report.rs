@@ -29,6 +29,12 @@ pub struct Stats {
     pub embed_requests: AtomicU64,
     pub embed_retries: AtomicU64,
     pub tokens: AtomicU64,
+    /// Chunks not embedded because the sink already holds them unchanged.
+    pub chunks_unchanged: AtomicU64,
+    pub docs_unchanged: AtomicU64,
+    pub stale_deleted: AtomicU64,
+    pub pruned_docs: AtomicU64,
+    pub pruned_chunks: AtomicU64,
     pub walk_done: AtomicBool,
     pub chunking_done: AtomicBool,
     skipped: Mutex<Vec<Skip>>,
@@ -106,7 +112,13 @@ pub struct Report {
     pub files_skipped: BTreeMap<&'static str, u64>,
     pub skipped: Vec<Skip>,
     pub chunks: u64,
+    pub chunks_unchanged: u64,
+    pub docs_unchanged: u64,
     pub vectors_written: u64,
+    pub stale_chunks_deleted: u64,
+    pub docs_pruned: u64,
+    pub chunks_pruned: u64,
+    pub state_file: Option<String>,
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
     pub embed_requests: u64,
@@ -121,6 +133,7 @@ pub struct Report {
 }
 
 pub struct RunInfo {
+    pub state_file: Option<String>,
     pub tenant: String,
     pub sink: String,
     pub embedding_endpoint: String,
@@ -146,7 +159,13 @@ impl Report {
             files_skipped: stats.skipped_by_reason(),
             skipped: lock(&stats.skipped).clone(),
             chunks: Stats::get(&stats.chunks),
+            chunks_unchanged: Stats::get(&stats.chunks_unchanged),
+            docs_unchanged: Stats::get(&stats.docs_unchanged),
             vectors_written: written,
+            stale_chunks_deleted: Stats::get(&stats.stale_deleted),
+            docs_pruned: Stats::get(&stats.pruned_docs),
+            chunks_pruned: Stats::get(&stats.pruned_chunks),
+            state_file: info.state_file,
             failed_chunks: stats.failed_count(),
             failures: lock(&stats.failed).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
@@ -199,6 +218,20 @@ impl Report {
             "  chunks: {}, tokens: {}, embedding requests: {} ({} retries)",
             self.chunks, self.tokens, self.embed_requests, self.embed_retries
         );
+        if self.chunks_unchanged > 0 {
+            let _ = writeln!(
+                s,
+                "  unchanged: {} chunks ({} documents) already in the sink, not embedded again",
+                self.chunks_unchanged, self.docs_unchanged
+            );
+        }
+        if self.stale_chunks_deleted + self.chunks_pruned > 0 {
+            let _ = writeln!(
+                s,
+                "  deleted: {} stale chunks of shorter documents, {} chunks of {} pruned documents",
+                self.stale_chunks_deleted, self.chunks_pruned, self.docs_pruned
+            );
+        }
         let _ = writeln!(
             s,
             "  vectors written: {} in {:.1}s ({:.0}/s){}",
@@ -228,7 +261,11 @@ impl Report {
         if self.interrupted {
             let _ = writeln!(
                 s,
-                "  INTERRUPTED: rerun the same command to finish; rows already written are overwritten, not duplicated"
+                "  INTERRUPTED: rerun the same command to resume; written chunks are not embedded again{}",
+                self.state_file
+                    .as_ref()
+                    .map(|p| format!(" (state: {p})"))
+                    .unwrap_or_default()
             );
         }
         if let Some(e) = &self.error {

@@ -156,7 +156,7 @@ fn every_stored_vector_belongs_to_its_content_under_shuffled_responses() {
 }
 
 #[test]
-fn rerun_adds_no_rows_and_rewrites_the_same_ids() {
+fn rerun_adds_no_rows_and_without_state_rewrites_the_same_ids() {
     let Some(pg) = pg_url("rerun_adds_no_rows") else {
         return;
     };
@@ -171,25 +171,38 @@ fn rerun_adds_no_rows_and_rewrites_the_same_ids() {
         0
     );
     let db = Db::connect(&pg);
-    let ids = |db: &Db| -> Vec<String> {
-        db.query(&format!("SELECT id FROM \"{table}\" ORDER BY id"), &[])
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
-    let first = ids(&db);
-    let before: chrono_free::Ts = chrono_free::max_updated(&db, &table);
+    let first = table_rows(&db, &table);
+    let before = chrono_free::max_updated(&db, &table);
+    let sent = server.requests();
+
+    // With the state file: nothing to do, nothing paid, nothing touched.
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(args));
+    assert_eq!(r.code, 0);
     assert_eq!(
-        run(load_cmd(&server, &pg, &table, DIM)
-            .arg(fixtures())
-            .args(args))
-        .code,
-        0
+        server.requests(),
+        sent,
+        "an unchanged rerun sends no request"
     );
-    assert_eq!(ids(&db), first, "the rerun wrote exactly the same ids");
+    assert_eq!(table_rows(&db, &table), first);
+    assert_eq!(chrono_free::max_updated(&db, &table), before);
+
+    // Without it: everything embedded again and upserted onto the same ids.
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(args)
+        .arg("--no-state"));
+    assert_eq!(r.code, 0);
+    assert!(server.requests() > sent);
+    assert_eq!(
+        table_rows(&db, &table),
+        first,
+        "the same ids and vectors, no duplicates"
+    );
     assert!(
         chrono_free::max_updated(&db, &table) > before,
-        "rows were rewritten, not duplicated"
+        "rows were rewritten"
     );
     assert_vectors_match_content(&db, &table);
 }

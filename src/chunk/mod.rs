@@ -27,6 +27,15 @@ pub struct DocMeta {
     pub source: String,
     /// The file it came from, relative to the PATH given.
     pub file: Arc<str>,
+    /// The document's key within its tenant (what ids are derived from).
+    pub key: String,
+    /// Hash of the text and the chunk settings: unchanged means same chunks.
+    pub hash: String,
+    /// How many chunks the document has now.
+    pub chunk_count: u32,
+    /// Chunks still to be acknowledged by the sink in this run; the document
+    /// is complete (and its stale chunks can go) when this reaches zero.
+    pub pending: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +60,7 @@ pub struct Document {
 
 pub struct Chunker {
     tok: &'static Tokenizer,
+    tok_name: crate::cli::TokenizerName,
     size: usize,
     overlap: usize,
 }
@@ -67,6 +77,7 @@ impl Chunker {
     pub fn new(cfg: &ChunkConfig) -> Chunker {
         Chunker {
             tok: Tokenizer::get(cfg.tokenizer),
+            tok_name: cfg.tokenizer,
             size: cfg.tokens,
             overlap: cfg.overlap,
         }
@@ -76,14 +87,29 @@ impl Chunker {
         self.tok
     }
 
-    pub fn chunk(&self, tenant: &Arc<str>, doc: Document) -> Vec<Chunk> {
+    /// Identifies the text and the settings that cut it: the same hash
+    /// always gives the same chunks.
+    pub fn doc_hash(&self, text: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!("{:?}/{}/{}\0", self.tok_name, self.size, self.overlap).as_bytes());
+        h.update(text.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    pub fn chunk(&self, tenant: &Arc<str>, doc: Document, hash: String) -> Vec<Chunk> {
+        let windows = self.windows(&doc.text);
         let meta = Arc::new(DocMeta {
             tenant: tenant.clone(),
             doc_id: id::doc_id(&doc.key),
             source: doc.source,
             file: doc.file,
+            key: doc.key.clone(),
+            hash,
+            chunk_count: windows.len() as u32,
+            pending: std::sync::atomic::AtomicU32::new(0),
         });
-        self.windows(&doc.text)
+        windows
             .into_iter()
             .enumerate()
             .map(|(i, w)| {
@@ -293,7 +319,7 @@ mod tests {
             file: Arc::from("a.md"),
             text: "alpha ".repeat(500),
         };
-        let chunks = chunker(100, 10).chunk(&tenant, doc);
+        let chunks = chunker(100, 10).chunk(&tenant, doc, String::new());
         assert!(chunks.len() > 3);
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.index as usize, i);

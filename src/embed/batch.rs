@@ -59,6 +59,10 @@ mod tests {
             doc_id: "d".into(),
             source: "s".into(),
             file: Arc::from("s"),
+            key: "s".into(),
+            hash: String::new(),
+            chunk_count: 1,
+            pending: Default::default(),
         });
         Chunk {
             id: "i".into(),

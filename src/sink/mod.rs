@@ -5,6 +5,8 @@
 pub mod pgvector;
 pub mod stage;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use async_trait::async_trait;
 
@@ -24,6 +26,10 @@ pub trait Sink: Send + Sync {
     /// Everything `prepare` and the load would need, checked without
     /// writing anything; each problem names its fix.
     async fn check(&self) -> Result<Vec<String>>;
+    /// Deletes these ids of `tenant`; returns how many rows went.
+    async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64>;
+    /// Which of these ids of `tenant` the store holds, with their content hash.
+    async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>>;
     /// A new writer with its own connection.
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
     /// Build indexes (unless the run was interrupted) and count the tenant's rows.

@@ -23,6 +23,7 @@ const WRITE_ATTEMPTS: u32 = 5;
 
 pub struct SinkStage {
     pub sink: Arc<dyn Sink>,
+    pub ledger: Arc<crate::incremental::Ledger>,
     pub stats: Arc<Stats>,
     pub cancel: CancellationToken,
     pub fatal: Fatal,
@@ -109,6 +110,11 @@ impl SinkStage {
             match w.write(&batch).await {
                 Ok(()) => {
                     Stats::add(&self.stats.vectors_written, batch.len() as u64);
+                    if let Err(e) = self.ledger.after_write(&batch).await {
+                        // The rows are in the sink; the next run finds them
+                        // through their intents, so nothing is paid twice.
+                        self.fatal.set(format!("state file: {e:#}"), &self.cancel);
+                    }
                     return;
                 }
                 Err(WriteError::Rejected(msg)) => {

@@ -137,7 +137,15 @@ pub fn vecload() -> Command {
     c
 }
 
-/// `vecload load` against `server` and the test database, with the usual flags.
+/// The state file tests use for `table` (kept out of the fixtures folder).
+pub fn state_path(table: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join("vecload-test-state")
+        .join(format!("{table}.redb"))
+}
+
+/// `vecload load` against `server` and the test database, with the usual
+/// flags and a state file of the table's own.
 pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Command {
     let mut c = vecload();
     c.arg("load")
@@ -150,8 +158,20 @@ pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Comm
             "--table",
             table,
         ])
-        .args(["--progress", "log"]);
+        .args(["--progress", "log", "--state"])
+        .arg(state_path(table));
     c
+}
+
+/// (id, content_hash, embedding) of every row of `table`, sorted by id.
+pub fn table_rows(db: &Db, table: &str) -> Vec<(String, String, Vec<f32>)> {
+    db.query(
+        &format!("SELECT id, content_hash, embedding FROM \"{table}\" ORDER BY tenant_id, id"),
+        &[],
+    )
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get::<_, pgvector::Vector>(2).to_vec()))
+    .collect()
 }
 
 pub struct Run {

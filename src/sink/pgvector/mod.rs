@@ -6,6 +6,8 @@ mod copy;
 pub mod schema;
 mod writer;
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use async_trait::async_trait;
 
@@ -21,6 +23,8 @@ pub struct PgSink {
     dim: usize,
     /// Set by `prepare`: a table made by this run can be indexed without CONCURRENTLY.
     created_table: bool,
+    /// One connection for deletes and look-ups, made on first use.
+    maintenance: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PgSink {
@@ -31,7 +35,20 @@ impl PgSink {
             table,
             dim,
             created_table: false,
+            maintenance: Default::default(),
         }
+    }
+}
+
+impl PgSink {
+    async fn maintenance(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<tokio_postgres::Client>>> {
+        let mut guard = self.maintenance.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.cfg.target.connect().await?);
+        }
+        Ok(guard)
     }
 }
 
@@ -80,6 +97,50 @@ impl Sink for PgSink {
             self.cfg.index,
         )
         .await
+    }
+
+    async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
+            self.table.quoted
+        );
+        let mut guard = self.maintenance().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+        match client.execute(&sql, &[&tenant, &ids]).await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                *guard = None;
+                Err(anyhow::anyhow!(
+                    "deleting {} rows: {}",
+                    ids.len(),
+                    schema::db_message(&e)
+                ))
+            }
+        }
+    }
+
+    async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
+        let sql = format!(
+            "SELECT id, content_hash FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
+            self.table.quoted
+        );
+        let mut guard = self.maintenance().await?;
+        let client = guard
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
+        match client.query(&sql, &[&tenant, &ids]).await {
+            Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
+            Err(e) => {
+                *guard = None;
+                Err(anyhow::anyhow!(
+                    "looking up {} rows: {}",
+                    ids.len(),
+                    schema::db_message(&e)
+                ))
+            }
+        }
     }
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {

@@ -1,0 +1,204 @@
+//! Resume and incremental runs: which chunks still need paying for, and the
+//! bookkeeping around each write, on top of the state file (`state.rs`).
+//!
+//! - A document whose text and chunk settings are unchanged since it was
+//!   completely written is not even chunked again.
+//! - Of a changed or unfinished document, only chunks the sink has not
+//!   acknowledged with the same content are embedded.
+//! - Before a write the rows are recorded as intents, after the sink's
+//!   acknowledgement as written; intents left by a crash are checked against
+//!   the sink at the next start, so a kill between the two commits costs
+//!   nothing twice.
+//! - When every chunk of a document is acknowledged, its stale chunks (from a
+//!   longer earlier version) are deleted from the sink.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+use crate::chunk::{Chunk, Chunker, DocMeta, Document};
+use crate::embed::Embedded;
+use crate::report::Stats;
+use crate::sink::Sink;
+use crate::state::{ChunkRec, State, doc_key};
+
+pub struct Ledger {
+    state: Option<State>,
+    sink: Arc<dyn Sink>,
+    stats: Arc<Stats>,
+    /// Documents seen this run, for --prune.
+    seen: Mutex<HashSet<String>>,
+}
+
+/// What to do with one document.
+pub enum DocWork {
+    /// Completely written before with this content: nothing to do.
+    Unchanged { chunks: u32 },
+    /// These chunks need embedding; `written` more were acknowledged before.
+    Embed {
+        chunks: Vec<Chunk>,
+        written: u32,
+        meta: Option<Arc<DocMeta>>,
+    },
+}
+
+impl Ledger {
+    pub fn new(state: Option<State>, sink: Arc<dyn Sink>, stats: Arc<Stats>) -> Ledger {
+        Ledger {
+            state,
+            sink,
+            stats,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn state_path(&self) -> Option<String> {
+        self.state.as_ref().map(|s| s.path().display().to_string())
+    }
+
+    /// Decides what a document needs. Runs on the chunking threads.
+    pub fn plan_doc(&self, chunker: &Chunker, tenant: &Arc<str>, doc: Document) -> Result<DocWork> {
+        let key = doc_key(tenant, &doc.key);
+        let hash = chunker.doc_hash(&doc.text);
+        if let Some(state) = &self.state {
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone());
+            if let Some(chunks) = state.unchanged_doc(&key, &hash)? {
+                return Ok(DocWork::Unchanged { chunks });
+            }
+        }
+        let mut chunks = chunker.chunk(tenant, doc, hash);
+        let meta = chunks.first().map(|c| c.doc.clone());
+        let mut written = 0;
+        if let Some(state) = &self.state {
+            let ids: Vec<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+            let acked = state.acked_hashes(&ids)?;
+            let before = chunks.len();
+            let mut acked = acked.into_iter();
+            chunks.retain(|c| acked.next().flatten().as_deref() != Some(c.content_hash.as_str()));
+            written = (before - chunks.len()) as u32;
+        }
+        if let Some(m) = &meta {
+            m.pending.store(chunks.len() as u32, Relaxed);
+        }
+        Ok(DocWork::Embed {
+            chunks,
+            written,
+            meta,
+        })
+    }
+
+    /// Before the sink writes `rows`.
+    pub async fn before_write(&self, rows: &[Embedded]) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let recs = records(rows);
+        tokio::task::block_in_place(|| state.record_intents(&recs))
+    }
+
+    /// After the sink acknowledged `rows`: record them, and complete the
+    /// documents whose last chunks these were.
+    pub async fn after_write(&self, rows: &[Embedded]) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let recs = records(rows);
+        tokio::task::block_in_place(|| state.mark_acked(&recs))?;
+        for r in rows {
+            if r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1 {
+                self.complete(&r.chunk.doc).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every chunk of `doc` is in the sink: delete its stale chunks, then
+    /// record the document as complete.
+    pub async fn complete(&self, doc: &DocMeta) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let key = doc_key(&doc.tenant, &doc.key);
+        let stale = tokio::task::block_in_place(|| state.stale_chunks(&key, doc.chunk_count))?;
+        if !stale.is_empty() {
+            let n = self.sink.delete(&doc.tenant, &stale).await?;
+            Stats::add(&self.stats.stale_deleted, n);
+            tracing::debug!("{}: deleted {n} stale chunks", doc.source);
+        }
+        tokio::task::block_in_place(|| state.complete_doc(&key, &doc.hash, doc.chunk_count, &stale))
+    }
+
+    /// At start: intents left by a crash become acknowledged where the sink
+    /// holds the same content, and are dropped otherwise.
+    pub async fn reconcile(&self) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let intents = tokio::task::block_in_place(|| state.intents())?;
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let mut by_tenant: BTreeMap<String, Vec<ChunkRec>> = BTreeMap::new();
+        for r in intents {
+            let tenant = r.doc.split('\0').next().unwrap_or_default().to_string();
+            by_tenant.entry(tenant).or_default().push(r);
+        }
+        let mut found = 0;
+        for (tenant, recs) in by_tenant {
+            for part in recs.chunks(1000) {
+                let ids: Vec<String> = part.iter().map(|r| r.id.clone()).collect();
+                let held = self.sink.existing(&tenant, &ids).await?;
+                let done: Vec<ChunkRec> = part
+                    .iter()
+                    .filter(|r| held.get(&r.id) == Some(&r.hash))
+                    .cloned()
+                    .collect();
+                found += done.len();
+                tokio::task::block_in_place(|| state.mark_acked(&done))?;
+            }
+        }
+        tokio::task::block_in_place(|| state.clear_intents())?;
+        tracing::info!(
+            "resuming: {found} rows written just before the last run stopped were found in the sink"
+        );
+        Ok(())
+    }
+
+    /// `--prune`: deletes documents of `tenant` that this run did not see.
+    pub async fn prune(&self, tenant: &str) -> Result<()> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let known = tokio::task::block_in_place(|| state.docs_of_tenant(tenant))?;
+        let gone: Vec<String> = {
+            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            known.into_iter().filter(|d| !seen.contains(d)).collect()
+        };
+        for doc in gone {
+            let ids = tokio::task::block_in_place(|| state.doc_chunks(&doc))?;
+            if !ids.is_empty() {
+                let n = self.sink.delete(tenant, &ids).await?;
+                Stats::add(&self.stats.pruned_chunks, n);
+            }
+            tokio::task::block_in_place(|| state.forget_doc(&doc))?;
+            Stats::add(&self.stats.pruned_docs, 1);
+        }
+        Ok(())
+    }
+}
+
+fn records(rows: &[Embedded]) -> Vec<ChunkRec> {
+    rows.iter()
+        .map(|r| ChunkRec {
+            id: r.chunk.id.clone(),
+            hash: r.chunk.content_hash.clone(),
+            index: r.chunk.index,
+            doc: doc_key(&r.chunk.doc.tenant, &r.chunk.doc.key),
+        })
+        .collect()
+}

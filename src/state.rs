@@ -1,0 +1,316 @@
+//! What the sink has acknowledged, kept in a redb file so runs resume after a
+//! crash and unchanged input costs nothing.
+//!
+//! Tables (keys of documents are `tenant \0 doc_key`):
+//! - `chunks`: chunk id -> `content_hash \t index \t doc` for every chunk the
+//!   sink acknowledged;
+//! - `doc_chunks`: doc -> chunk ids (multimap), to find stale chunks;
+//! - `docs`: doc -> `doc_hash \t chunk_count`, written once every chunk of the
+//!   document is acknowledged and its stale chunks are deleted;
+//! - `intents`: chunks about to be written. A crash between the sink's commit
+//!   and ours leaves them here; the next run asks the sink which of them it
+//!   holds instead of paying for them again.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+
+const CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
+const DOC_CHUNKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("doc_chunks");
+const DOCS: TableDefinition<&str, &str> = TableDefinition::new("docs");
+const INTENTS: TableDefinition<&str, &str> = TableDefinition::new("intents");
+
+/// One chunk as the state knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRec {
+    pub id: String,
+    pub hash: String,
+    pub index: u32,
+    /// `tenant \0 doc_key`
+    pub doc: String,
+}
+
+impl ChunkRec {
+    fn encode(&self) -> String {
+        format!("{}\t{}\t{}", self.hash, self.index, self.doc)
+    }
+
+    fn decode(id: &str, v: &str) -> Option<ChunkRec> {
+        let mut it = v.splitn(3, '\t');
+        Some(ChunkRec {
+            id: id.to_string(),
+            hash: it.next()?.to_string(),
+            index: it.next()?.parse().ok()?,
+            doc: it.next()?.to_string(),
+        })
+    }
+}
+
+pub fn doc_key(tenant: &str, key: &str) -> String {
+    format!("{tenant}\0{key}")
+}
+
+pub struct State {
+    db: Database,
+    path: PathBuf,
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the state folder {} (set --state to a writable path)",
+                    dir.display()
+                )
+            })?;
+        }
+        let db = Database::create(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the state file {}: {e} (is another vecload run using it? else set --state)",
+                path.display()
+            )
+        })?;
+        let txn = db.begin_write()?;
+        txn.open_table(CHUNKS)?;
+        txn.open_multimap_table(DOC_CHUNKS)?;
+        txn.open_table(DOCS)?;
+        txn.open_table(INTENTS)?;
+        txn.commit()?;
+        Ok(State {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The chunk count of a document whose recorded hash equals `hash`.
+    pub fn unchanged_doc(&self, doc: &str, hash: &str) -> Result<Option<u32>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DOCS)?;
+        Ok(t.get(doc)?.and_then(|v| {
+            let v = v.value();
+            let (h, n) = v.split_once('\t')?;
+            (h == hash).then(|| n.parse().ok()).flatten()
+        }))
+    }
+
+    /// For each id, the content hash the sink acknowledged for it, if any.
+    pub fn acked_hashes(&self, ids: &[&str]) -> Result<Vec<Option<String>>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CHUNKS)?;
+        ids.iter()
+            .map(|id| {
+                Ok(t.get(*id)?
+                    .and_then(|v| ChunkRec::decode(id, v.value()).map(|r| r.hash)))
+            })
+            .collect()
+    }
+
+    pub fn record_intents(&self, rows: &[ChunkRec]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(INTENTS)?;
+            for r in rows {
+                t.insert(r.id.as_str(), r.encode().as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Records rows the sink acknowledged and drops their intents, in one commit.
+    pub fn mark_acked(&self, rows: &[ChunkRec]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            let mut intents = txn.open_table(INTENTS)?;
+            for r in rows {
+                chunks.insert(r.id.as_str(), r.encode().as_str())?;
+                by_doc.insert(r.doc.as_str(), r.id.as_str())?;
+                intents.remove(r.id.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn intents(&self) -> Result<Vec<ChunkRec>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INTENTS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            let (k, v) = item?;
+            if let Some(r) = ChunkRec::decode(k.value(), v.value()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn clear_intents(&self) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.delete_table(INTENTS)?;
+        txn.open_table(INTENTS)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Acknowledged chunks of `doc` at or past `count`: left over from a
+    /// longer earlier version of the document.
+    pub fn stale_chunks(&self, doc: &str, count: u32) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        for id in by_doc.get(doc)? {
+            let id = id?;
+            let id = id.value();
+            let rec = chunks
+                .get(id)?
+                .and_then(|v| ChunkRec::decode(id, v.value()));
+            if rec.is_none_or(|r| r.index >= count) {
+                out.push(id.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// All chunk ids recorded for `doc`.
+    pub fn doc_chunks(&self, doc: &str) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+        let mut out = Vec::new();
+        for id in by_doc.get(doc)? {
+            out.push(id?.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Forgets `removed` chunks of `doc` (deleted from the sink) and records
+    /// the document as complete at `hash` with `count` chunks.
+    pub fn complete_doc(
+        &self,
+        doc: &str,
+        hash: &str,
+        count: u32,
+        removed: &[String],
+    ) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            for id in removed {
+                chunks.remove(id.as_str())?;
+                by_doc.remove(doc, id.as_str())?;
+            }
+            txn.open_table(DOCS)?
+                .insert(doc, format!("{hash}\t{count}").as_str())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a whole document (pruned from the sink).
+    pub fn forget_doc(&self, doc: &str) -> Result<()> {
+        let ids = self.doc_chunks(doc)?;
+        let txn = self.db.begin_write()?;
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            for id in &ids {
+                chunks.remove(id.as_str())?;
+            }
+            txn.open_multimap_table(DOC_CHUNKS)?.remove_all(doc)?;
+            txn.open_table(DOCS)?.remove(doc)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every document of `tenant` the state knows (complete or not).
+    pub fn docs_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
+        let lo = format!("{tenant}\0");
+        let hi = format!("{tenant}\u{1}");
+        let txn = self.db.begin_read()?;
+        let mut out: Vec<String> = Vec::new();
+        for item in txn.open_table(DOCS)?.range(lo.as_str()..hi.as_str())? {
+            out.push(item?.0.value().to_string());
+        }
+        for item in txn
+            .open_multimap_table(DOC_CHUNKS)?
+            .range(lo.as_str()..hi.as_str())?
+        {
+            let k = item?.0.value().to_string();
+            if out.last() != Some(&k) && !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, index: u32, doc: &str) -> ChunkRec {
+        ChunkRec {
+            id: id.into(),
+            hash: format!("h{id}"),
+            index,
+            doc: doc.into(),
+        }
+    }
+
+    #[test]
+    fn acknowledged_chunks_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let doc = doc_key("t", "a.md");
+        {
+            let s = State::open(&path).unwrap();
+            s.record_intents(&[rec("1", 0, &doc), rec("2", 1, &doc)])
+                .unwrap();
+            s.mark_acked(&[rec("1", 0, &doc)]).unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(
+            s.acked_hashes(&["1", "2"]).unwrap(),
+            vec![Some("h1".into()), None]
+        );
+        assert_eq!(
+            s.intents().unwrap(),
+            vec![rec("2", 1, &doc)],
+            "unacknowledged intent kept"
+        );
+        s.clear_intents().unwrap();
+        assert!(s.intents().unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_chunks_and_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.redb")).unwrap();
+        let doc = doc_key("t", "a.md");
+        s.mark_acked(&[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)])
+            .unwrap();
+        assert_eq!(s.stale_chunks(&doc, 2).unwrap(), vec!["3".to_string()]);
+        s.complete_doc(&doc, "dochash", 2, &["3".into()]).unwrap();
+        assert_eq!(s.unchanged_doc(&doc, "dochash").unwrap(), Some(2));
+        assert_eq!(s.unchanged_doc(&doc, "other").unwrap(), None);
+        assert_eq!(s.acked_hashes(&["3"]).unwrap(), vec![None]);
+        let other = doc_key("u", "a.md");
+        s.mark_acked(&[rec("9", 0, &other)]).unwrap();
+        assert_eq!(s.docs_of_tenant("t").unwrap(), vec![doc.clone()]);
+        s.forget_doc(&doc).unwrap();
+        assert!(s.docs_of_tenant("t").unwrap().is_empty());
+        assert_eq!(s.docs_of_tenant("u").unwrap(), vec![other]);
+    }
+}

@@ -1,0 +1,219 @@
+//! Resume and incremental runs: unchanged input costs nothing, a changed
+//! document costs only its changed chunks and loses its stale ones, kill -9
+//! anywhere resumes to the store one clean run gives, --prune removes
+//! deleted documents of this tenant only.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const DIM: usize = 16;
+
+fn inputs(server: &EmbedServer) -> u64 {
+    server.stats()["inputs"].as_u64().unwrap()
+}
+
+#[test]
+fn editing_one_file_reembeds_only_its_changed_chunks_and_deletes_its_stale_ones() {
+    let Some(pg) = pg_url("edit_one_file") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let dir = tempfile::tempdir().unwrap();
+    let para = |i: usize| {
+        format!(
+            "Paragraph {i} of the handbook. {}\n\n",
+            "Details follow here. ".repeat(12)
+        )
+    };
+    let long: String = (0..12).map(para).collect();
+    std::fs::write(dir.path().join("handbook.md"), &long).unwrap();
+    std::fs::write(dir.path().join("other.md"), "A document nobody edits.").unwrap();
+    let table = unique_table("edit");
+    let sizing = ["--chunk-tokens", "80", "--chunk-overlap", "8"];
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, DIM)
+            .arg(dir.path())
+            .args(sizing))
+        .code,
+        0
+    );
+    let db = Db::connect(&pg);
+    let handbook_rows = |db: &Db| -> i64 {
+        db.query(
+            &format!("SELECT count(*) FROM \"{table}\" WHERE source = 'handbook.md'"),
+            &[],
+        )[0]
+        .get(0)
+    };
+    let before = handbook_rows(&db);
+    assert!(before >= 8, "the handbook has many chunks: {before}");
+
+    // Keep the first half, change one paragraph in it.
+    let short: String = (0..6)
+        .map(|i| {
+            if i == 2 {
+                "Paragraph 2 was rewritten entirely.\n\n".to_string()
+            } else {
+                para(i)
+            }
+        })
+        .collect();
+    std::fs::write(dir.path().join("handbook.md"), &short).unwrap();
+    let sent = inputs(&server);
+    let report = dir.path().join("r.json");
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(dir.path())
+        .args(sizing)
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    let rep = read_report(&report);
+    let paid = inputs(&server) - sent;
+    let after = handbook_rows(&db);
+    assert!(
+        after < before,
+        "the shorter handbook has fewer rows ({after} < {before})"
+    );
+    assert!(
+        paid > 0 && paid < after as u64,
+        "only changed chunks were embedded: {paid} of {after}"
+    );
+    assert_eq!(
+        rep["chunks_unchanged"].as_u64(),
+        Some(after as u64 - paid + 1),
+        "{rep}"
+    );
+    assert!(rep["stale_chunks_deleted"].as_u64().unwrap() > 0);
+
+    // The result equals a clean load of the new content.
+    let clean = unique_table("editclean");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &clean, DIM)
+            .arg(dir.path())
+            .args(sizing))
+        .code,
+        0
+    );
+    assert_eq!(table_rows(&db, &table), table_rows(&db, &clean));
+}
+
+#[test]
+fn kill_9_at_several_points_then_resume_gives_the_store_of_one_clean_run() {
+    let Some(pg) = pg_url("kill_9_resume") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "120"]);
+    let sizing = [
+        "--chunk-tokens",
+        "50",
+        "--chunk-overlap",
+        "5",
+        "--batch-size",
+        "3",
+        "--concurrency",
+        "2",
+        "--write-batch",
+        "4",
+    ];
+    let clean = unique_table("k9clean");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &clean, DIM)
+            .arg(fixtures())
+            .args(sizing)
+            .arg("--no-state"))
+        .code,
+        0
+    );
+    let db = Db::connect(&pg);
+    let want = table_rows(&db, &clean);
+    let chunks = want.len() as u64;
+
+    let table = unique_table("k9");
+    let sent_before = inputs(&server);
+    let kills = [700u64, 1500, 2600];
+    for delay in kills {
+        let mut child = load_cmd(&server, &pg, &table, DIM)
+            .arg(fixtures())
+            .args(sizing)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+    }
+    let rows_killed = db.count(&table);
+    assert!(
+        rows_killed > 0 && (rows_killed as u64) < chunks,
+        "the kills hit mid-run ({rows_killed} of {chunks})"
+    );
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(sizing));
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        table_rows(&db, &table),
+        want,
+        "ids, contents and vectors equal one clean run"
+    );
+    // Paid for at most what was in flight (batch 3 x concurrency 2) at each kill.
+    let paid = inputs(&server) - sent_before;
+    assert!(
+        paid <= chunks + 6 * kills.len() as u64,
+        "paid {paid} for {chunks} chunks"
+    );
+}
+
+#[test]
+fn prune_removes_deleted_documents_of_this_tenant_only() {
+    let Some(pg) = pg_url("prune") else { return };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keep.md"), "This document stays.").unwrap();
+    std::fs::write(dir.path().join("gone.md"), "This document will be deleted.").unwrap();
+    let table = unique_table("prune");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, DIM).arg(dir.path())).code,
+        0
+    );
+    let mut other = load_cmd(&server, &pg, &table, DIM);
+    // One state file serves every tenant of the table.
+    other.arg(dir.path()).args(["--tenant", "other"]);
+    assert_eq!(run(&mut other).code, 0);
+    std::fs::remove_file(dir.path().join("gone.md")).unwrap();
+    let db = Db::connect(&pg);
+    let sources = |tenant: &str| -> Vec<String> {
+        db.query(
+            &format!("SELECT source FROM \"{table}\" WHERE tenant_id = $1 ORDER BY source"),
+            &[&tenant],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, DIM).arg(dir.path())).code,
+        0
+    );
+    assert_eq!(
+        sources("default"),
+        ["gone.md", "keep.md"],
+        "without --prune nothing is deleted"
+    );
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(dir.path())
+        .arg("--prune"));
+    assert_eq!(r.code, 0);
+    assert_eq!(sources("default"), ["keep.md"]);
+    assert_eq!(
+        sources("other"),
+        ["gone.md", "keep.md"],
+        "another tenant's rows are untouched"
+    );
+}
