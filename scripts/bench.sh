@@ -37,9 +37,12 @@ url=$(sed -n 's/^listening on //p' "$server_out")
 ceiling=$(python3 -c "print($capacity * $batch / ($latency_ms / 1000))")
 
 embed_run() { # name concurrency
-  local report="$out/embed-$1.json"
+  local report="$out/embed-$1.json" run_id="$1_$(date +%s)"
+  # A fresh table and state file each time: the state would (rightly) skip
+  # everything a previous run wrote.
   ./target/release/vecload load "$corpus" --quiet --progress none \
-    --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_embed_$1" --index none \
+    --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_embed_$run_id" --index none \
+    --state "$out/state-$run_id.redb" \
     --embed-url "$url" --embed-model bench --embed-dim "$dim" \
     --batch-size "$batch" --concurrency "$2" --report "$report" || true
   python3 - "$report" "$ceiling" "$1" "$2" <<'PY'

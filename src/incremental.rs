@@ -22,7 +22,7 @@ use crate::chunk::{Chunk, Chunker, DocMeta, Document};
 use crate::embed::Embedded;
 use crate::report::Stats;
 use crate::sink::Sink;
-use crate::state::{ChunkRec, State, doc_key};
+use crate::state::{ChunkRec, Completed, State, doc_key};
 
 pub struct Ledger {
     state: Option<State>,
@@ -109,28 +109,44 @@ impl Ledger {
         };
         let recs = records(rows);
         tokio::task::block_in_place(|| state.mark_acked(&recs))?;
-        for r in rows {
-            if r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1 {
-                self.complete(&r.chunk.doc).await?;
-            }
-        }
-        Ok(())
+        let done: Vec<&DocMeta> = rows
+            .iter()
+            .filter(|r| r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1)
+            .map(|r| r.chunk.doc.as_ref())
+            .collect();
+        self.complete(&done).await
     }
 
-    /// Every chunk of `doc` is in the sink: delete its stale chunks, then
-    /// record the document as complete.
-    pub async fn complete(&self, doc: &DocMeta) -> Result<()> {
+    /// Every chunk of these documents is in the sink: delete their stale
+    /// chunks, then record them as complete.
+    pub async fn complete(&self, docs: &[&DocMeta]) -> Result<()> {
         let Some(state) = &self.state else {
             return Ok(());
         };
-        let key = doc_key(&doc.tenant, &doc.key);
-        let stale = tokio::task::block_in_place(|| state.stale_chunks(&key, doc.chunk_count))?;
-        if !stale.is_empty() {
-            let n = self.sink.delete(&doc.tenant, &stale).await?;
-            Stats::add(&self.stats.stale_deleted, n);
-            tracing::debug!("{}: deleted {n} stale chunks", doc.source);
+        if docs.is_empty() {
+            return Ok(());
         }
-        tokio::task::block_in_place(|| state.complete_doc(&key, &doc.hash, doc.chunk_count, &stale))
+        let mut done = Vec::with_capacity(docs.len());
+        let mut stale_by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for d in docs {
+            let key = doc_key(&d.tenant, &d.key);
+            let removed = tokio::task::block_in_place(|| state.stale_chunks(&key, d.chunk_count))?;
+            stale_by_tenant
+                .entry(&d.tenant)
+                .or_default()
+                .extend(removed.iter().cloned());
+            done.push(Completed {
+                doc: key,
+                hash: d.hash.clone(),
+                count: d.chunk_count,
+                removed,
+            });
+        }
+        for (tenant, ids) in stale_by_tenant.iter().filter(|(_, ids)| !ids.is_empty()) {
+            let n = self.sink.delete(tenant, ids).await?;
+            Stats::add(&self.stats.stale_deleted, n);
+        }
+        tokio::task::block_in_place(|| state.complete_docs(&done))
     }
 
     /// At start: intents left by a crash become acknowledged where the sink

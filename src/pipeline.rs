@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -94,6 +95,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
             stats: stats.clone(),
             cancel: cancel.clone(),
             fatal: fatal.clone(),
+            limiter: Arc::new(crate::embed::limiter::Limiter::new(cfg.embed.concurrency)),
         }
         .run(chunk_rx, emb_tx),
     );
@@ -198,54 +200,26 @@ pub fn produce(
         match source::read_file(file, &cfg.source) {
             Err(skip) => stats.skip(skip),
             Ok(docs) => {
-                let mut produced = 0u64;
-                for doc in docs {
-                    let (chunks, meta) = match &books {
-                        None => (chunker.chunk(&tenant, doc, String::new()), None),
-                        Some(b) => match b.ledger.plan_doc(&chunker, &tenant, doc) {
-                            Err(e) => {
-                                b.fatal.set(format!("state file: {e:#}"), cancel);
-                                return;
-                            }
-                            Ok(DocWork::Unchanged { chunks }) => {
-                                produced += chunks as u64;
-                                Stats::add(&stats.chunks, chunks as u64);
-                                Stats::add(&stats.chunks_unchanged, chunks as u64);
-                                Stats::add(&stats.docs_unchanged, 1);
-                                continue;
-                            }
-                            Ok(DocWork::Embed {
-                                chunks,
-                                written,
-                                meta,
-                            }) => {
-                                produced += written as u64;
-                                Stats::add(&stats.chunks, written as u64);
-                                Stats::add(&stats.chunks_unchanged, written as u64);
-                                (chunks, meta.filter(|_| written > 0))
-                            }
-                        },
-                    };
-                    // Nothing left to embed, but the document may have become
-                    // shorter: finish it (stale chunks) right here.
-                    if chunks.is_empty()
-                        && let (Some(b), Some(meta)) = (&books, meta)
-                        && let Err(e) = b.handle.block_on(b.ledger.complete(&meta))
-                    {
-                        b.fatal
-                            .set(format!("finishing {}: {e:#}", meta.source), cancel);
+                // Records of one JSON/JSONL file are documents of their own:
+                // spread them over the pool too, or one big file is one core.
+                let produced = AtomicU64::new(0);
+                let stopped = AtomicBool::new(false);
+                docs.into_par_iter().for_each(|doc| {
+                    if stopped.load(Relaxed) || cancel.is_cancelled() {
                         return;
                     }
-                    for chunk in chunks {
-                        produced += 1;
-                        Stats::add(&stats.chunks, 1);
-                        if tx.blocking_send(chunk).is_err() {
-                            // The embed stage stopped (cancel or fatal error).
-                            return;
+                    match one_doc(doc, &chunker, &tenant, stats, cancel, &tx, books.as_ref()) {
+                        Some(n) => produced.fetch_add(n, Relaxed),
+                        None => {
+                            stopped.store(true, Relaxed);
+                            0
                         }
-                    }
+                    };
+                });
+                if stopped.load(Relaxed) {
+                    return;
                 }
-                if produced > 0 {
+                if produced.load(Relaxed) > 0 {
                     Stats::add(&stats.files_with_chunks, 1);
                 } else {
                     stats.skip(source::Skip::new(&file.path, "empty", "no text to chunk"));
@@ -255,6 +229,65 @@ pub fn produce(
         Stats::add(&stats.files_read, 1);
     });
     stats.chunking_done.store(true, Relaxed);
+}
+
+/// Chunks one document and queues what needs embedding. Returns how many
+/// chunks the document has (written before or queued now), or None when the
+/// run is stopping.
+fn one_doc(
+    doc: crate::chunk::Document,
+    chunker: &Chunker,
+    tenant: &Arc<str>,
+    stats: &Stats,
+    cancel: &CancellationToken,
+    tx: &mpsc::Sender<Chunk>,
+    books: Option<&Books<'_>>,
+) -> Option<u64> {
+    let mut produced = 0u64;
+    let (chunks, meta) = match books {
+        None => (chunker.chunk(tenant, doc, String::new()), None),
+        Some(b) => match b.ledger.plan_doc(chunker, tenant, doc) {
+            Err(e) => {
+                b.fatal.set(format!("state file: {e:#}"), cancel);
+                return None;
+            }
+            Ok(DocWork::Unchanged { chunks }) => {
+                Stats::add(&stats.chunks, chunks as u64);
+                Stats::add(&stats.chunks_unchanged, chunks as u64);
+                Stats::add(&stats.docs_unchanged, 1);
+                return Some(chunks as u64);
+            }
+            Ok(DocWork::Embed {
+                chunks,
+                written,
+                meta,
+            }) => {
+                produced += written as u64;
+                Stats::add(&stats.chunks, written as u64);
+                Stats::add(&stats.chunks_unchanged, written as u64);
+                (chunks, meta)
+            }
+        },
+    };
+    // Nothing left to embed, but the document may have become shorter:
+    // finish it (its stale chunks) right here.
+    if chunks.is_empty()
+        && let (Some(b), Some(meta)) = (books, meta)
+        && let Err(e) = b.handle.block_on(b.ledger.complete(&[meta.as_ref()]))
+    {
+        b.fatal
+            .set(format!("finishing {}: {e:#}", meta.source), cancel);
+        return None;
+    }
+    for chunk in chunks {
+        produced += 1;
+        Stats::add(&stats.chunks, 1);
+        if tx.blocking_send(chunk).is_err() {
+            // The embed stage stopped (cancel or fatal error).
+            return None;
+        }
+    }
+    Some(produced)
 }
 
 fn watch_ctrl_c(cancel: CancellationToken, interrupted: Arc<std::sync::atomic::AtomicBool>) {

@@ -139,7 +139,9 @@ async fn probe(cfg: &EmbedConfig) -> Result<Probe, String> {
         .embed(&["vecload plan probe"])
         .await
         .map_err(|e| match e {
-            EmbedError::Transient { message, .. } => message,
+            EmbedError::Transient { message, .. } | EmbedError::Throttled { message, .. } => {
+                message
+            }
             EmbedError::Rejected(m) | EmbedError::Fatal(m) => m,
         })?;
     let seconds = started.elapsed().as_secs_f64();

@@ -47,6 +47,16 @@ impl ChunkRec {
     }
 }
 
+/// A document all of whose chunks are in the sink.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub doc: String,
+    pub hash: String,
+    pub count: u32,
+    /// Stale chunk ids deleted from the sink.
+    pub removed: Vec<String>,
+}
+
 pub fn doc_key(tenant: &str, key: &str) -> String {
     format!("{tenant}\0{key}")
 }
@@ -194,25 +204,22 @@ impl State {
         Ok(out)
     }
 
-    /// Forgets `removed` chunks of `doc` (deleted from the sink) and records
-    /// the document as complete at `hash` with `count` chunks.
-    pub fn complete_doc(
-        &self,
-        doc: &str,
-        hash: &str,
-        count: u32,
-        removed: &[String],
-    ) -> Result<()> {
+    /// For each completed document: forgets its `removed` chunks (deleted
+    /// from the sink) and records it as complete at `hash` with `count`
+    /// chunks. One commit for all: a commit is a disk sync.
+    pub fn complete_docs(&self, done: &[Completed]) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
-            for id in removed {
-                chunks.remove(id.as_str())?;
-                by_doc.remove(doc, id.as_str())?;
+            let mut docs = txn.open_table(DOCS)?;
+            for d in done {
+                for id in &d.removed {
+                    chunks.remove(id.as_str())?;
+                    by_doc.remove(d.doc.as_str(), id.as_str())?;
+                }
+                docs.insert(d.doc.as_str(), format!("{}\t{}", d.hash, d.count).as_str())?;
             }
-            txn.open_table(DOCS)?
-                .insert(doc, format!("{hash}\t{count}").as_str())?;
         }
         txn.commit()?;
         Ok(())
@@ -302,7 +309,13 @@ mod tests {
         s.mark_acked(&[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)])
             .unwrap();
         assert_eq!(s.stale_chunks(&doc, 2).unwrap(), vec!["3".to_string()]);
-        s.complete_doc(&doc, "dochash", 2, &["3".into()]).unwrap();
+        s.complete_docs(&[Completed {
+            doc: doc.clone(),
+            hash: "dochash".into(),
+            count: 2,
+            removed: vec!["3".into()],
+        }])
+        .unwrap();
         assert_eq!(s.unchanged_doc(&doc, "dochash").unwrap(), Some(2));
         assert_eq!(s.unchanged_doc(&doc, "other").unwrap(), None);
         assert_eq!(s.acked_hashes(&["3"]).unwrap(), vec![None]);

@@ -191,3 +191,81 @@ fn the_configured_concurrency_is_never_exceeded() {
         "the endpoint was kept busy: {stats}"
     );
 }
+
+#[test]
+fn in_flight_requests_adapt_to_an_endpoint_capacity_found_through_429s() {
+    let Some(pg) = pg_url("adaptive_concurrency") else {
+        return;
+    };
+    let server = EmbedServer::start(&[
+        "--dim",
+        "16",
+        "--latency-ms",
+        "40",
+        "--capacity",
+        "3",
+        "--retry-after",
+        "0",
+    ]);
+    let table = unique_table("aimd");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures())
+        .args([
+            "--chunk-tokens",
+            "40",
+            "--chunk-overlap",
+            "4",
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "12",
+        ])
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    let rep = read_report(&report);
+    assert_eq!(
+        Some(Db::connect(&pg).count(&table) as u64),
+        rep["chunks"].as_u64(),
+        "nothing lost"
+    );
+    let stats = server.stats();
+    let (requests, rejected) = (
+        stats["requests"].as_u64().unwrap(),
+        stats["rejected"].as_u64().unwrap(),
+    );
+    assert!(requests > 60, "{stats}");
+    // Twelve in flight against a capacity of three has about three of four
+    // requests refused; cutting the in-flight count on 429 and probing past
+    // the capacity slowly keeps it near one in five (measured 20%).
+    assert!(
+        rejected * 3 < requests,
+        "{rejected} of {requests} requests got 429"
+    );
+}
+
+#[test]
+fn a_response_slower_than_the_timeout_is_retried_then_reported() {
+    let Some(pg) = pg_url("request_timeout") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "2500"]);
+    let table = unique_table("timeout");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures().join("guides"))
+        .args(["--request-timeout", "1", "--max-retries", "1", "--report"])
+        .arg(&report));
+    assert_eq!(r.code, 1);
+    let rep = read_report(&report);
+    assert_eq!(rep["failed_chunks"], rep["chunks"]);
+    assert!(
+        rep["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{rep}"
+    );
+    assert_eq!(server.requests(), 2, "one try, one retry");
+}

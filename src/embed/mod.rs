@@ -5,6 +5,7 @@
 
 mod backoff;
 pub mod batch;
+pub mod limiter;
 pub mod openai;
 pub mod stage;
 
@@ -32,10 +33,17 @@ pub trait Embedder: Send + Sync {
 /// What went wrong with one request, sorted by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    /// Worth retrying after a pause: 429, 408, 409, 5xx, timeouts, resets,
-    /// and answers that arrived broken.
+    /// Worth retrying after a pause: 408, 409, 5xx, timeouts, resets, and
+    /// answers that arrived broken.
     #[error("{message}")]
     Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// 429: the endpoint wants fewer requests. Retried, and the number of
+    /// requests in flight is cut.
+    #[error("{message}")]
+    Throttled {
         message: String,
         retry_after: Option<Duration>,
     },

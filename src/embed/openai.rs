@@ -198,7 +198,11 @@ fn classify(status: StatusCode, msg: String, retry_after: Option<Duration>) -> E
             "{text} (check --embed-api-key / EMBEDDING_BINDING_API_KEY)"
         )),
         404 => EmbedError::Fatal(format!("{text} (check --embed-url and --embed-model)")),
-        408 | 409 | 425 | 429 => EmbedError::Transient {
+        429 => EmbedError::Throttled {
+            message: text,
+            retry_after,
+        },
+        408 | 409 | 425 => EmbedError::Transient {
             message: text,
             retry_after,
         },
@@ -283,7 +287,7 @@ mod tests {
     fn statuses_are_classified() {
         assert!(matches!(
             classify(StatusCode::TOO_MANY_REQUESTS, "x".into(), None),
-            EmbedError::Transient { .. }
+            EmbedError::Throttled { .. }
         ));
         assert!(matches!(
             classify(StatusCode::BAD_GATEWAY, "x".into(), None),

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff;
 use super::batch::Batcher;
+use super::limiter::Limiter;
 use super::{EmbedError, Embedded, Embedder};
 use crate::chunk::Chunk;
 use crate::config::EmbedConfig;
@@ -42,12 +43,15 @@ pub struct EmbedStage {
     pub stats: Arc<Stats>,
     pub cancel: CancellationToken,
     pub fatal: Fatal,
+    pub limiter: Arc<Limiter>,
 }
 
 impl EmbedStage {
     pub async fn run(self, mut rx: mpsc::Receiver<Chunk>, tx: mpsc::Sender<Vec<Embedded>>) {
         let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.cfg.concurrency));
+        // Batches formed and waiting for a request slot (or backing off)
+        // are bounded too, so a 429 storm cannot pile up chunks in memory.
+        let permits = Arc::new(Semaphore::new(this.cfg.concurrency * 2));
         let mut tasks = JoinSet::new();
         let mut batcher = Batcher::new(this.cfg.batch_size, this.cfg.max_request_tokens);
         loop {
@@ -79,7 +83,7 @@ impl EmbedStage {
         }
     }
 
-    /// Waits for a free slot, then starts the request. False when cancelled.
+    /// Waits for room for one more batch, then starts it. False when cancelled.
     async fn dispatch(
         self: &Arc<Self>,
         batch: Vec<Chunk>,
@@ -108,6 +112,10 @@ impl EmbedStage {
     async fn embed_with_retries(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
         let mut attempt = 0u32;
         loop {
+            let slot = tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                p = self.limiter.acquire() => p,
+            };
             Stats::add(&self.stats.embed_requests, 1);
             let inputs: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
             let result = self
@@ -116,8 +124,11 @@ impl EmbedStage {
                 .await
                 .and_then(|v| self.check(&batch, v));
             drop(inputs);
-            match result {
+            // The slot is free while this batch backs off.
+            drop(slot);
+            let (message, retry_after) = match result {
                 Ok(vectors) => {
+                    self.limiter.succeeded();
                     let tokens: u64 = batch.iter().map(|c| c.tokens as u64).sum();
                     Stats::add(&self.stats.tokens, tokens);
                     Stats::add(&self.stats.chunks_embedded, batch.len() as u64);
@@ -138,26 +149,31 @@ impl EmbedStage {
                     self.stats.fail(&batch, &msg);
                     return None;
                 }
-                Err(EmbedError::Transient {
+                Err(EmbedError::Throttled {
                     message,
                     retry_after,
                 }) => {
-                    if attempt >= self.cfg.max_retries {
-                        let msg =
-                            format!("gave up after {} retries: {message}", self.cfg.max_retries);
-                        tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
-                        self.stats.fail(&batch, &msg);
-                        return None;
-                    }
-                    let wait = backoff::delay(attempt, retry_after);
-                    tracing::info!("{message}; retrying in {:.1}s", wait.as_secs_f64());
-                    attempt += 1;
-                    Stats::add(&self.stats.embed_retries, 1);
-                    tokio::select! {
-                        _ = self.cancel.cancelled() => return None,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+                    self.limiter.throttled();
+                    (message, retry_after)
                 }
+                Err(EmbedError::Transient {
+                    message,
+                    retry_after,
+                }) => (message, retry_after),
+            };
+            if attempt >= self.cfg.max_retries {
+                let msg = format!("gave up after {} retries: {message}", self.cfg.max_retries);
+                tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
+                self.stats.fail(&batch, &msg);
+                return None;
+            }
+            let wait = backoff::delay(attempt, retry_after);
+            tracing::debug!("{message}; retrying in {:.1}s", wait.as_secs_f64());
+            attempt += 1;
+            Stats::add(&self.stats.embed_retries, 1);
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
