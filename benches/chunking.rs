@@ -33,6 +33,7 @@ fn main() {
         json_text_field: "content".into(),
         max_file_bytes: 64 << 20,
         source_prefix: None,
+        only_files: None,
     };
     let filter = Filter::new(&src).expect("filter");
     let files = walk(&corpus, &filter).files;

@@ -83,6 +83,16 @@ pub struct LoadArgs {
     #[arg(long, conflicts_with = "no_state")]
     pub prune: bool,
 
+    /// Where chunks that failed after their retries are listed (JSONL).
+    /// Default: beside the state file.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Load only the files named in this dead-letter file (chunks already
+    /// written are skipped through the state).
+    #[arg(long, value_name = "FILE")]
+    pub retry_failed: Option<PathBuf>,
+
     /// How to show progress: bars on a terminal, periodic log lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

@@ -29,6 +29,7 @@ pub struct Config {
     /// None: no state kept (--no-state).
     pub state: Option<PathBuf>,
     pub prune: bool,
+    pub dead_letter: Option<PathBuf>,
     pub source: SourceConfig,
     pub chunk: ChunkConfig,
     pub embed: EmbedConfig,
@@ -44,6 +45,8 @@ pub struct SourceConfig {
     pub max_file_bytes: u64,
     /// Prepended (with `/`) to every stored source path.
     pub source_prefix: Option<String>,
+    /// Only these files (paths as stored), from --retry-failed.
+    pub only_files: Option<std::collections::HashSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -223,11 +226,18 @@ impl Config {
                     .unwrap_or_else(|| default_state_path(&args.paths, &sink, &model, dim)),
             )
         };
+        let only_files = match &args.retry_failed {
+            None => None,
+            Some(path) => Some(read_dead_letters(path, &tenant)?),
+        };
         Ok(Config {
             paths: args.paths,
             tenant,
             report: args.report,
             progress: args.progress,
+            dead_letter: args
+                .dead_letter
+                .or_else(|| state.as_ref().map(|p| p.with_extension("failed.jsonl"))),
             state,
             prune: args.prune,
             source: SourceConfig {
@@ -237,6 +247,7 @@ impl Config {
                 json_text_field: args.source.json_text_field,
                 max_file_bytes: args.source.max_file_mb * 1024 * 1024,
                 source_prefix,
+                only_files,
             },
             chunk,
             embed: EmbedConfig {
@@ -254,6 +265,39 @@ impl Config {
             sink,
         })
     }
+}
+
+/// The files named in a dead-letter file, for this tenant.
+fn read_dead_letters(
+    path: &std::path::Path,
+    tenant: &str,
+) -> Result<std::collections::HashSet<String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("--retry-failed {}: {e}", path.display())))?;
+    let mut files = std::collections::HashSet::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let d: crate::report::DeadChunk = serde_json::from_str(line).map_err(|e| {
+            bad(format!(
+                "--retry-failed {} line {}: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        if d.tenant == tenant {
+            files.insert(d.file);
+        }
+    }
+    if files.is_empty() {
+        return Err(bad(format!(
+            "--retry-failed {} lists no chunk of tenant {tenant:?}",
+            path.display()
+        )));
+    }
+    Ok(files)
 }
 
 /// `.vecload/<target>.redb` in the first PATH (its folder for a file): one

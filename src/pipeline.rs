@@ -48,6 +48,9 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
         Some(path) => Some(State::open(path).map_err(SetupError)?),
         None => None,
     };
+    if let Some(path) = &cfg.dead_letter {
+        stats.set_dead_letter(path.clone());
+    }
     let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
     ledger.reconcile().await.map_err(SetupError)?;
     tracing::info!(

@@ -42,6 +42,24 @@ pub struct Stats {
     failed: Mutex<Vec<FailedChunk>>,
     failed_count: AtomicU64,
     failed_files: Mutex<std::collections::BTreeSet<String>>,
+    /// Every failed chunk, one JSON line each, for `--retry-failed`.
+    dead_letter: Mutex<Option<DeadLetter>>,
+}
+
+struct DeadLetter {
+    path: std::path::PathBuf,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+/// One line of the dead-letter file.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct DeadChunk {
+    pub tenant: String,
+    pub file: String,
+    pub source: String,
+    pub chunk_index: u32,
+    pub id: String,
+    pub error: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +80,60 @@ impl Stats {
         }
     }
 
+    /// Failed chunks will also be written to `path` (created on the first one).
+    /// An old file at `path` is removed: it would list chunks this run retries.
+    pub fn set_dead_letter(&self, path: std::path::PathBuf) {
+        let _ = std::fs::remove_file(&path);
+        *lock(&self.dead_letter) = Some(DeadLetter { path, out: None });
+    }
+
+    /// The dead-letter file, once something was written to it.
+    pub fn dead_letter_path(&self) -> Option<String> {
+        let mut g = lock(&self.dead_letter);
+        let dl = g.as_mut()?;
+        let out = dl.out.as_mut()?;
+        let _ = std::io::Write::flush(out);
+        Some(dl.path.display().to_string())
+    }
+
+    fn write_dead(&self, chunks: &[Chunk], error: &str) {
+        let mut g = lock(&self.dead_letter);
+        let Some(dl) = g.as_mut() else { return };
+        if dl.out.is_none() {
+            if let Some(dir) = dl.path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            match std::fs::File::create(&dl.path) {
+                Ok(f) => dl.out = Some(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot write the dead-letter file {}: {e}",
+                        dl.path.display()
+                    );
+                    *g = None;
+                    return;
+                }
+            }
+        }
+        if let Some(out) = dl.out.as_mut() {
+            for c in chunks {
+                let line = DeadChunk {
+                    tenant: c.doc.tenant.to_string(),
+                    file: c.doc.file.to_string(),
+                    source: c.doc.source.clone(),
+                    chunk_index: c.index,
+                    id: c.id.clone(),
+                    error: error.to_string(),
+                };
+                if let Ok(json) = serde_json::to_string(&line) {
+                    let _ = std::io::Write::write_all(out, format!("{json}\n").as_bytes());
+                }
+            }
+        }
+    }
+
     pub fn fail(&self, chunks: &[Chunk], error: &str) {
+        self.write_dead(chunks, error);
         self.failed_count.fetch_add(chunks.len() as u64, Relaxed);
         let mut files = lock(&self.failed_files);
         let mut list = lock(&self.failed);
@@ -119,6 +190,7 @@ pub struct Report {
     pub docs_pruned: u64,
     pub chunks_pruned: u64,
     pub state_file: Option<String>,
+    pub dead_letter_file: Option<String>,
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
     pub embed_requests: u64,
@@ -166,6 +238,7 @@ impl Report {
             docs_pruned: Stats::get(&stats.pruned_docs),
             chunks_pruned: Stats::get(&stats.pruned_chunks),
             state_file: info.state_file,
+            dead_letter_file: stats.dead_letter_path(),
             failed_chunks: stats.failed_count(),
             failures: lock(&stats.failed).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
@@ -256,6 +329,12 @@ impl Report {
             }
             if self.failures.len() > 20 {
                 let _ = writeln!(s, "    ... {} more (see --report)", self.failed_chunks - 20);
+            }
+            if let Some(f) = &self.dead_letter_file {
+                let _ = writeln!(
+                    s,
+                    "  dead letters: {f} (retry them with --retry-failed {f})"
+                );
             }
         }
         if self.interrupted {

@@ -130,6 +130,42 @@ fn a_non_finite_vector_fails_its_batch_only() {
         vec!["reindex-runbook.md".to_string()],
         "the other document was written"
     );
+
+    // The failed chunk is in the dead-letter file, and --retry-failed loads
+    // just its file (once the endpoint behaves), paying only for that chunk.
+    let dead = rep["dead_letter_file"]
+        .as_str()
+        .expect("a dead-letter file")
+        .to_string();
+    assert!(
+        r.stdout.contains(&format!("--retry-failed {dead}")),
+        "{}",
+        r.stdout
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["file"].as_str(), Some("tenancy.markdown"));
+    let healthy = EmbedServer::start(&["--dim", "16"]);
+    let mut retry = load_cmd(&healthy, &pg, &table, 16);
+    retry
+        .arg(fixtures().join("guides"))
+        .arg("--retry-failed")
+        .arg(&dead);
+    assert_eq!(run(&mut retry).code, 0);
+    assert_eq!(
+        healthy.stats()["inputs"].as_u64(),
+        Some(1),
+        "only the failed chunk was embedded"
+    );
+    assert_eq!(Db::connect(&pg).count(&table), 2);
+    assert!(
+        !std::path::Path::new(&dead).exists(),
+        "a clean retry leaves no dead letters"
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub struct Filter {
     include: Option<GlobSet>,
     exclude: GlobSet,
     prefix: Option<String>,
+    only: Option<std::collections::HashSet<String>>,
 }
 
 impl Filter {
@@ -69,6 +70,7 @@ impl Filter {
             include,
             exclude: build(&excludes, "--exclude")?,
             prefix: cfg.source_prefix.clone(),
+            only: cfg.only_files.clone(),
         })
     }
 
@@ -139,6 +141,13 @@ pub fn walk(paths: &[PathBuf], filter: &Filter) -> Walk {
                 Some(p) => format!("{p}/{rel}"),
                 None => rel,
             };
+            if filter
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&rel))
+            {
+                continue;
+            }
             if let Some(first) = by_rel.get(&rel) {
                 out.skipped.push(Skip::new(
                     entry.path(),
