@@ -41,6 +41,28 @@ impl PgSink {
 }
 
 impl PgSink {
+    /// Runs `sql` with ($1 tenant, $2 ids) on the maintenance connection,
+    /// dropping the connection on error so the next call makes a new one.
+    async fn by_ids(
+        &self,
+        sql: &str,
+        tenant: &str,
+        ids: &[String],
+        what: &str,
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        let mut guard = self.maintenance().await?;
+        let Some(client) = guard.as_ref() else {
+            anyhow::bail!("no database connection");
+        };
+        match client.query(sql, &[&tenant, &ids]).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                *guard = None;
+                anyhow::bail!("{what} {} rows: {}", ids.len(), schema::db_message(&e))
+            }
+        }
+    }
+
     async fn maintenance(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<tokio_postgres::Client>>> {
@@ -101,24 +123,10 @@ impl Sink for PgSink {
 
     async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
         let sql = format!(
-            "DELETE FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
+            "DELETE FROM {} WHERE tenant_id = $1 AND id = ANY($2) RETURNING 1",
             self.table.quoted
         );
-        let mut guard = self.maintenance().await?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-        match client.execute(&sql, &[&tenant, &ids]).await {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                *guard = None;
-                Err(anyhow::anyhow!(
-                    "deleting {} rows: {}",
-                    ids.len(),
-                    schema::db_message(&e)
-                ))
-            }
-        }
+        Ok(self.by_ids(&sql, tenant, ids, "deleting").await?.len() as u64)
     }
 
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
@@ -126,21 +134,8 @@ impl Sink for PgSink {
             "SELECT id, content_hash FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
             self.table.quoted
         );
-        let mut guard = self.maintenance().await?;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-        match client.query(&sql, &[&tenant, &ids]).await {
-            Ok(rows) => Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect()),
-            Err(e) => {
-                *guard = None;
-                Err(anyhow::anyhow!(
-                    "looking up {} rows: {}",
-                    ids.len(),
-                    schema::db_message(&e)
-                ))
-            }
-        }
+        let rows = self.by_ids(&sql, tenant, ids, "looking up").await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
