@@ -30,6 +30,8 @@ pub struct Ledger {
     stats: Arc<Stats>,
     /// Documents seen this run, for --prune.
     seen: Mutex<HashSet<String>>,
+    /// `plan`: decide and count, but change nothing in the state or sink.
+    dry_run: bool,
 }
 
 /// What to do with one document.
@@ -51,6 +53,16 @@ impl Ledger {
             sink,
             stats,
             seen: Mutex::new(HashSet::new()),
+            dry_run: false,
+        }
+    }
+
+    /// A ledger that only counts: stale chunks and pruned documents are
+    /// added to the stats as what a load would delete.
+    pub fn dry_run(state: Option<State>, sink: Arc<dyn Sink>, stats: Arc<Stats>) -> Ledger {
+        Ledger {
+            dry_run: true,
+            ..Ledger::new(state, sink, stats)
         }
     }
 
@@ -84,6 +96,12 @@ impl Ledger {
         }
         if let Some(m) = &meta {
             m.pending.store(chunks.len() as u32, Relaxed);
+            if self.dry_run
+                && let Some(state) = &self.state
+            {
+                let stale = state.stale_chunks(&key, m.chunk_count)?.len() as u64;
+                Stats::add(&self.stats.stale_deleted, stale);
+            }
         }
         Ok(DocWork::Embed {
             chunks,
@@ -197,6 +215,11 @@ impl Ledger {
         };
         for doc in gone {
             let ids = tokio::task::block_in_place(|| state.doc_chunks(&doc))?;
+            if self.dry_run {
+                Stats::add(&self.stats.pruned_chunks, ids.len() as u64);
+                Stats::add(&self.stats.pruned_docs, 1);
+                continue;
+            }
             if !ids.is_empty() {
                 let n = self.sink.delete(tenant, &ids).await?;
                 Stats::add(&self.stats.pruned_chunks, n);

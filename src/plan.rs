@@ -16,7 +16,10 @@ use crate::cli::PlanArgs;
 use crate::config::{Config, EmbedConfig};
 use crate::embed::batch::Batcher;
 use crate::embed::openai::OpenAiEmbedder;
+use crate::embed::stage::Fatal;
 use crate::embed::{EmbedError, Embedder};
+use crate::incremental::Ledger;
+use crate::pipeline::{Books, produce};
 use crate::report::Stats;
 use crate::source::Filter;
 
@@ -28,6 +31,14 @@ pub struct Plan {
     pub files_loadable: u64,
     pub files_skipped: BTreeMap<&'static str, u64>,
     pub chunks: u64,
+    /// Chunks the state says are already in the sink: not embedded again.
+    pub chunks_unchanged: u64,
+    pub chunks_to_embed: u64,
+    pub stale_chunks_to_delete: u64,
+    /// With --prune: documents (and their chunks) the load would delete.
+    pub docs_to_prune: u64,
+    pub chunks_to_prune: u64,
+    pub state_file: Option<String>,
     pub tokens: u64,
     pub requests: u64,
     pub price_per_million_tokens: Option<f64>,
@@ -87,7 +98,33 @@ pub async fn plan(args: PlanArgs) -> Plan {
     }
 
     let stats = Arc::new(Stats::default());
-    let (requests, tokens) = count(&cfg, filter, stats.clone()).await;
+    let state = match cfg.state.as_deref().map(crate::state::State::open_existing) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(s))) => Some(s),
+        Some(Err(e)) => {
+            plan.problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    plan.state_file = state.as_ref().map(|s| s.path().display().to_string());
+    let ledger = Arc::new(Ledger::dry_run(state, Arc::from(sink), stats.clone()));
+    let (requests, tokens) = match count(&cfg, filter, stats.clone(), ledger.clone()).await {
+        Ok(counts) => counts,
+        Err(e) => {
+            plan.problems.push(e);
+            (0, 0)
+        }
+    };
+    if cfg.prune
+        && let Err(e) = ledger.prune(&cfg.tenant).await
+    {
+        plan.problems.push(format!("--prune: {e:#}"));
+    }
+    plan.chunks_unchanged = Stats::get(&stats.chunks_unchanged);
+    plan.chunks_to_embed = Stats::get(&stats.chunks) - plan.chunks_unchanged;
+    plan.stale_chunks_to_delete = Stats::get(&stats.stale_deleted);
+    plan.docs_to_prune = Stats::get(&stats.pruned_docs);
+    plan.chunks_to_prune = Stats::get(&stats.pruned_chunks);
     plan.files_seen = Stats::get(&stats.files_seen);
     plan.files_loadable = Stats::get(&stats.files_with_chunks);
     plan.files_skipped = stats.skipped_by_reason();
@@ -108,13 +145,36 @@ pub async fn plan(args: PlanArgs) -> Plan {
     plan
 }
 
-/// Runs the load's producer and batcher, counting instead of sending.
-async fn count(cfg: &Config, filter: Filter, stats: Arc<Stats>) -> (u64, u64) {
+/// Runs the load's producer and batcher (with a ledger that only counts),
+/// counting requests and tokens instead of sending.
+async fn count(
+    cfg: &Config,
+    filter: Filter,
+    stats: Arc<Stats>,
+    ledger: Arc<Ledger>,
+) -> Result<(u64, u64), String> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4096);
+    let fatal = Fatal::default();
     let producer = {
-        let (cfg, stats) = (cfg.clone(), stats.clone());
+        let (cfg, fatal, handle) = (
+            cfg.clone(),
+            fatal.clone(),
+            tokio::runtime::Handle::current(),
+        );
         std::thread::spawn(move || {
-            crate::pipeline::produce(&cfg, &filter, &stats, &CancellationToken::new(), tx, None)
+            let books = Books {
+                ledger: &ledger,
+                fatal: &fatal,
+                handle: &handle,
+            };
+            produce(
+                &cfg,
+                &filter,
+                &stats,
+                &CancellationToken::new(),
+                tx,
+                Some(books),
+            );
         })
     };
     let mut batcher = Batcher::new(cfg.embed.batch_size, cfg.embed.max_request_tokens);
@@ -128,8 +188,16 @@ async fn count(cfg: &Config, filter: Filter, stats: Arc<Stats>) -> (u64, u64) {
     if batcher.take().is_some() {
         requests += 1;
     }
-    let _ = tokio::task::spawn_blocking(move || producer.join()).await;
-    (requests, tokens)
+    if !matches!(
+        tokio::task::spawn_blocking(move || producer.join()).await,
+        Ok(Ok(()))
+    ) {
+        return Err("internal error: the chunking thread panicked".into());
+    }
+    match fatal.get() {
+        Some(e) => Err(e),
+        None => Ok((requests, tokens)),
+    }
 }
 
 async fn probe(cfg: &EmbedConfig) -> Result<Probe, String> {
@@ -191,6 +259,23 @@ impl Plan {
             "  chunks: {}, tokens: {}, embedding requests: {}",
             self.chunks, self.tokens, self.requests
         );
+        if let Some(f) = &self.state_file {
+            let _ = writeln!(
+                s,
+                "  incremental (state {f}): {} chunks unchanged, {} to embed, {} stale to delete{}",
+                self.chunks_unchanged,
+                self.chunks_to_embed,
+                self.stale_chunks_to_delete,
+                if self.docs_to_prune > 0 {
+                    format!(
+                        ", {} documents ({} chunks) to prune",
+                        self.docs_to_prune, self.chunks_to_prune
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = match (self.estimated_cost_usd, self.price_per_million_tokens) {
             (Some(c), Some(p)) => {
                 writeln!(s, "  estimated cost: ${c:.4} at ${p} per million tokens")

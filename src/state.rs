@@ -96,6 +96,23 @@ impl State {
         })
     }
 
+    /// Opens an existing state file without creating anything (for `plan`).
+    pub fn open_existing(path: &Path) -> Result<Option<State>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = Database::open(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the state file {}: {e} (is a load running?)",
+                path.display()
+            )
+        })?;
+        Ok(Some(State {
+            db,
+            path: path.to_path_buf(),
+        }))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

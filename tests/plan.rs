@@ -211,3 +211,77 @@ fn missing_permissions_are_problems_with_their_fix() {
     );
     assert_eq!(server.requests(), sent, "no request during plan");
 }
+
+#[test]
+fn plan_knows_what_an_incremental_run_would_skip_embed_and_delete() {
+    let Some(pg) = pg_url("plan_incremental") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let dir = tempfile::tempdir().unwrap();
+    let para = |i: usize| {
+        format!(
+            "Section {i} of the guide. {}\n\n",
+            "More words follow here. ".repeat(10)
+        )
+    };
+    std::fs::write(
+        dir.path().join("guide.md"),
+        (0..10).map(para).collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("old.md"), "A page that will be deleted.").unwrap();
+    let table = unique_table("pinc");
+    let sizing = ["--chunk-tokens", "80", "--chunk-overlap", "8"];
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, 16)
+            .arg(dir.path())
+            .args(sizing))
+        .code,
+        0
+    );
+
+    let edited: String = (0..5)
+        .map(|i| {
+            if i == 4 {
+                "Section 4 is new.\n\n".to_string()
+            } else {
+                para(i)
+            }
+        })
+        .collect();
+    std::fs::write(dir.path().join("guide.md"), edited).unwrap();
+    std::fs::remove_file(dir.path().join("old.md")).unwrap();
+    let sent = server.requests();
+    let mut plan = plan_cmd(&server, &pg, &table, 16);
+    plan.arg(dir.path())
+        .args(sizing)
+        .args(["--prune", "--json", "--state"])
+        .arg(state_path(&table));
+    let r = run(&mut plan);
+    assert_eq!(r.code, 0);
+    let p = json(&r);
+    assert_eq!(server.requests(), sent, "plan sent nothing");
+    assert!(p["chunks_unchanged"].as_u64().unwrap() > 0, "{p}");
+    assert!(p["stale_chunks_to_delete"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(p["docs_to_prune"].as_u64(), Some(1), "{p}");
+
+    let report = dir.path().join("r.json");
+    let mut load = load_cmd(&server, &pg, &table, 16);
+    load.arg(dir.path())
+        .args(sizing)
+        .arg("--prune")
+        .arg("--report")
+        .arg(&report);
+    assert_eq!(run(&mut load).code, 0);
+    let rep = read_report(&report);
+    let embedded = server.stats()["inputs"].as_u64().unwrap();
+    let before: u64 =
+        p["chunks_unchanged"].as_u64().unwrap() + p["chunks_to_embed"].as_u64().unwrap();
+    assert_eq!(Some(before), rep["chunks"].as_u64());
+    assert_eq!(p["chunks_unchanged"], rep["chunks_unchanged"]);
+    assert_eq!(p["stale_chunks_to_delete"], rep["stale_chunks_deleted"]);
+    assert_eq!(p["docs_to_prune"], rep["docs_pruned"]);
+    assert_eq!(p["tokens"], rep["tokens"]);
+    assert!(embedded > 0);
+}
