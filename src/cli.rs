@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "vecload", version, about, long_about = None)]
+#[command(name = "vecload", version, about, long_about = None, args_override_self = true)]
+// A flag given twice takes its last value, so scripts can append overrides.
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

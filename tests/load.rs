@@ -317,3 +317,43 @@ mod chrono_free {
         .get(0)
     }
 }
+
+#[test]
+fn loads_starting_at_once_into_a_new_table_all_succeed() {
+    let Some(pg) = pg_url("concurrent_new_table") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "32"]);
+    let table = unique_table("race");
+    // Several workers (or tenants' backfills) starting together race to
+    // create the table; the losers must carry on, not fail.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let state = state_path(&format!("{table}_{i}"));
+            load_cmd(&server, &pg, &table, DIM)
+                .arg(fixtures().join("guides"))
+                .args(["--tenant", &format!("t{i}"), "--index", "none", "--state"])
+                .arg(state)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let db = Db::connect(&pg);
+    let tenants: i64 = db.query(
+        &format!("SELECT count(DISTINCT tenant_id) FROM \"{table}\""),
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(tenants, 4);
+}

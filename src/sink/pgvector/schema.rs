@@ -104,11 +104,15 @@ pub async fn ensure_extension(client: &Client, ty: PgType) -> Result<String> {
                 .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
                 .await
             {
-                bail!(
-                    "the pgvector extension is not installed in this database and this user cannot install it ({}). \
-                     Ask an administrator to run `CREATE EXTENSION vector;` in it (on RDS: as the master user)",
-                    db_message(&e)
-                );
+                // Two loads starting at once both try; the loser's error is
+                // harmless if the extension is there now.
+                if installed_version(client).await?.is_none() {
+                    bail!(
+                        "the pgvector extension is not installed in this database and this user cannot install it ({}). \
+                         Ask an administrator to run `CREATE EXTENSION vector;` in it (on RDS: as the master user)",
+                        db_message(&e)
+                    );
+                }
             }
             installed_version(client).await?.unwrap_or_default()
         }
@@ -265,9 +269,13 @@ pub async fn ensure_table(
                 t = table.quoted,
                 want = column_type(ty, dim)
             );
-            client.batch_execute(&ddl).await.map_err(|e| {
-                anyhow::anyhow!("cannot create table {}: {}", table.name, db_message(&e))
-            })?;
+            if let Err(e) = client.batch_execute(&ddl).await {
+                // Another load may have created it at the same moment.
+                return match inspect_table(client, table, ty, dim).await? {
+                    TableCheck::Compatible => Ok(TableState { created: false }),
+                    _ => bail!("cannot create table {}: {}", table.name, db_message(&e)),
+                };
+            }
             Ok(TableState { created: true })
         }
     }
