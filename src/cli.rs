@@ -207,6 +207,14 @@ pub struct EmbedArgs {
     #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC", default_value_t = 8)]
     pub concurrency: usize,
 
+    /// Most requests per minute this client sends (paced evenly).
+    #[arg(long, value_name = "N")]
+    pub rpm: Option<u32>,
+
+    /// Most tokens per minute this client sends (counted with --tokenizer).
+    #[arg(long, value_name = "N")]
+    pub tpm: Option<u32>,
+
     /// Seconds before one embedding request is abandoned and retried.
     #[arg(long, default_value_t = 120)]
     pub request_timeout: u64,

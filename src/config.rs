@@ -66,6 +66,8 @@ pub struct EmbedConfig {
     pub batch_size: usize,
     pub max_request_tokens: usize,
     pub concurrency: usize,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
     pub request_timeout: Duration,
     pub max_retries: u32,
 }
@@ -190,6 +192,14 @@ impl Config {
                 e.max_request_tokens, chunk.tokens
             )));
         }
+        if let Some(tpm) = e.tpm
+            && (tpm as usize) < chunk.tokens
+        {
+            return Err(bad(format!(
+                "--tpm {tpm} is below --chunk-tokens {}: a single chunk would exceed a minute's allowance",
+                chunk.tokens
+            )));
+        }
         if e.concurrency == 0 {
             return Err(bad(
                 "--concurrency (EMBEDDING_FUNC_MAX_ASYNC) must be at least 1",
@@ -259,6 +269,8 @@ impl Config {
                 batch_size: e.batch_size,
                 max_request_tokens: e.max_request_tokens,
                 concurrency: e.concurrency,
+                rpm: e.rpm,
+                tpm: e.tpm,
                 request_timeout: Duration::from_secs(e.request_timeout),
                 max_retries: e.max_retries,
             },

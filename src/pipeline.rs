@@ -99,6 +99,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
             cancel: cancel.clone(),
             fatal: fatal.clone(),
             limiter: Arc::new(crate::embed::limiter::Limiter::new(cfg.embed.concurrency)),
+            pace: crate::embed::pace::Pace::new(cfg.embed.rpm, cfg.embed.tpm),
         }
         .run(chunk_rx, emb_tx),
     );

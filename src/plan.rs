@@ -140,8 +140,10 @@ pub async fn plan(args: PlanArgs) -> Plan {
     let per_request = args
         .request_seconds
         .max(plan.probe.as_ref().map_or(0.0, |p| p.seconds));
-    plan.estimated_seconds =
-        Some((requests as f64 / cfg.embed.concurrency as f64).ceil() * per_request);
+    let by_concurrency = (requests as f64 / cfg.embed.concurrency as f64).ceil() * per_request;
+    let by_limits =
+        crate::embed::pace::Pace::new(cfg.embed.rpm, cfg.embed.tpm).min_seconds(requests, tokens);
+    plan.estimated_seconds = Some(by_concurrency.max(by_limits));
     plan
 }
 

@@ -305,3 +305,36 @@ fn a_response_slower_than_the_timeout_is_retried_then_reported() {
     );
     assert_eq!(server.requests(), 2, "one try, one retry");
 }
+
+#[test]
+fn rpm_limit_spaces_requests_whatever_the_concurrency() {
+    let Some(pg) = pg_url("rpm_limit") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let table = unique_table("rpm");
+    let started = std::time::Instant::now();
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures().join("guides"))
+        .args([
+            "--chunk-tokens",
+            "60",
+            "--chunk-overlap",
+            "6",
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "8",
+        ])
+        .args(["--rpm", "300", "--index", "none"]));
+    assert_eq!(r.code, 0);
+    let requests = server.requests();
+    assert!(requests >= 8, "{requests}");
+    // 300 a minute: one every 0.2 s, however many may be in flight.
+    let least = (requests - 1) as f64 * 0.2;
+    assert!(
+        started.elapsed().as_secs_f64() >= least,
+        "{requests} requests in {:?}",
+        started.elapsed()
+    );
+}

@@ -7,6 +7,7 @@ mod backoff;
 pub mod batch;
 pub mod limiter;
 pub mod openai;
+pub mod pace;
 pub mod stage;
 
 use async_trait::async_trait;

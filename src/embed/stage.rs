@@ -44,6 +44,7 @@ pub struct EmbedStage {
     pub cancel: CancellationToken,
     pub fatal: Fatal,
     pub limiter: Arc<Limiter>,
+    pub pace: super::pace::Pace,
 }
 
 impl EmbedStage {
@@ -116,6 +117,11 @@ impl EmbedStage {
                 _ = self.cancel.cancelled() => return None,
                 p = self.limiter.acquire() => p,
             };
+            let tokens: u64 = batch.iter().map(|c| c.tokens as u64).sum();
+            tokio::select! {
+                _ = self.cancel.cancelled() => return None,
+                _ = self.pace.wait(tokens) => {}
+            }
             Stats::add(&self.stats.embed_requests, 1);
             let inputs: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
             let result = self
