@@ -338,3 +338,58 @@ fn rpm_limit_spaces_requests_whatever_the_concurrency() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_steady_share_of_429s_and_500s_loses_and_duplicates_nothing() {
+    let Some(pg) = pg_url("steady_faults") else {
+        return;
+    };
+    for status in ["429", "500"] {
+        let server = EmbedServer::start(&[
+            "--dim",
+            "16",
+            "--shuffle",
+            "--fail-every",
+            "3",
+            "--fail-status",
+            status,
+            "--retry-after",
+            "0",
+        ]);
+        let table = unique_table("steady");
+        let report = std::env::temp_dir().join(format!("{table}.json"));
+        let r = run(load_cmd(&server, &pg, &table, 16)
+            .arg(fixtures())
+            .args([
+                "--chunk-tokens",
+                "60",
+                "--chunk-overlap",
+                "6",
+                "--batch-size",
+                "3",
+                "--concurrency",
+                "4",
+            ])
+            .arg("--report")
+            .arg(&report));
+        assert_eq!(r.code, 0, "status {status}");
+        let rep = read_report(&report);
+        let db = Db::connect(&pg);
+        let rows = db.query(&format!("SELECT content, embedding FROM \"{table}\""), &[]);
+        assert_eq!(
+            Some(rows.len() as u64),
+            rep["chunks"].as_u64(),
+            "every chunk once ({status})"
+        );
+        for row in rows {
+            let content: String = row.get(0);
+            let v: pgvector::Vector = row.get(1);
+            assert_eq!(
+                v.to_vec(),
+                vecload::test_server::vector_for(&content, 16),
+                "right vector ({status})"
+            );
+        }
+        assert!(rep["embed_retries"].as_u64().unwrap() > 5, "{rep}");
+    }
+}

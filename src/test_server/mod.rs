@@ -48,6 +48,9 @@ pub struct Opts {
     pub fail_first: u64,
     #[arg(long, default_value_t = 500)]
     pub fail_status: u16,
+    /// Also answer every Nth request with --fail-status (a steady share of faults).
+    #[arg(long)]
+    pub fail_every: Option<u64>,
     /// Retry-After seconds sent with failures and 429s.
     #[arg(long)]
     pub retry_after: Option<u64>,
@@ -222,7 +225,7 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
     if o.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(o.latency_ms)).await;
     }
-    if n <= o.fail_first {
+    if n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n % k == 0) {
         let status =
             StatusCode::from_u16(o.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "injected failure", o.retry_after);
