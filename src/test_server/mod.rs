@@ -225,7 +225,7 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
     if o.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(o.latency_ms)).await;
     }
-    if n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n % k == 0) {
+    if n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
         let status =
             StatusCode::from_u16(o.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "injected failure", o.retry_after);
