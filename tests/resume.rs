@@ -106,7 +106,9 @@ fn kill_9_at_several_points_then_resume_gives_the_store_of_one_clean_run() {
     let Some(pg) = pg_url("kill_9_resume") else {
         return;
     };
-    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "120"]);
+    // Slow enough (59 requests, 2 in flight: ~9 s a run) that all three kills
+    // land mid-run on a fast or a slow machine.
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "300"]);
     let sizing = [
         "--chunk-tokens",
         "50",
