@@ -187,7 +187,8 @@ pub struct EmbedArgs {
     #[arg(long, env = "EMBEDDING_DIM")]
     pub embed_dim: Option<usize>,
 
-    /// API key (also read from OPENAI_API_KEY). Never logged.
+    /// API key (also read from OPENAI_API_KEY). Never logged; prefer the
+    /// environment, since flags are visible to other users in `ps`.
     #[arg(long, env = "EMBEDDING_BINDING_API_KEY", hide_env_values = true)]
     pub embed_api_key: Option<String>,
 
@@ -231,7 +232,8 @@ pub struct SinkArgs {
     #[arg(long, env = "VECTOR_STORAGE", default_value = "pgvector")]
     pub sink: String,
 
-    /// PostgreSQL URL (postgres://user:pass@host:port/db?sslmode=require). Never logged.
+    /// PostgreSQL URL (postgres://user:pass@host:port/db?sslmode=require). Never
+    /// logged; put the password in POSTGRES_PASSWORD rather than on the command line.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub pg_url: Option<String>,
 
