@@ -100,6 +100,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
             fatal: fatal.clone(),
             limiter: Arc::new(crate::embed::limiter::Limiter::new(cfg.embed.concurrency)),
             pace: crate::embed::pace::Pace::new(cfg.embed.rpm, cfg.embed.tpm),
+            batch_cap: Arc::new(std::sync::atomic::AtomicUsize::new(cfg.embed.batch_size)),
         }
         .run(chunk_rx, emb_tx),
     );

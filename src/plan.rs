@@ -212,7 +212,7 @@ async fn probe(cfg: &EmbedConfig) -> Result<Probe, String> {
             EmbedError::Transient { message, .. } | EmbedError::Throttled { message, .. } => {
                 message
             }
-            EmbedError::Rejected(m) | EmbedError::Fatal(m) => m,
+            EmbedError::Rejected(m) | EmbedError::TooLarge(m) | EmbedError::Fatal(m) => m,
         })?;
     let seconds = started.elapsed().as_secs_f64();
     let dims = vectors.first().map_or(0, Vec::len);

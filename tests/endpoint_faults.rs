@@ -393,3 +393,44 @@ fn a_steady_share_of_429s_and_500s_loses_and_duplicates_nothing() {
         assert!(rep["embed_retries"].as_u64().unwrap() > 5, "{rep}");
     }
 }
+
+#[test]
+fn batches_the_endpoint_calls_too_large_are_split_and_later_ones_made_smaller() {
+    let Some(pg) = pg_url("batch_too_large") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--max-batch", "4"]);
+    let table = unique_table("split");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures())
+        .args([
+            "--chunk-tokens",
+            "60",
+            "--chunk-overlap",
+            "6",
+            "--batch-size",
+            "16",
+            "--concurrency",
+            "2",
+        ])
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "a provider's smaller batch cap is not a failure");
+    let rep = read_report(&report);
+    assert_eq!(
+        Some(Db::connect(&pg).count(&table) as u64),
+        rep["chunks"].as_u64()
+    );
+    let stats = server.stats();
+    let (requests, rejected) = (
+        stats["requests"].as_u64().unwrap(),
+        stats["rejected"].as_u64().unwrap(),
+    );
+    // Only the batches formed before the first 400 are refused (and their halves).
+    assert!(
+        rejected <= 12,
+        "{rejected} of {requests} refused: later batches must be smaller"
+    );
+    assert!(requests - rejected >= rep["chunks"].as_u64().unwrap() / 4);
+}

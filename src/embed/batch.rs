@@ -5,6 +5,8 @@ use crate::chunk::Chunk;
 
 pub struct Batcher {
     max_inputs: usize,
+    /// Lowered at run time when the endpoint says batches are too large.
+    cap: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
     max_tokens: usize,
     pending: Vec<Chunk>,
     tokens: usize,
@@ -14,10 +16,25 @@ impl Batcher {
     pub fn new(max_inputs: usize, max_tokens: usize) -> Batcher {
         Batcher {
             max_inputs,
+            cap: None,
             max_tokens,
             pending: Vec::with_capacity(max_inputs),
             tokens: 0,
         }
+    }
+
+    /// Batches never hold more inputs than `cap` says at the time.
+    pub fn with_cap(mut self, cap: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Batcher {
+        self.cap = Some(cap);
+        self
+    }
+
+    fn max_inputs(&self) -> usize {
+        let cap = self
+            .cap
+            .as_ref()
+            .map_or(usize::MAX, |c| c.load(std::sync::atomic::Ordering::Relaxed));
+        self.max_inputs.min(cap).max(1)
     }
 
     /// Adds a chunk; returns a full batch when one is ready.
@@ -29,7 +46,7 @@ impl Batcher {
         }
         self.tokens += t;
         self.pending.push(chunk);
-        if out.is_none() && self.pending.len() >= self.max_inputs {
+        if out.is_none() && self.pending.len() >= self.max_inputs() {
             out = self.take();
         }
         out

@@ -48,6 +48,10 @@ pub enum EmbedError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The request was too big for the endpoint (too many inputs, too many
+    /// tokens, or one input too long): smaller batches may succeed.
+    #[error("{0}")]
+    TooLarge(String),
     /// This batch will never succeed as sent (for example a 400); the run goes on.
     #[error("{0}")]
     Rejected(String),

@@ -211,8 +211,28 @@ fn classify(status: StatusCode, msg: String, retry_after: Option<Duration>) -> E
             retry_after,
         },
         400 if is_unknown_model(&msg) => EmbedError::Fatal(format!("{text} (check --embed-model)")),
+        413 => EmbedError::TooLarge(text),
+        400 | 422 if is_too_large(&msg) => EmbedError::TooLarge(text),
         _ => EmbedError::Rejected(text),
     }
+}
+
+/// How providers word "this request is too big" (OpenAI, TEI, vLLM, LiteLLM, ...).
+fn is_too_large(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "too long",
+        "too large",
+        "too many",
+        "maximum context length",
+        "max_tokens_per_request",
+        "batch size",
+        "exceeds",
+        "over the limit",
+        "maximum allowed",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 fn is_unknown_model(msg: &str) -> bool {
@@ -307,6 +327,14 @@ mod tests {
         ));
         assert!(matches!(
             classify(StatusCode::BAD_REQUEST, "input too long".into(), None),
+            EmbedError::TooLarge(_)
+        ));
+        assert!(matches!(
+            classify(StatusCode::PAYLOAD_TOO_LARGE, "x".into(), None),
+            EmbedError::TooLarge(_)
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, "invalid input".into(), None),
             EmbedError::Rejected(_)
         ));
     }

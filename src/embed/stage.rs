@@ -45,6 +45,8 @@ pub struct EmbedStage {
     pub fatal: Fatal,
     pub limiter: Arc<Limiter>,
     pub pace: super::pace::Pace,
+    /// Most inputs per request; halved when the endpoint says a batch is too large.
+    pub batch_cap: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl EmbedStage {
@@ -54,7 +56,8 @@ impl EmbedStage {
         // are bounded too, so a 429 storm cannot pile up chunks in memory.
         let permits = Arc::new(Semaphore::new(this.cfg.concurrency * 2));
         let mut tasks = JoinSet::new();
-        let mut batcher = Batcher::new(this.cfg.batch_size, this.cfg.max_request_tokens);
+        let mut batcher = Batcher::new(this.cfg.batch_size, this.cfg.max_request_tokens)
+            .with_cap(this.batch_cap.clone());
         loop {
             let next = tokio::select! {
                 biased;
@@ -155,6 +158,7 @@ impl EmbedStage {
                     self.stats.fail(&batch, &msg);
                     return None;
                 }
+                Err(EmbedError::TooLarge(msg)) => return self.split(batch, msg).await,
                 Err(EmbedError::Throttled {
                     message,
                     retry_after,
@@ -182,6 +186,34 @@ impl EmbedStage {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// The endpoint found the request too big: later batches get half as
+    /// many inputs, and this one is sent again in two halves. A single input
+    /// that is still too long fails (to the dead letters) with the fix.
+    async fn split(&self, mut batch: Vec<Chunk>, msg: String) -> Option<Vec<Embedded>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if batch.len() == 1 {
+            let msg =
+                format!("{msg} (a single chunk is too long for this model: lower --chunk-tokens)");
+            tracing::warn!("{msg}");
+            self.stats.fail(&batch, &msg);
+            return None;
+        }
+        let half = batch.len() / 2;
+        if self.batch_cap.fetch_min(half, Relaxed) > half {
+            tracing::warn!("{msg}: sending at most {half} inputs per request from now on");
+        }
+        let second = batch.split_off(half);
+        let mut out = Box::pin(self.embed_with_retries(batch))
+            .await
+            .unwrap_or_default();
+        out.extend(
+            Box::pin(self.embed_with_retries(second))
+                .await
+                .unwrap_or_default(),
+        );
+        (!out.is_empty()).then_some(out)
     }
 
     /// Every vector must have the configured length and finite values before

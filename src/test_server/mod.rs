@@ -263,7 +263,10 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
     {
         return error(
             StatusCode::BAD_REQUEST,
-            &format!("batch of {} is over the limit of {max}", inputs.len()),
+            &format!(
+                "too many inputs: batch of {} is over the limit of {max}",
+                inputs.len()
+            ),
             None,
         );
     }
