@@ -243,6 +243,11 @@ fn is_unknown_model(msg: &str) -> bool {
 
 /// `Retry-After` as seconds or as an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    retry_after_header(h).or_else(|| ratelimit_reset(h))
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn retry_after_header(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0)
@@ -254,6 +259,65 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
             .unwrap_or_default()
             .min(Duration::from_secs(3600)),
     )
+}
+
+/// OpenAI's `x-ratelimit-reset-requests` / `-tokens` ("1s", "6m0s", "20ms"),
+/// read when there is no Retry-After: the later of the two, but only for the
+/// limit that is used up (`x-ratelimit-remaining-*` of 0), when that is said.
+/// Azure has sent -1 and 0 here: those mean nothing and are ignored.
+fn ratelimit_reset(h: &HeaderMap) -> Option<Duration> {
+    ["requests", "tokens"]
+        .iter()
+        .filter(|kind| {
+            let remaining = h
+                .get(format!("x-ratelimit-remaining-{kind}"))
+                .and_then(|v| v.to_str().ok());
+            remaining.is_none_or(|r| r.trim() == "0")
+        })
+        .filter_map(|kind| {
+            h.get(format!("x-ratelimit-reset-{kind}"))?
+                .to_str()
+                .ok()
+                .and_then(go_duration)
+        })
+        .filter(|d| !d.is_zero())
+        .max()
+        .map(|d| d.min(Duration::from_secs(3600)))
+}
+
+/// Go-style durations as OpenAI writes them: "1s", "6m0s", "1h2m3.5s", "20ms".
+fn go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut total = 0.0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = if c == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            0.001
+        } else {
+            match c {
+                'h' => 3600.0,
+                'm' => 60.0,
+                's' => 1.0,
+                _ => return None,
+            }
+        };
+        total += num.parse::<f64>().ok()? * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        // A bare number: seconds.
+        total += num.parse::<f64>().ok()?;
+    }
+    total.is_finite().then(|| Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]
@@ -337,6 +401,37 @@ mod tests {
             classify(StatusCode::BAD_REQUEST, "invalid input".into(), None),
             EmbedError::Rejected(_)
         ));
+    }
+
+    #[test]
+    fn openai_reset_headers_when_no_retry_after() {
+        assert_eq!(go_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(go_duration("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(
+            go_duration("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
+        assert_eq!(go_duration("-1"), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining-requests", "10".parse().unwrap());
+        h.insert("x-ratelimit-reset-requests", "30s".parse().unwrap());
+        h.insert("x-ratelimit-remaining-tokens", "0".parse().unwrap());
+        h.insert("x-ratelimit-reset-tokens", "1.5s".parse().unwrap());
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::from_millis(1500)),
+            "only the exhausted limit counts"
+        );
+        h.insert(RETRY_AFTER, "4".parse().unwrap());
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::from_secs(4)),
+            "Retry-After wins"
+        );
+        let mut azure = HeaderMap::new();
+        azure.insert("x-ratelimit-reset-tokens", "0".parse().unwrap());
+        azure.insert("x-ratelimit-reset-requests", "-1".parse().unwrap());
+        assert_eq!(retry_after(&azure), None);
     }
 
     #[test]
