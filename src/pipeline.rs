@@ -233,7 +233,6 @@ pub fn produce(
         }
         Stats::add(&stats.files_read, 1);
     });
-    stats.chunking_done.store(true, Relaxed);
 }
 
 /// Chunks one document and queues what needs embedding. Returns how many

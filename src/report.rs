@@ -36,7 +36,6 @@ pub struct Stats {
     pub pruned_docs: AtomicU64,
     pub pruned_chunks: AtomicU64,
     pub walk_done: AtomicBool,
-    pub chunking_done: AtomicBool,
     skipped: Mutex<Vec<Skip>>,
     skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     failed: Mutex<Vec<FailedChunk>>,
