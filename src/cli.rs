@@ -276,13 +276,56 @@ pub struct SinkArgs {
     #[arg(long, value_name = "SIZE")]
     pub index_memory: Option<String>,
 
-    /// Rows per COPY transaction.
-    #[arg(long, default_value_t = 500)]
-    pub write_batch: usize,
+    /// Rows per write: one COPY transaction (pgvector, default 500) or one
+    /// upsert (Qdrant, default 256; cut further to stay under 4 MB a request).
+    #[arg(long, visible_alias = "upsert-batch", value_name = "N")]
+    pub write_batch: Option<usize>,
 
-    /// Database connections writing at once.
-    #[arg(long, default_value_t = 2)]
-    pub write_concurrency: usize,
+    /// Writes in flight (default 2 connections for pgvector, 4 requests for Qdrant).
+    #[arg(long, visible_alias = "upsert-concurrency", value_name = "N")]
+    pub write_concurrency: Option<usize>,
+
+    /// Qdrant's URL as the RAG API has it (REST, http://host:6333). Uploads go
+    /// over gRPC to port 6334 of the same host unless --qdrant-grpc-url is set.
+    #[arg(long, env = "QDRANT_URL", help_heading = "Qdrant")]
+    pub qdrant_url: Option<String>,
+
+    /// Qdrant's gRPC address, when it is not port 6334 of --qdrant-url's host.
+    #[arg(long, env = "QDRANT_GRPC_URL", help_heading = "Qdrant")]
+    pub qdrant_grpc_url: Option<String>,
+
+    /// Qdrant API key. Never logged; keep it in the environment rather than on
+    /// the command line.
+    #[arg(
+        long,
+        env = "QDRANT_API_KEY",
+        hide_env_values = true,
+        help_heading = "Qdrant"
+    )]
+    pub qdrant_api_key: Option<String>,
+
+    /// Qdrant collection (created with the payload indexes if missing).
+    #[arg(long, default_value = "vecload_chunks", help_heading = "Qdrant")]
+    pub collection: String,
+
+    /// Store a new collection's vectors and payload on disk (true/false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Qdrant")]
+    pub on_disk: bool,
+
+    /// Leave HNSW building on during the load (by default it is off while
+    /// loading and restored at the end, also after an error or Ctrl-C).
+    #[arg(long, help_heading = "Qdrant")]
+    pub keep_indexing: bool,
+
+    /// Seconds one Qdrant request may take (the client's default of 5 is too
+    /// short for large batches).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        help_heading = "Qdrant"
+    )]
+    pub qdrant_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cli::{Distance, IndexKind, LoadArgs, PgType, ProgressMode, TokenizerName};
 use crate::sink::pgvector::PgTarget;
+use crate::sink::qdrant::QdrantTarget;
 
 /// A setting that cannot work; the message names the setting and the way out.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +73,23 @@ pub struct EmbedConfig {
     pub max_retries: u32,
 }
 
+// Built once per run; the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SinkConfig {
     Pgvector(PgConfig),
+    Qdrant(QdrantConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct QdrantConfig {
+    pub target: QdrantTarget,
+    pub collection: String,
+    pub distance: Distance,
+    pub on_disk: bool,
+    pub keep_indexing: bool,
+    pub write_batch: usize,
+    pub write_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -323,17 +338,26 @@ fn default_state_path(paths: &[PathBuf], sink: &SinkConfig, model: &str, dim: us
     } else {
         first.parent().map(PathBuf::from).unwrap_or_default()
     };
-    let (kind, target) = match sink {
+    let (kind, target, name) = match sink {
         SinkConfig::Pgvector(pg) => {
             let where_ = pg.target.describe();
             let where_ = where_.split(" (sslmode").next().unwrap_or(where_);
-            ("pgvector", format!("{where_}|{}", pg.table))
+            (
+                "pgvector",
+                format!("{where_}|{}", pg.table),
+                pg.table.replace('.', "_"),
+            )
         }
+        SinkConfig::Qdrant(q) => (
+            "qdrant",
+            format!("{}|{}", q.target.grpc_url, q.collection),
+            q.collection.replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                "_",
+            ),
+        ),
     };
     let id = Sha256::digest(format!("{kind}|{target}|{model}|{dim}").as_bytes());
-    let name = match sink {
-        SinkConfig::Pgvector(pg) => pg.table.replace('.', "_"),
-    };
     base.join(".vecload")
         .join(format!("{kind}-{name}-{}.redb", &hex::encode(id)[..12]))
 }
@@ -345,11 +369,7 @@ fn sink_config(
 ) -> Result<SinkConfig, ConfigError> {
     match s.sink.to_ascii_lowercase().as_str() {
         "pgvector" | "pgvectorstorage" | "postgres" | "postgresql" => {}
-        "qdrant" | "qdrantstorage" | "qdrantvectordbstorage" => {
-            return Err(bad(
-                "--sink qdrant (VECTOR_STORAGE) is not supported by this version yet; use --sink pgvector",
-            ));
-        }
+        "qdrant" | "qdrantstorage" | "qdrantvectordbstorage" => return qdrant_config(s, dim),
         other => {
             return Err(bad(format!(
                 "--sink (VECTOR_STORAGE) {other:?} is not known; use pgvector or qdrant"
@@ -357,11 +377,7 @@ fn sink_config(
         }
     }
     check_pg_dimension(dim, s.pg_type, s.index)?;
-    if s.write_batch == 0 || s.write_concurrency == 0 {
-        return Err(bad(
-            "--write-batch and --write-concurrency must be at least 1",
-        ));
-    }
+    let (write_batch, write_concurrency) = writes(&s, 500, 2)?;
     let table = crate::sink::pgvector::schema::validate_table_name(&s.table)
         .map_err(|m| bad(format!("--table {:?}: {m}", s.table)))?;
     let target = PgTarget::from_settings(
@@ -382,9 +398,71 @@ fn sink_config(
         index: s.index,
         distance: s.distance,
         index_memory: s.index_memory,
-        write_batch: s.write_batch,
-        write_concurrency: s.write_concurrency,
+        write_batch,
+        write_concurrency,
     }))
+}
+
+/// Qdrant takes vectors up to 65,536 dimensions.
+const QDRANT_MAX_DIM: usize = 65_536;
+
+fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, ConfigError> {
+    if dim > QDRANT_MAX_DIM {
+        return Err(bad(format!(
+            "--embed-dim {dim} is over Qdrant's limit of {QDRANT_MAX_DIM} dimensions"
+        )));
+    }
+    let (write_batch, write_concurrency) = writes(&s, 256, 4)?;
+    let name = s.collection.trim();
+    if name.is_empty()
+        || name.len() > 255
+        || name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "/\\\0".contains(c))
+    {
+        return Err(bad(format!(
+            "--collection {:?} is not a valid Qdrant collection name \
+             (1-255 characters, no spaces or slashes)",
+            s.collection
+        )));
+    }
+    if s.qdrant_timeout == 0 {
+        return Err(bad("--qdrant-timeout must be at least 1 second"));
+    }
+    let target = QdrantTarget::from_settings(
+        s.qdrant_url,
+        s.qdrant_grpc_url,
+        s.qdrant_api_key.map(Secret::new),
+        Duration::from_secs(s.qdrant_timeout),
+    )
+    .map_err(bad)?;
+    Ok(SinkConfig::Qdrant(QdrantConfig {
+        target,
+        collection: name.to_string(),
+        distance: s.distance,
+        on_disk: s.on_disk,
+        keep_indexing: s.keep_indexing,
+        write_batch,
+        write_concurrency,
+    }))
+}
+
+/// --write-batch / --write-concurrency, with the sink's defaults.
+fn writes(
+    s: &crate::cli::SinkArgs,
+    batch: usize,
+    concurrency: usize,
+) -> Result<(usize, usize), ConfigError> {
+    let (b, c) = (
+        s.write_batch.unwrap_or(batch),
+        s.write_concurrency.unwrap_or(concurrency),
+    );
+    if b == 0 || c == 0 {
+        return Err(bad(
+            "--write-batch and --write-concurrency must be at least 1",
+        ));
+    }
+    Ok((b, c))
 }
 
 /// pgvector's dimension rules, checked before any file is read or request sent.

@@ -70,6 +70,18 @@ impl Ledger {
         self.state.as_ref().map(|s| s.path().display().to_string())
     }
 
+    /// How many chunks of `tenant` the state says the sink holds.
+    pub fn tenant_chunks(&self, tenant: &str) -> Option<u64> {
+        let state = self.state.as_ref()?;
+        match state.tenant_chunks(tenant) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!("reading the state file: {e:#}");
+                None
+            }
+        }
+    }
+
     /// Decides what a document needs. Runs on the chunking threads.
     pub fn plan_doc(&self, chunker: &Chunker, tenant: &Arc<str>, doc: Document) -> Result<DocWork> {
         let key = doc_key(tenant, &doc.key);

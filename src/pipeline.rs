@@ -53,6 +53,11 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     }
     let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
     ledger.reconcile().await.map_err(SetupError)?;
+    if let Err(e) = sink.begin().await {
+        // Undo whatever part of it took effect.
+        let _ = sink.finish(&cfg.tenant, false).await;
+        return Err(SetupError(e));
+    }
     tracing::info!(
         "loading tenant {:?} into {}; embedding with {}",
         cfg.tenant,
@@ -163,6 +168,7 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
             embedding_endpoint: embedder.describe(),
             embed_dim: cfg.embed.dim,
             tenant_rows,
+            expected_rows: ledger.tenant_chunks(&cfg.tenant),
             index,
             interrupted,
             error,

@@ -196,6 +196,8 @@ pub struct Report {
     pub embed_retries: u64,
     pub tokens: u64,
     pub tenant_rows: Option<u64>,
+    /// What the state file says the sink should hold for the tenant.
+    pub expected_rows: Option<u64>,
     pub index: Option<String>,
     pub interrupted: bool,
     pub error: Option<String>,
@@ -210,6 +212,7 @@ pub struct RunInfo {
     pub embedding_endpoint: String,
     pub embed_dim: usize,
     pub tenant_rows: Option<u64>,
+    pub expected_rows: Option<u64>,
     pub index: Option<String>,
     pub interrupted: bool,
     pub error: Option<String>,
@@ -244,6 +247,7 @@ impl Report {
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
             tenant_rows: info.tenant_rows,
+            expected_rows: info.expected_rows,
             index: info.index,
             interrupted: info.interrupted,
             error: info.error,
@@ -314,6 +318,15 @@ impl Report {
                 .map(|n| format!("; tenant now has {n} rows"))
                 .unwrap_or_default()
         );
+        if let (Some(have), Some(want)) = (self.tenant_rows, self.expected_rows)
+            && have != want
+        {
+            let _ = writeln!(
+                s,
+                "  WARNING: the sink holds {have} rows of this tenant but the state file records {want}; \
+                 other loads of this tenant (another PATH or state file), or changes made outside vecload?"
+            );
+        }
         if let Some(ix) = &self.index {
             let _ = writeln!(s, "  index: {ix}");
         }

@@ -258,6 +258,22 @@ impl State {
         Ok(())
     }
 
+    /// Chunks of `tenant` acknowledged by the sink: what it should hold for
+    /// the tenant, if only loads with this state write to it.
+    pub fn tenant_chunks(&self, tenant: &str) -> Result<u64> {
+        let lo = format!("{tenant}\0");
+        let hi = format!("{tenant}\u{1}");
+        let txn = self.db.begin_read()?;
+        let mut n = 0;
+        for item in txn
+            .open_multimap_table(DOC_CHUNKS)?
+            .range(lo.as_str()..hi.as_str())?
+        {
+            n += item?.1.len();
+        }
+        Ok(n)
+    }
+
     /// Every document of `tenant` the state knows (complete or not).
     pub fn docs_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
         let lo = format!("{tenant}\0");

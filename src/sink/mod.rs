@@ -3,6 +3,7 @@
 //! finishes by building indexes and counting what is stored.
 
 pub mod pgvector;
+pub mod qdrant;
 pub mod stage;
 
 use std::collections::HashMap;
@@ -30,9 +31,15 @@ pub trait Sink: Send + Sync {
     async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64>;
     /// Which of these ids of `tenant` the store holds, with their content hash.
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>>;
+    /// Called once the run is about to write (after `prepare` and the state
+    /// checks): bulk-load settings that `finish` undoes.
+    async fn begin(&self) -> Result<()> {
+        Ok(())
+    }
     /// A new writer with its own connection.
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
-    /// Build indexes (unless the run was interrupted) and count the tenant's rows.
+    /// Build indexes (unless the run was interrupted), undo what `begin` did
+    /// (always), and count the tenant's rows.
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary>;
 }
 
@@ -62,5 +69,6 @@ pub struct SinkSummary {
 pub fn build(cfg: &SinkConfig, dim: usize) -> Box<dyn Sink> {
     match cfg {
         SinkConfig::Pgvector(pg) => Box::new(pgvector::PgSink::new(pg.clone(), dim)),
+        SinkConfig::Qdrant(q) => Box::new(qdrant::QdrantSink::new(q.clone(), dim)),
     }
 }

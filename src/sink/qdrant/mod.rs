@@ -1,0 +1,264 @@
+//! Qdrant over gRPC: collection checked or created before any request to
+//! the embedding endpoint, points upserted by deterministic id, HNSW building
+//! off during the load and restored at the end, an exact count per tenant.
+//!
+//! Every read and delete is filtered by `tenant_id`, so a per-tenant run
+//! never touches another tenant's points in a shared collection.
+
+pub mod collection;
+pub mod connect;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, anyhow};
+use async_trait::async_trait;
+use qdrant_client::Qdrant;
+use qdrant_client::qdrant::{
+    Condition, CountPointsBuilder, DeletePointsBuilder, Filter, GetPointsBuilder,
+    PayloadIncludeSelector, PointId, point_id::PointIdOptions, value::Kind,
+};
+
+pub use connect::QdrantTarget;
+
+use crate::config::QdrantConfig;
+use crate::sink::{Sink, SinkSummary, SinkWriter};
+use collection::TENANT_FIELD;
+use connect::message;
+
+pub struct QdrantSink {
+    cfg: QdrantConfig,
+    dim: usize,
+    client: Option<Arc<Qdrant>>,
+    /// Set by `begin` when this run switched HNSW building off.
+    bulk: AtomicBool,
+}
+
+impl QdrantSink {
+    pub fn new(cfg: QdrantConfig, dim: usize) -> QdrantSink {
+        QdrantSink {
+            cfg,
+            dim,
+            client: None,
+            bulk: AtomicBool::new(false),
+        }
+    }
+
+    fn client(&self) -> Result<Arc<Qdrant>> {
+        match &self.client {
+            Some(c) => Ok(c.clone()),
+            None => Ok(Arc::new(self.cfg.target.connect()?)),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.collection
+    }
+
+    fn tenant_and_ids(tenant: &str, ids: &[String]) -> Filter {
+        Filter::must([
+            Condition::matches(TENANT_FIELD, tenant.to_string()),
+            Condition::has_id(ids.iter().map(|id| PointId::from(id.as_str()))),
+        ])
+    }
+
+    /// The server's version, which also proves the address and the key.
+    async fn server_version(&self, client: &Qdrant) -> Result<String> {
+        let health = client.health_check().await.map_err(|e| {
+            anyhow!(
+                "cannot reach Qdrant at {}: {}",
+                self.cfg.target.describe(),
+                message(&e)
+            )
+        })?;
+        Ok(health.version)
+    }
+}
+
+#[async_trait]
+impl Sink for QdrantSink {
+    fn describe(&self) -> String {
+        format!(
+            "Qdrant collection {} at {}",
+            self.name(),
+            self.cfg.target.describe()
+        )
+    }
+
+    fn write_batch(&self) -> usize {
+        self.cfg.write_batch
+    }
+
+    fn write_concurrency(&self) -> usize {
+        self.cfg.write_concurrency
+    }
+
+    async fn prepare(&mut self) -> Result<()> {
+        let client = Arc::new(self.cfg.target.connect()?);
+        let version = self.server_version(&client).await?;
+        let name = self.name().to_string();
+        let mut info = collection::info(&client, &name).await?;
+        if info.is_none() {
+            let created = collection::create(
+                &client,
+                &name,
+                self.dim,
+                self.cfg.distance,
+                self.cfg.on_disk,
+            )
+            .await?;
+            tracing::info!(
+                "Qdrant {version}: collection {name} {}",
+                if created {
+                    "created"
+                } else {
+                    "created by another process meanwhile"
+                }
+            );
+            info = collection::info(&client, &name).await?;
+        } else {
+            tracing::info!("Qdrant {version}: collection {name} exists");
+        }
+        let info = info.ok_or_else(|| anyhow!("collection {name} disappeared after creation"))?;
+        collection::check_layout(&name, &info, self.dim, self.cfg.distance)
+            .map_err(|m| anyhow!(m))?;
+        collection::ensure_payload_indexes(&client, &name, &info).await?;
+        self.client = Some(client);
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<Vec<String>> {
+        let client = self.client()?;
+        let mut problems = Vec::new();
+        if let Err(e) = self.server_version(&client).await {
+            problems.push(format!("{e:#}"));
+            return Ok(problems);
+        }
+        match collection::info(&client, self.name()).await {
+            Ok(Some(info)) => {
+                if let Err(m) =
+                    collection::check_layout(self.name(), &info, self.dim, self.cfg.distance)
+                {
+                    problems.push(m);
+                }
+            }
+            // Created by the load, with its payload indexes.
+            Ok(None) => {}
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        Ok(problems)
+    }
+
+    async fn begin(&self) -> Result<()> {
+        if self.cfg.keep_indexing {
+            return Ok(());
+        }
+        // Set first: a failure half-way still gets the restore attempt.
+        self.bulk.store(true, Ordering::SeqCst);
+        collection::bulk_on(&*self.client()?, self.name()).await
+    }
+
+    async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
+        let client = self.client()?;
+        let filter = Self::tenant_and_ids(tenant, ids);
+        let n = client
+            .count(
+                CountPointsBuilder::new(self.name())
+                    .filter(filter.clone())
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting {} points to delete: {}", ids.len(), message(&e)))?
+            .result
+            .map_or(0, |r| r.count);
+        if n > 0 {
+            client
+                .delete_points(
+                    DeletePointsBuilder::new(self.name())
+                        .points(filter)
+                        .wait(true),
+                )
+                .await
+                .map_err(|e| anyhow!("deleting {} points: {}", ids.len(), message(&e)))?;
+        }
+        Ok(n)
+    }
+
+    async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
+        let client = self.client()?;
+        let points: Vec<PointId> = ids.iter().map(|id| PointId::from(id.as_str())).collect();
+        let got = client
+            .get_points(
+                GetPointsBuilder::new(self.name(), points)
+                    .with_payload(PayloadIncludeSelector::new(vec![
+                        TENANT_FIELD.to_string(),
+                        "content_hash".to_string(),
+                    ]))
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(|e| anyhow!("looking up {} points: {}", ids.len(), message(&e)))?;
+        let text = |v: Option<&qdrant_client::qdrant::Value>| match v.and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut found = HashMap::new();
+        for p in got.result {
+            if text(p.payload.get(TENANT_FIELD)).as_deref() != Some(tenant) {
+                continue;
+            }
+            let id = match p.id.and_then(|id| id.point_id_options) {
+                Some(PointIdOptions::Uuid(u)) => u,
+                Some(PointIdOptions::Num(n)) => n.to_string(),
+                None => continue,
+            };
+            found.insert(id, text(p.payload.get("content_hash")).unwrap_or_default());
+        }
+        Ok(found)
+    }
+
+    async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(writer::QdrantWriter {
+            client: self.client()?,
+            collection: self.name().to_string(),
+        }))
+    }
+
+    async fn finish(&self, tenant: &str, _build_index: bool) -> Result<SinkSummary> {
+        let client = self.client()?;
+        let name = self.name();
+        // Restored after an error or Ctrl-C too: a collection left without
+        // HNSW answers every search by full scan.
+        let restored = if self.bulk.load(Ordering::SeqCst) {
+            collection::bulk_off(&client, name).await?
+        } else {
+            None
+        };
+        let count = client
+            .count(
+                CountPointsBuilder::new(name)
+                    .filter(Filter::must([Condition::matches(
+                        TENANT_FIELD,
+                        tenant.to_string(),
+                    )]))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting points of tenant {tenant:?}: {}", message(&e)))?
+            .result
+            .map_or(0, |r| r.count);
+        let status = collection::status(&client, name).await;
+        let index = match (restored, status) {
+            (Some(r), Some(s)) => Some(format!("{r}; {s}")),
+            (Some(r), None) => Some(r),
+            (None, s) => s,
+        };
+        Ok(SinkSummary {
+            tenant_rows: count,
+            index,
+        })
+    }
+}
