@@ -11,5 +11,11 @@ export VECLOAD_TEST_PG_URL
 # The server was just started: a test that cannot find it must fail, not skip.
 export VECLOAD_REQUIRE_SERVICES=1
 
+# No registry ships Qdrant's server: its tests use QDRANT_URL or a `qdrant`
+# binary on PATH, and skip (loudly) without either.
+if [ -z "${QDRANT_URL:-}" ] && ! command -v qdrant >/dev/null; then
+  echo "=== SKIPPED: Qdrant sink tests (tests/qdrant.rs): no QDRANT_URL and no \`qdrant\` on PATH ===" >&2
+fi
+
 # One release build serves the tests, the demo and the benchmarks.
 cargo test --release --all-targets "$@"

@@ -3,6 +3,8 @@
 //! test server (a separate process, like a remote endpoint).
 #![allow(dead_code)]
 
+pub mod qdrant;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,10 @@ pub fn pg_url(test: &str) -> Option<String> {
                     "VECLOAD_TEST_PG_URL is not set but VECLOAD_REQUIRE_SERVICES=1; run scripts/test.sh"
                 );
             }
-            eprintln!(
+            // Straight to the stream: `eprintln!` would be captured and
+            // hidden under a passing test.
+            let _ = writeln!(
+                std::io::stderr(),
                 "=== SKIPPED {test}: no PostgreSQL (set VECLOAD_TEST_PG_URL or run scripts/test.sh) ==="
             );
             None
@@ -125,6 +130,9 @@ const CLEARED_ENV: &[&str] = &[
     "CHUNK_SIZE",
     "CHUNK_OVERLAP_SIZE",
     "VECLOAD_LOG",
+    "QDRANT_URL",
+    "QDRANT_GRPC_URL",
+    "QDRANT_API_KEY",
 ];
 
 /// `vecload` with a clean environment; add args and envs, then `run`.
@@ -160,6 +168,23 @@ pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Comm
         ])
         .args(["--progress", "log", "--state"])
         .arg(state_path(table));
+    c
+}
+
+/// `vecload load` into a Qdrant collection, with a state file of its own.
+pub fn qdrant_load_cmd(
+    server: &EmbedServer,
+    q: &qdrant::QdrantServer,
+    collection: &str,
+    dim: usize,
+) -> Command {
+    let mut c = vecload();
+    c.arg("load")
+        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+        .args(["--embed-dim", &dim.to_string(), "--collection", collection])
+        .args(q.args())
+        .args(["--progress", "log", "--state"])
+        .arg(state_path(collection));
     c
 }
 
