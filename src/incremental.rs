@@ -209,6 +209,7 @@ impl Ledger {
             }
         }
         tokio::task::block_in_place(|| state.clear_intents())?;
+        Stats::add(&self.stats.found_on_resume, found as u64);
         tracing::info!(
             "resuming: {found} rows written just before the last run stopped were found in the sink"
         );

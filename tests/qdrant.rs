@@ -571,3 +571,47 @@ fn plan_checks_the_collection_without_creating_or_paying() {
     );
     assert_eq!(server.requests(), paid);
 }
+
+#[test]
+fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
+    let Some(qs) = qdrant("qdrant_crash_after_ack") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let name = collection("qack");
+    let sizing = [
+        "--chunk-tokens",
+        "50",
+        "--chunk-overlap",
+        "5",
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "1",
+        "--write-batch",
+        "8",
+        "--write-concurrency",
+        "1",
+    ];
+    let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
+        .arg(fixtures())
+        .args(sizing)
+        .env("VECLOAD_CRASH_AFTER_ACKS", "2"));
+    assert_ne!(r.code, 0, "the crash point fired");
+    let q = qs.client();
+    let before = q.count(&name, None);
+    assert!(before > 8, "two batches were acknowledged: {before}");
+    let report = std::env::temp_dir().join(format!("{name}.json"));
+    let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
+        .arg(fixtures())
+        .args(sizing)
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    let rep = read_report(&report);
+    let found = rep["chunks_found_on_resume"].as_u64().unwrap();
+    assert!(found > 0 && found <= 8, "found {found}");
+    assert_eq!(rep["chunks_unchanged"].as_u64(), Some(before));
+    assert_eq!(rep["tenant_rows"], rep["expected_rows"]);
+    assert_vectors_match_content(&q.points(&name, None));
+}

@@ -172,6 +172,63 @@ fn kill_9_at_several_points_then_resume_gives_the_store_of_one_clean_run() {
 }
 
 #[test]
+fn a_crash_after_the_stores_ack_but_before_the_state_costs_nothing_again() {
+    let Some(pg) = pg_url("crash_after_ack") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let sizing = [
+        "--chunk-tokens",
+        "50",
+        "--chunk-overlap",
+        "5",
+        "--batch-size",
+        "2",
+        "--concurrency",
+        "1",
+        "--write-batch",
+        "8",
+        "--write-concurrency",
+        "1",
+    ];
+    let table = unique_table("ack");
+    // Aborts right after PostgreSQL committed the second batch.
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(sizing)
+        .env("VECLOAD_CRASH_AFTER_ACKS", "2"));
+    assert_ne!(r.code, 0, "the crash point fired");
+    let db = Db::connect(&pg);
+    let before = db.count(&table);
+    assert!(before > 8, "two batches were committed: {before}");
+
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(sizing)
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    let rep = read_report(&report);
+    let found = rep["chunks_found_on_resume"].as_u64().unwrap();
+    assert!(
+        found > 0 && found <= 8,
+        "the committed but unrecorded batch was found, not re-embedded: {found}"
+    );
+    assert_eq!(
+        rep["chunks_unchanged"].as_u64().unwrap(),
+        before as u64,
+        "every committed row counts as done"
+    );
+    let clean = unique_table("ackclean");
+    run(load_cmd(&server, &pg, &clean, DIM)
+        .arg(fixtures())
+        .args(sizing)
+        .arg("--no-state"));
+    assert_eq!(table_rows(&db, &table), table_rows(&db, &clean));
+}
+
+#[test]
 fn prune_removes_deleted_documents_of_this_tenant_only() {
     let Some(pg) = pg_url("prune") else { return };
     let server = EmbedServer::start(&["--dim", "16"]);

@@ -91,6 +91,12 @@ impl SinkStage {
         writer: &mut Option<Box<dyn SinkWriter>>,
         batch: Vec<Embedded>,
     ) {
+        // Intents first: if the process dies after the store acknowledged the
+        // batch but before the state recorded it, the next run finds these
+        // rows in the store instead of paying for them again.
+        if let Err(e) = self.ledger.before_write(&batch).await {
+            self.fatal.set(format!("state file: {e:#}"), &self.cancel);
+        }
         let mut last = String::new();
         for attempt in 0..WRITE_ATTEMPTS {
             if attempt > 0 {
@@ -109,6 +115,7 @@ impl SinkStage {
             let Some(w) = writer.as_mut() else { continue };
             match w.write(&batch).await {
                 Ok(()) => {
+                    crash_point_after_ack();
                     Stats::add(&self.stats.vectors_written, batch.len() as u64);
                     if let Err(e) = self.ledger.after_write(&batch).await {
                         // The rows are in the sink; the next run finds them
@@ -142,5 +149,25 @@ impl SinkStage {
     fn fail(&self, rows: &[Embedded], msg: &str) {
         let chunks: Vec<_> = rows.iter().map(|r| r.chunk.clone()).collect();
         self.stats.fail(&chunks, msg);
+    }
+}
+
+/// For the resume tests: `VECLOAD_CRASH_AFTER_ACKS=N` aborts the process
+/// right after the store acknowledged its Nth batch and before the state
+/// file records it, the one moment a kill -9 cannot be aimed at from outside.
+fn crash_point_after_ack() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: OnceLock<Option<u64>> = OnceLock::new();
+    static ACKS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        std::env::var("VECLOAD_CRASH_AFTER_ACKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(at) = at
+        && ACKS.fetch_add(1, Ordering::SeqCst) + 1 == *at
+    {
+        std::process::abort();
     }
 }
