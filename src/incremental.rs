@@ -32,6 +32,19 @@ pub struct Ledger {
     seen: Mutex<HashSet<String>>,
     /// `plan`: decide and count, but change nothing in the state or sink.
     dry_run: bool,
+    intents: IntentLog,
+}
+
+/// Group commit for write intents: each needs a disk sync before its batch
+/// goes to the sink, so writers that arrive while one sync is under way
+/// share the next one instead of queueing a sync each.
+#[derive(Default)]
+struct IntentLog {
+    /// Intents not yet committed, and the number of the commit that will
+    /// take them.
+    pending: Mutex<(Vec<ChunkRec>, u64)>,
+    /// Held while committing; the number of the last commit done.
+    flushed: tokio::sync::Mutex<u64>,
 }
 
 /// What to do with one document.
@@ -54,6 +67,7 @@ impl Ledger {
             stats,
             seen: Mutex::new(HashSet::new()),
             dry_run: false,
+            intents: IntentLog::default(),
         }
     }
 
@@ -68,6 +82,14 @@ impl Ledger {
 
     pub fn state_path(&self) -> Option<String> {
         self.state.as_ref().map(|s| s.path().display().to_string())
+    }
+
+    /// Makes what this run recorded durable; called once the writers are done.
+    pub fn sync(&self) -> Result<()> {
+        match &self.state {
+            Some(state) => state.sync(),
+            None => Ok(()),
+        }
     }
 
     /// How many chunks of `tenant` the state says the sink holds.
@@ -127,8 +149,32 @@ impl Ledger {
         let Some(state) = &self.state else {
             return Ok(());
         };
-        let recs = records(rows);
-        tokio::task::block_in_place(|| state.record_intents(&recs))
+        let ticket = {
+            let mut p = self
+                .intents
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.0.extend(records(rows));
+            p.1 + 1
+        };
+        let mut flushed = self.intents.flushed.lock().await;
+        if *flushed >= ticket {
+            // A sync that started after ours were queued took them.
+            return Ok(());
+        }
+        let batch = {
+            let mut p = self
+                .intents
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.1 += 1;
+            std::mem::take(&mut p.0)
+        };
+        tokio::task::block_in_place(|| state.record_intents(&batch))?;
+        *flushed = ticket;
+        Ok(())
     }
 
     /// After the sink acknowledged `rows`: record them, and complete the

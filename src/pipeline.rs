@@ -135,6 +135,9 @@ pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Rep
     progress_done.cancel();
     let _ = progress_task.await;
 
+    if let Err(e) = ledger.sync() {
+        fatal.set(format!("state file: {e:#}"), &cancel);
+    }
     let interrupted = interrupted.load(Relaxed);
     if cfg.prune
         && !interrupted

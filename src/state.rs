@@ -14,7 +14,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+};
 
 const CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
 const DOC_CHUNKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("doc_chunks");
@@ -152,9 +154,13 @@ impl State {
         Ok(())
     }
 
-    /// Records rows the sink acknowledged and drops their intents, in one commit.
+    /// Records rows the sink acknowledged and drops their intents, in one
+    /// commit that is not synced to disk: lost in a crash, it leaves the
+    /// (synced) intents behind, which the next run checks against the sink.
+    /// The next intents commit, or `sync`, makes it durable.
     pub fn mark_acked(&self, rows: &[ChunkRec]) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
         {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
@@ -166,6 +172,12 @@ impl State {
             }
         }
         txn.commit()?;
+        Ok(())
+    }
+
+    /// Makes every earlier commit durable (one disk sync).
+    pub fn sync(&self) -> Result<()> {
+        self.db.begin_write()?.commit()?;
         Ok(())
     }
 
@@ -224,8 +236,11 @@ impl State {
     /// For each completed document: forgets its `removed` chunks (deleted
     /// from the sink) and records it as complete at `hash` with `count`
     /// chunks. One commit for all: a commit is a disk sync.
+    /// Not synced either: if lost, the next run finds the chunks acknowledged
+    /// (or in the sink) and deletes the stale ones again, which is idempotent.
     pub fn complete_docs(&self, done: &[Completed]) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
         {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
