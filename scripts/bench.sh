@@ -3,7 +3,9 @@
 #   1. embed stage vs the endpoint's capacity (C requests in flight x batch / latency),
 #      once with --concurrency = C and once with the capacity unknown (--concurrency 2C,
 #      the server answers 429 above C),
-#   2. chunking vs a plain tokenizer pass (benches/chunking.rs).
+#   2. chunking vs a plain tokenizer pass (benches/chunking.rs),
+#   3. the Qdrant sink vs the bfb upload pattern on the same server
+#      (benches/qdrant_upload.rs), when QDRANT_URL is set or `qdrant` is on PATH.
 # Writes target/bench/results.md. Needs nothing but this repo (starts PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,32 @@ print(f"| embed, capacity {'known' if sys.argv[3]=='known' else 'unknown'} (--co
 PY
 }
 
+qdrant_bench() {
+  if [ -z "${QDRANT_URL:-}" ]; then
+    if ! command -v qdrant >/dev/null; then
+      echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="
+      return
+    fi
+    local dir http grpc
+    dir=$(mktemp -d)
+    read -r http grpc < <(python3 -c 'import socket
+s=[socket.socket() for _ in range(2)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(*[x.getsockname()[1] for x in s])')
+    (cd "$dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http \
+      QDRANT__SERVICE__GRPC_PORT=$grpc QDRANT__STORAGE__STORAGE_PATH=$dir/storage \
+      QDRANT__STORAGE__SNAPSHOTS_PATH=$dir/snapshots QDRANT__TELEMETRY_DISABLED=true \
+      QDRANT__LOG_LEVEL=WARN exec qdrant >/dev/null 2>&1) &
+    local qpid=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break; sleep 0.2; done
+    QDRANT_URL=http://127.0.0.1:$http QDRANT_GRPC_URL=http://127.0.0.1:$grpc \
+      cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
+    kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true; rm -rf "$dir"
+  else
+    cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
+  fi
+}
+
 {
   echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
   echo
@@ -66,4 +94,8 @@ PY
   echo "Chunking (o200k_base, 1200/100):"
   echo
   cargo bench --quiet --bench chunking 2>/dev/null | sed -n '/^corpus/,$p'
+  echo
+  echo "Qdrant sink vs the bfb upload pattern:"
+  echo
+  qdrant_bench
 } | tee "$out/results.md"
