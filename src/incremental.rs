@@ -38,13 +38,33 @@ pub struct Ledger {
 /// Group commit for write intents: each needs a disk sync before its batch
 /// goes to the sink, so writers that arrive while one sync is under way
 /// share the next one instead of queueing a sync each.
-#[derive(Default)]
+/// A write batch's intent key and its chunks.
+type IntentBatch = (String, Vec<ChunkRec>);
+
 struct IntentLog {
+    /// Makes intent keys unique across runs sharing a state file.
+    run: String,
+    seq: std::sync::atomic::AtomicU64,
     /// Intents not yet committed, and the number of the commit that will
     /// take them.
-    pending: Mutex<(Vec<ChunkRec>, u64)>,
+    pending: Mutex<(Vec<IntentBatch>, u64)>,
     /// Held while committing; the number of the last commit done.
     flushed: tokio::sync::Mutex<u64>,
+}
+
+impl Default for IntentLog {
+    fn default() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        IntentLog {
+            run: format!("{}-{nanos}", std::process::id()),
+            seq: Default::default(),
+            pending: Default::default(),
+            flushed: Default::default(),
+        }
+    }
 }
 
 /// What to do with one document.
@@ -144,24 +164,30 @@ impl Ledger {
         })
     }
 
-    /// Before the sink writes `rows`.
-    pub async fn before_write(&self, rows: &[Embedded]) -> Result<()> {
+    /// Before the sink writes `rows`: returns the intent's key, for
+    /// `after_write`.
+    pub async fn before_write(&self, rows: &[Embedded]) -> Result<Option<String>> {
         let Some(state) = &self.state else {
-            return Ok(());
+            return Ok(None);
         };
+        let key = format!(
+            "{}-{}",
+            self.intents.run,
+            self.intents.seq.fetch_add(1, Relaxed)
+        );
         let ticket = {
             let mut p = self
                 .intents
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            p.0.extend(records(rows));
+            p.0.push((key.clone(), records(rows)));
             p.1 + 1
         };
         let mut flushed = self.intents.flushed.lock().await;
         if *flushed >= ticket {
             // A sync that started after ours were queued took them.
-            return Ok(());
+            return Ok(Some(key));
         }
         let batch = {
             let mut p = self
@@ -174,17 +200,17 @@ impl Ledger {
         };
         tokio::task::block_in_place(|| state.record_intents(&batch))?;
         *flushed = ticket;
-        Ok(())
+        Ok(Some(key))
     }
 
     /// After the sink acknowledged `rows`: record them, and complete the
     /// documents whose last chunks these were.
-    pub async fn after_write(&self, rows: &[Embedded]) -> Result<()> {
+    pub async fn after_write(&self, rows: &[Embedded], intent: Option<&str>) -> Result<()> {
         let Some(state) = &self.state else {
             return Ok(());
         };
         let recs = records(rows);
-        tokio::task::block_in_place(|| state.mark_acked(&recs))?;
+        tokio::task::block_in_place(|| state.mark_acked(intent, &recs))?;
         let done: Vec<&DocMeta> = rows
             .iter()
             .filter(|r| r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1)
@@ -251,7 +277,7 @@ impl Ledger {
                     .cloned()
                     .collect();
                 found += done.len();
-                tokio::task::block_in_place(|| state.mark_acked(&done))?;
+                tokio::task::block_in_place(|| state.mark_acked(None, &done))?;
             }
         }
         tokio::task::block_in_place(|| state.clear_intents())?;

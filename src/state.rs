@@ -22,6 +22,9 @@ const CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
 const DOC_CHUNKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("doc_chunks");
 const DOCS: TableDefinition<&str, &str> = TableDefinition::new("docs");
 const INTENTS: TableDefinition<&str, &str> = TableDefinition::new("intents");
+/// Intent keys of a whole write batch; its value holds one `id \t record`
+/// line per chunk.
+const INTENT_BATCH: &str = "batch:";
 
 /// One chunk as the state knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,12 +145,21 @@ impl State {
             .collect()
     }
 
-    pub fn record_intents(&self, rows: &[ChunkRec]) -> Result<()> {
+    /// Records write batches about to go to the sink, one entry per batch
+    /// (one B-tree update, not one per chunk), synced to disk.
+    pub fn record_intents(&self, batches: &[(String, Vec<ChunkRec>)]) -> Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut t = txn.open_table(INTENTS)?;
-            for r in rows {
-                t.insert(r.id.as_str(), r.encode().as_str())?;
+            for (key, rows) in batches {
+                let mut v = String::new();
+                for r in rows {
+                    v.push_str(&r.id);
+                    v.push('\t');
+                    v.push_str(&r.encode());
+                    v.push('\n');
+                }
+                t.insert(format!("{INTENT_BATCH}{key}").as_str(), v.as_str())?;
             }
         }
         txn.commit()?;
@@ -158,17 +170,19 @@ impl State {
     /// commit that is not synced to disk: lost in a crash, it leaves the
     /// (synced) intents behind, which the next run checks against the sink.
     /// The next intents commit, or `sync`, makes it durable.
-    pub fn mark_acked(&self, rows: &[ChunkRec]) -> Result<()> {
+    pub fn mark_acked(&self, intent: Option<&str>, rows: &[ChunkRec]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
-            let mut intents = txn.open_table(INTENTS)?;
             for r in rows {
                 chunks.insert(r.id.as_str(), r.encode().as_str())?;
                 by_doc.insert(r.doc.as_str(), r.id.as_str())?;
-                intents.remove(r.id.as_str())?;
+            }
+            if let Some(key) = intent {
+                txn.open_table(INTENTS)?
+                    .remove(format!("{INTENT_BATCH}{key}").as_str())?;
             }
         }
         txn.commit()?;
@@ -187,7 +201,14 @@ impl State {
         let mut out = Vec::new();
         for item in t.iter()? {
             let (k, v) = item?;
-            if let Some(r) = ChunkRec::decode(k.value(), v.value()) {
+            let (k, v) = (k.value(), v.value());
+            if k.starts_with(INTENT_BATCH) {
+                out.extend(v.lines().filter_map(|line| {
+                    let (id, rest) = line.split_once('\t')?;
+                    ChunkRec::decode(id, rest)
+                }));
+            } else if let Some(r) = ChunkRec::decode(k, v) {
+                // One chunk per entry, as state files of earlier versions have.
                 out.push(r);
             }
         }
@@ -331,9 +352,12 @@ mod tests {
         let doc = doc_key("t", "a.md");
         {
             let s = State::open(&path).unwrap();
-            s.record_intents(&[rec("1", 0, &doc), rec("2", 1, &doc)])
-                .unwrap();
-            s.mark_acked(&[rec("1", 0, &doc)]).unwrap();
+            s.record_intents(&[
+                ("a".into(), vec![rec("1", 0, &doc)]),
+                ("b".into(), vec![rec("2", 1, &doc)]),
+            ])
+            .unwrap();
+            s.mark_acked(Some("a"), &[rec("1", 0, &doc)]).unwrap();
         }
         let s = State::open(&path).unwrap();
         assert_eq!(
@@ -354,8 +378,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.redb")).unwrap();
         let doc = doc_key("t", "a.md");
-        s.mark_acked(&[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)])
-            .unwrap();
+        s.mark_acked(
+            None,
+            &[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)],
+        )
+        .unwrap();
         assert_eq!(s.stale_chunks(&doc, 2).unwrap(), vec!["3".to_string()]);
         s.complete_docs(&[Completed {
             doc: doc.clone(),
@@ -368,7 +395,7 @@ mod tests {
         assert_eq!(s.unchanged_doc(&doc, "other").unwrap(), None);
         assert_eq!(s.acked_hashes(&["3"]).unwrap(), vec![None]);
         let other = doc_key("u", "a.md");
-        s.mark_acked(&[rec("9", 0, &other)]).unwrap();
+        s.mark_acked(None, &[rec("9", 0, &other)]).unwrap();
         assert_eq!(s.docs_of_tenant("t").unwrap(), vec![doc.clone()]);
         s.forget_doc(&doc).unwrap();
         assert!(s.docs_of_tenant("t").unwrap().is_empty());

@@ -94,9 +94,13 @@ impl SinkStage {
         // Intents first: if the process dies after the store acknowledged the
         // batch but before the state recorded it, the next run finds these
         // rows in the store instead of paying for them again.
-        if let Err(e) = self.ledger.before_write(&batch).await {
-            self.fatal.set(format!("state file: {e:#}"), &self.cancel);
-        }
+        let intent = match self.ledger.before_write(&batch).await {
+            Ok(key) => key,
+            Err(e) => {
+                self.fatal.set(format!("state file: {e:#}"), &self.cancel);
+                None
+            }
+        };
         let mut last = String::new();
         for attempt in 0..WRITE_ATTEMPTS {
             if attempt > 0 {
@@ -117,7 +121,7 @@ impl SinkStage {
                 Ok(()) => {
                     crash_point_after_ack();
                     Stats::add(&self.stats.vectors_written, batch.len() as u64);
-                    if let Err(e) = self.ledger.after_write(&batch).await {
+                    if let Err(e) = self.ledger.after_write(&batch, intent.as_deref()).await {
                         // The rows are in the sink; the next run finds them
                         // through their intents, so nothing is paid twice.
                         self.fatal.set(format!("state file: {e:#}"), &self.cancel);
