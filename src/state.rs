@@ -374,6 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn per_chunk_intents_of_earlier_versions_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = State::open(&dir.path().join("s.redb")).unwrap();
+        let doc = doc_key("t", "a.md");
+        let old = rec("7", 3, &doc);
+        let txn = s.db.begin_write().unwrap();
+        txn.open_table(INTENTS)
+            .unwrap()
+            .insert("7", old.encode().as_str())
+            .unwrap();
+        txn.commit().unwrap();
+        s.record_intents(&[("k".into(), vec![rec("8", 4, &doc)])])
+            .unwrap();
+        let mut got = s.intents().unwrap();
+        got.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(got, vec![old, rec("8", 4, &doc)]);
+    }
+
+    #[test]
     fn stale_chunks_and_documents() {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.redb")).unwrap();
