@@ -615,3 +615,52 @@ fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
     assert_eq!(rep["tenant_rows"], rep["expected_rows"]);
     assert_vectors_match_content(&q.points(&name, None));
 }
+
+#[test]
+fn https_with_an_api_key_and_a_private_ca() {
+    if qdrant("qdrant_https").is_none() {
+        return;
+    }
+    let certs = test_certs("localhost");
+    let key = "tls-api-key-0123456789";
+    let Some(qs) = QdrantServer::start_with(Some(key), Some((&certs.cert_pem, &certs.key_pem)))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &certs.ca_pem).unwrap();
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let name = collection("qtls");
+    // The server needs a moment after it starts listening.
+    let mut r = None;
+    for _ in 0..20 {
+        let out = run(qdrant_load_cmd(&server, &qs, &name, DIM)
+            .arg(fixtures())
+            .args(["--tenant", "t"])
+            .env("SSL_CERT_FILE", &ca));
+        if out.code == 0 || !out.all_output().contains("cannot reach") {
+            r = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let r = r.expect("the TLS server came up");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("https://localhost:"), "{}", r.stdout);
+    assert!(!r.all_output().contains(key));
+
+    // Without the CA the certificate is not trusted: refused before any request.
+    let sent = server.requests();
+    let r = run(qdrant_load_cmd(&server, &qs, &name, DIM)
+        .arg(fixtures())
+        .args(["--tenant", "u"])
+        .env("SSL_CERT_FILE", dir.path().join("missing.pem")));
+    assert_eq!(r.code, 2, "{}", r.all_output());
+    assert!(
+        r.all_output().contains("SSL_CERT_FILE"),
+        "{}",
+        r.all_output()
+    );
+    assert_eq!(server.requests(), sent);
+}

@@ -23,25 +23,15 @@ fn tls_front(pg: &str, name: &str) -> TlsFront {
         let u = url::Url::parse(pg).unwrap();
         format!("{}:{}", u.host_str().unwrap(), u.port().unwrap())
     };
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "vecload test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let leaf_params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
-    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-    let leaf = leaf_params.signed_by(&key, &issuer).unwrap();
+    let certs = test_certs(name);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![leaf.der().clone(), ca.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            vec![certs.cert_der.clone().into(), certs.ca_der.clone().into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certs.key_der.clone().into()),
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -82,7 +72,7 @@ fn tls_front(pg: &str, name: &str) -> TlsFront {
     });
     TlsFront {
         port,
-        ca_pem: ca.pem(),
+        ca_pem: certs.ca_pem,
         _rt: rt,
     }
 }

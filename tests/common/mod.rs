@@ -282,3 +282,35 @@ impl Db {
         .get(0)
     }
 }
+
+/// A CA and a certificate for `name` signed by it, as PEM and DER.
+pub struct TestCerts {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub ca_der: Vec<u8>,
+    pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
+}
+
+pub fn test_certs(name: &str) -> TestCerts {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "vecload test CA");
+    let ca = ca_params.self_signed(&ca_key).expect("CA cert");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf_params = rcgen::CertificateParams::new(vec![name.to_string()]).expect("leaf params");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let leaf = leaf_params.signed_by(&key, &issuer).expect("leaf cert");
+    TestCerts {
+        ca_pem: ca.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: key.serialize_pem(),
+        ca_der: ca.der().to_vec(),
+        cert_der: leaf.der().to_vec(),
+        key_der: key.serialize_der(),
+    }
+}

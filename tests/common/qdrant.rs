@@ -99,6 +99,11 @@ impl QdrantServer {
     /// A new server of our own (None if there is no binary), optionally
     /// requiring `api_key`.
     pub fn start(api_key: Option<&str>) -> Option<QdrantServer> {
+        Self::start_with(api_key, None)
+    }
+
+    /// With `tls` = (certificate PEM, key PEM), both ports speak TLS only.
+    pub fn start_with(api_key: Option<&str>, tls: Option<(&str, &str)>) -> Option<QdrantServer> {
         if !on_path() {
             return None;
         }
@@ -125,28 +130,41 @@ impl QdrantServer {
         if let Some(k) = api_key {
             cmd.env("QDRANT__SERVICE__API_KEY", k);
         }
+        if let Some((cert, key)) = tls {
+            let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&c, cert).expect("write cert");
+            std::fs::write(&k, key).expect("write key");
+            cmd.env("QDRANT__SERVICE__ENABLE_TLS", "true")
+                .env("QDRANT__TLS__CERT", &c)
+                .env("QDRANT__TLS__KEY", &k);
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut child = cmd.spawn().expect("start qdrant");
         let stdin = child.stdin.take();
         let server = QdrantServer {
-            rest_url: format!("http://127.0.0.1:{http}"),
-            grpc_url: format!("http://127.0.0.1:{grpc}"),
+            rest_url: format!("{scheme}://localhost:{http}"),
+            grpc_url: format!("{scheme}://localhost:{grpc}"),
             api_key: api_key.map(String::from),
             stdin,
             child: Some(child),
             _dir: Some(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.ready(http) {
+        while !server.ready(http, tls.is_some()) {
             assert!(Instant::now() < deadline, "qdrant did not start in 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(server)
     }
 
-    fn ready(&self, port: u16) -> bool {
+    fn ready(&self, port: u16, tls: bool) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
             return false;
         };
+        if tls {
+            // Listening is as much as can be told without a TLS client.
+            return true;
+        }
         let _ = write!(
             s,
             "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

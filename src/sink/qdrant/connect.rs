@@ -147,6 +147,10 @@ fn status_message(status: &tonic::Status) -> String {
         _ if msg.contains("FRAME_SIZE_ERROR") || msg.contains("h2 protocol error") => {
             " (this looks like Qdrant's REST port; gRPC is usually 6334: set --qdrant-grpc-url)"
         }
+        _ if msg.contains("Certificate") || msg.contains("certificate") => {
+            " (the server's TLS certificate is not trusted: the system's roots are used; \
+             for a private CA set SSL_CERT_FILE to its PEM bundle)"
+        }
         Code::Internal if msg.contains("connect") => {
             " (is the server up, and is this its gRPC port? Qdrant serves gRPC on 6334, REST on 6333)"
         }
