@@ -62,7 +62,12 @@ pub struct LoadArgs {
     pub paths: Vec<PathBuf>,
 
     /// Tenant (LightRAG workspace) the vectors belong to. Other tenants' rows are never touched.
-    #[arg(long, env = "TENANT_ID", default_value = "default")]
+    #[arg(
+        long,
+        visible_alias = "tenant-id",
+        env = "TENANT_ID",
+        default_value = "default"
+    )]
     pub tenant: String,
 
     /// Write the run summary as JSON to this file.

@@ -664,3 +664,30 @@ fn https_with_an_api_key_and_a_private_ca() {
     );
     assert_eq!(server.requests(), sent);
 }
+
+#[test]
+fn indexing_settings_come_back_after_a_fatal_error() {
+    let Some(qs) = qdrant("qdrant_restore_after_error") else {
+        return;
+    };
+    // Every request refused: the run stops at its first answer.
+    let server = EmbedServer::start(&[
+        "--dim",
+        "16",
+        "--fail-first",
+        "1000",
+        "--fail-status",
+        "401",
+    ]);
+    let name = collection("qfatal");
+    let q = qs.client();
+    tuned_collection(&q, &name);
+    let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
+        .arg(fixtures())
+        .args(["--tenant-id", "t"]));
+    assert_eq!(r.code, 1, "{}", r.all_output());
+    assert!(r.all_output().contains("401"), "{}", r.all_output());
+    assert_eq!(hnsw_m(&q, &name), (Some(24), Some(12)));
+    assert!(!bulk_marker(&q, &name));
+    assert_eq!(q.count(&name, None), 0);
+}
