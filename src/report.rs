@@ -35,6 +35,8 @@ pub struct Stats {
     pub stale_deleted: AtomicU64,
     /// Rows a killed run wrote but had not recorded, found in the sink at start.
     pub found_on_resume: AtomicU64,
+    /// Chunks too long for the model, embedded as the mean of their parts.
+    pub chunks_in_parts: AtomicU64,
     pub pruned_docs: AtomicU64,
     pub pruned_chunks: AtomicU64,
     pub walk_done: AtomicBool,
@@ -189,6 +191,7 @@ pub struct Report {
     pub vectors_written: u64,
     pub stale_chunks_deleted: u64,
     pub chunks_found_on_resume: u64,
+    pub chunks_embedded_in_parts: u64,
     pub docs_pruned: u64,
     pub chunks_pruned: u64,
     pub state_file: Option<String>,
@@ -241,6 +244,7 @@ impl Report {
             vectors_written: written,
             stale_chunks_deleted: Stats::get(&stats.stale_deleted),
             chunks_found_on_resume: Stats::get(&stats.found_on_resume),
+            chunks_embedded_in_parts: Stats::get(&stats.chunks_in_parts),
             docs_pruned: Stats::get(&stats.pruned_docs),
             chunks_pruned: Stats::get(&stats.pruned_chunks),
             state_file: info.state_file,
@@ -303,6 +307,14 @@ impl Report {
                 s,
                 "  unchanged: {} chunks ({} documents) already in the sink, not embedded again",
                 self.chunks_unchanged, self.docs_unchanged
+            );
+        }
+        if self.chunks_embedded_in_parts > 0 {
+            let _ = writeln!(
+                s,
+                "  {} chunks were too long for the model and were embedded in parts (the mean \
+                 of their parts' vectors); lower --chunk-tokens to stay under the model's limit",
+                self.chunks_embedded_in_parts
             );
         }
         if self.stale_chunks_deleted + self.chunks_pruned > 0 {

@@ -434,3 +434,99 @@ fn batches_the_endpoint_calls_too_large_are_split_and_later_ones_made_smaller() 
     );
     assert!(requests - rejected >= rep["chunks"].as_u64().unwrap() / 4);
 }
+
+/// The vector vecload stores for `text` when the model takes at most `max`
+/// bytes: halves embedded separately, mean weighted by length, unit length.
+fn vector_in_parts(text: &str, max: usize, dim: usize) -> Vec<f32> {
+    if text.len() <= max {
+        return vecload::test_server::vector_for(text, dim);
+    }
+    let (a, b) = vecload::chunk::halves(text).unwrap();
+    let (va, vb) = (vector_in_parts(a, max, dim), vector_in_parts(b, max, dim));
+    let mut v: Vec<f32> = va
+        .iter()
+        .zip(&vb)
+        .map(|(x, y)| x * a.len() as f32 + y * b.len() as f32)
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+#[test]
+fn a_chunk_too_long_for_the_model_is_embedded_in_parts_not_lost() {
+    let Some(pg) = pg_url("input_too_long") else {
+        return;
+    };
+    let max = 700;
+    let server = EmbedServer::start(&["--dim", "16", "--max-input-bytes", &max.to_string()]);
+    let table = unique_table("parts");
+    let report = std::env::temp_dir().join(format!("{table}.json"));
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures())
+        .args(["--chunk-tokens", "300", "--chunk-overlap", "20"])
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "an over-long chunk is not a failure");
+    let rep = read_report(&report);
+    assert_eq!(rep["failed_chunks"].as_u64(), Some(0));
+    let in_parts = rep["chunks_embedded_in_parts"].as_u64().unwrap();
+    assert!(in_parts > 0, "some 300-token chunks are over {max} bytes");
+    assert!(r.stdout.contains("lower --chunk-tokens"), "{}", r.stdout);
+    let db = Db::connect(&pg);
+    let rows = db.query(&format!("SELECT content, embedding FROM \"{table}\""), &[]);
+    assert_eq!(
+        Some(rows.len() as u64),
+        rep["chunks"].as_u64(),
+        "one row per chunk"
+    );
+    let mut long = 0;
+    for row in rows {
+        let content: String = row.get(0);
+        let got = row.get::<_, pgvector::Vector>(1).to_vec();
+        long += usize::from(content.len() > max);
+        let want = vector_in_parts(&content, max, 16);
+        let off = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(off < 1e-5, "vector of a {}-byte chunk", content.len());
+    }
+    assert_eq!(
+        long as u64, in_parts,
+        "exactly the over-long chunks went in parts"
+    );
+}
+
+#[test]
+fn finding_an_over_long_input_does_not_shrink_later_requests() {
+    let Some(pg) = pg_url("input_too_long_batches") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--max-input-bytes", "400"]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        std::fs::write(
+            dir.path().join(format!("note-{i:03}.txt")),
+            format!("Short note {i}."),
+        )
+        .unwrap();
+    }
+    let long = "A sentence that goes on. ".repeat(40);
+    std::fs::write(dir.path().join("long.txt"), &long).unwrap();
+    let table = unique_table("partsb");
+    let r = run(load_cmd(&server, &pg, &table, 16).arg(dir.path()).args([
+        "--batch-size",
+        "8",
+        "--concurrency",
+        "1",
+    ]));
+    assert_eq!(r.code, 0);
+    assert_eq!(Db::connect(&pg).count(&table), 201);
+    // 201 inputs in batches of 8 is 26 requests; bisecting the one batch
+    // with the long input and embedding its parts adds about a dozen. Had
+    // the batch size been cut, the rest would go one by one (~200).
+    let requests = server.requests();
+    assert!(requests < 60, "{requests} requests");
+}

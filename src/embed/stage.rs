@@ -190,18 +190,17 @@ impl EmbedStage {
 
     /// The endpoint found the request too big: later batches get half as
     /// many inputs, and this one is sent again in two halves. A single input
-    /// that is still too long fails (to the dead letters) with the fix.
+    /// that is still too long is embedded in parts (`in_parts`).
     async fn split(&self, mut batch: Vec<Chunk>, msg: String) -> Option<Vec<Embedded>> {
         use std::sync::atomic::Ordering::Relaxed;
         if batch.len() == 1 {
-            let msg =
-                format!("{msg} (a single chunk is too long for this model: lower --chunk-tokens)");
-            tracing::warn!("{msg}");
-            self.stats.fail(&batch, &msg);
-            return None;
+            let chunk = batch.pop()?;
+            return Box::pin(self.in_parts(chunk, msg)).await.map(|e| vec![e]);
         }
         let half = batch.len() / 2;
-        if self.batch_cap.fetch_min(half, Relaxed) > half {
+        // An input over the model's limit says nothing about batch size:
+        // halving finds it without making every later request smaller.
+        if !names_one_input(&msg) && self.batch_cap.fetch_min(half, Relaxed) > half {
             tracing::warn!("{msg}: sending at most {half} inputs per request from now on");
         }
         let second = batch.split_off(half);
@@ -214,6 +213,58 @@ impl EmbedStage {
                 .unwrap_or_default(),
         );
         (!out.is_empty()).then_some(out)
+    }
+
+    /// One chunk longer than the model takes: embedded as two halves (split
+    /// at the break nearest the middle, halved again if still too long), its
+    /// vector the length-weighted mean of theirs, scaled to unit length (the
+    /// usual way to embed text past a model's limit). The chunk keeps its id,
+    /// index and full content, so the document's other chunks and every
+    /// rerun stay as they are; the summary counts these chunks and says to
+    /// lower --chunk-tokens.
+    async fn in_parts(&self, chunk: Chunk, msg: String) -> Option<Embedded> {
+        let Some((a, b)) = crate::chunk::halves(&chunk.text) else {
+            let msg = format!("{msg} (this input cannot be split further)");
+            tracing::warn!("{msg}");
+            self.stats.fail(std::slice::from_ref(&chunk), &msg);
+            return None;
+        };
+        // Parts keep the chunk's hash; only the whole chunk's text matches it.
+        let whole = crate::chunk::id::content_hash(&chunk.text) == chunk.content_hash;
+        if whole {
+            tracing::info!(
+                "chunk {} of {} is too long for the model: embedding it in parts ({msg})",
+                chunk.index,
+                chunk.doc.source
+            );
+        }
+        let part = |text: &str| Chunk {
+            text: text.to_string(),
+            tokens: (chunk.tokens as usize * text.len() / chunk.text.len().max(1)) as u32,
+            ..chunk.clone()
+        };
+        let (pa, pb) = (part(a), part(b));
+        let (wa, wb) = (a.len() as f32, b.len() as f32);
+        let va = Box::pin(self.embed_with_retries(vec![pa])).await?.pop()?;
+        let vb = Box::pin(self.embed_with_retries(vec![pb])).await?.pop()?;
+        let mut v: Vec<f32> = va
+            .vector
+            .iter()
+            .zip(&vb.vector)
+            .map(|(x, y)| x * wa + y * wb)
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        // Each part counted itself as an embedded chunk; the chunk is one.
+        self.stats
+            .chunks_embedded
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if whole {
+            Stats::add(&self.stats.chunks_in_parts, 1);
+        }
+        Some(Embedded { chunk, vector: v })
     }
 
     /// Every vector must have the configured length and finite values before
@@ -249,4 +300,21 @@ impl EmbedStage {
         }
         Ok(vectors)
     }
+}
+
+/// Whether a "too large" answer is about one input's length (OpenAI's
+/// "maximum context length", TEI's "input ... too long") rather than the
+/// number of inputs or the request's size.
+fn names_one_input(msg: &str) -> bool {
+    let m = msg.to_ascii_lowercase();
+    [
+        "context length",
+        "too long",
+        "input length",
+        "maximum input",
+        "sequence length",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+        && !m.contains("too many")
 }

@@ -63,6 +63,10 @@ pub struct Opts {
     /// Answer 400 to requests with more inputs than this.
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// Answer 400 "maximum context length" when an input is longer than
+    /// this many bytes (as OpenAI does for an input over the model's limit).
+    #[arg(long)]
+    pub max_input_bytes: Option<usize>,
     /// Inputs containing this text get a NaN in their vector (written as
     /// `null`, as orjson does; JSON has no NaN).
     #[arg(long)]
@@ -266,6 +270,18 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
             &format!(
                 "too many inputs: batch of {} is over the limit of {max}",
                 inputs.len()
+            ),
+            None,
+        );
+    }
+    if let Some(max) = o.max_input_bytes
+        && let Some(long) = inputs.iter().map(|i| i.len()).filter(|&n| n > max).max()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "This model's maximum context length is {max} tokens, however you requested \
+                 {long} tokens. Please reduce the length of the input."
             ),
             None,
         );
