@@ -230,6 +230,8 @@ async fn vecload_upload(target: &QdrantTarget, name: &str, rows: Vec<Embedded>, 
         distance: VDistance::Cosine,
         on_disk: true,
         keep_indexing: false,
+        shard_number: None,
+        replication_factor: None,
         write_batch: 256,
         write_concurrency: 4,
     };

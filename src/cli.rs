@@ -322,6 +322,16 @@ pub struct SinkArgs {
     #[arg(long, help_heading = "Qdrant")]
     pub keep_indexing: bool,
 
+    /// Shards of a new collection (the server's default if unset: one per
+    /// node in a cluster).
+    #[arg(long, value_name = "N", help_heading = "Qdrant")]
+    pub shard_number: Option<u32>,
+
+    /// Copies of each shard in a new collection (the server's default, 1, if
+    /// unset; 2 or more lets a cluster lose a node).
+    #[arg(long, value_name = "N", help_heading = "Qdrant")]
+    pub replication_factor: Option<u32>,
+
     /// Seconds one Qdrant request may take (the client's default of 5 is too
     /// short for large batches).
     #[arg(

@@ -88,6 +88,8 @@ pub struct QdrantConfig {
     pub distance: Distance,
     pub on_disk: bool,
     pub keep_indexing: bool,
+    pub shard_number: Option<u32>,
+    pub replication_factor: Option<u32>,
     pub write_batch: usize,
     pub write_concurrency: usize,
 }
@@ -426,6 +428,11 @@ fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, Conf
             s.collection
         )));
     }
+    if s.shard_number == Some(0) || s.replication_factor == Some(0) {
+        return Err(bad(
+            "--shard-number and --replication-factor must be at least 1",
+        ));
+    }
     if s.qdrant_timeout == 0 {
         return Err(bad("--qdrant-timeout must be at least 1 second"));
     }
@@ -442,6 +449,8 @@ fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, Conf
         distance: s.distance,
         on_disk: s.on_disk,
         keep_indexing: s.keep_indexing,
+        shard_number: s.shard_number,
+        replication_factor: s.replication_factor,
         write_batch,
         write_concurrency,
     }))

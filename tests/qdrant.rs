@@ -76,6 +76,8 @@ fn load_stores_every_chunk_with_its_vector_and_payload() {
             "60",
             "--chunk-overlap",
             "6",
+            "--shard-number",
+            "2",
         ])
         .arg("--report")
         .arg(&report));
@@ -121,6 +123,13 @@ fn load_stores_every_chunk_with_its_vector_and_payload() {
 
     // The collection: as asked, with both payload indexes, HNSW back on.
     let info = q.info(&name);
+    let params = info
+        .config
+        .as_ref()
+        .and_then(|c| c.params.as_ref())
+        .unwrap();
+    assert_eq!(params.shard_number, 2, "--shard-number");
+    assert!(params.on_disk_payload, "payload on disk");
     let schema = &info.payload_schema;
     assert!(schema.contains_key("tenant_id") && schema.contains_key("doc_id"));
     let tenant_params = format!("{:?}", schema["tenant_id"].params);

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connect::message;
 use crate::cli::Distance;
+use crate::config::QdrantConfig;
 
 pub const TENANT_FIELD: &str = "tenant_id";
 pub const DOC_FIELD: &str = "doc_id";
@@ -103,17 +104,20 @@ pub fn check_layout(
 }
 
 /// Creates the collection; `Ok(false)` if another process created it first.
-pub async fn create(
-    client: &Qdrant,
-    name: &str,
-    dim: usize,
-    distance: Distance,
-    on_disk: bool,
-) -> Result<bool> {
-    let req = CreateCollectionBuilder::new(name)
-        .vectors_config(VectorParamsBuilder::new(dim as u64, q_distance(distance)).on_disk(on_disk))
+pub async fn create(client: &Qdrant, cfg: &QdrantConfig, dim: usize) -> Result<bool> {
+    let name = cfg.collection.as_str();
+    let mut req = CreateCollectionBuilder::new(name)
+        .vectors_config(
+            VectorParamsBuilder::new(dim as u64, q_distance(cfg.distance)).on_disk(cfg.on_disk),
+        )
         // Payload on disk too: `content` is the bulk of a point.
-        .on_disk_payload(on_disk);
+        .on_disk_payload(cfg.on_disk);
+    if let Some(n) = cfg.shard_number {
+        req = req.shard_number(n);
+    }
+    if let Some(n) = cfg.replication_factor {
+        req = req.replication_factor(n);
+    }
     match client.create_collection(req).await {
         Ok(_) => Ok(true),
         Err(e) if message(&e).contains("already exists") => Ok(false),

@@ -101,14 +101,7 @@ impl Sink for QdrantSink {
         let name = self.name().to_string();
         let mut info = collection::info(&client, &name).await?;
         if info.is_none() {
-            let created = collection::create(
-                &client,
-                &name,
-                self.dim,
-                self.cfg.distance,
-                self.cfg.on_disk,
-            )
-            .await?;
+            let created = collection::create(&client, &self.cfg, self.dim).await?;
             tracing::info!(
                 "Qdrant {version}: collection {name} {}",
                 if created {
