@@ -588,20 +588,7 @@ fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
     };
     let server = EmbedServer::start(&["--dim", "16"]);
     let name = collection("qack");
-    let sizing = [
-        "--chunk-tokens",
-        "50",
-        "--chunk-overlap",
-        "5",
-        "--batch-size",
-        "2",
-        "--concurrency",
-        "1",
-        "--write-batch",
-        "8",
-        "--write-concurrency",
-        "1",
-    ];
+    let sizing = CRASH_POINT_SIZING;
     let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
         .arg(fixtures())
         .args(sizing)

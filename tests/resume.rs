@@ -177,20 +177,7 @@ fn a_crash_after_the_stores_ack_but_before_the_state_costs_nothing_again() {
         return;
     };
     let server = EmbedServer::start(&["--dim", "16"]);
-    let sizing = [
-        "--chunk-tokens",
-        "50",
-        "--chunk-overlap",
-        "5",
-        "--batch-size",
-        "2",
-        "--concurrency",
-        "1",
-        "--write-batch",
-        "8",
-        "--write-concurrency",
-        "1",
-    ];
+    let sizing = CRASH_POINT_SIZING;
     let table = unique_table("ack");
     // Aborts right after PostgreSQL committed the second batch.
     let r = run(load_cmd(&server, &pg, &table, DIM)

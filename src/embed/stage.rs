@@ -246,7 +246,17 @@ impl EmbedStage {
         let (pa, pb) = (part(a), part(b));
         let (wa, wb) = (a.len() as f32, b.len() as f32);
         let va = Box::pin(self.embed_with_retries(vec![pa])).await?.pop()?;
-        let vb = Box::pin(self.embed_with_retries(vec![pb])).await?.pop()?;
+        let Some(vb) = Box::pin(self.embed_with_retries(vec![pb]))
+            .await
+            .and_then(|mut v| v.pop())
+        else {
+            // The chunk failed (recorded by the part); its first part no
+            // longer counts as embedded.
+            self.stats
+                .chunks_embedded
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        };
         let mut v: Vec<f32> = va
             .vector
             .iter()

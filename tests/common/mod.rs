@@ -171,6 +171,24 @@ pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Comm
     c
 }
 
+/// Small chunks, one request and one writer at a time, write batches of 8:
+/// `VECLOAD_CRASH_AFTER_ACKS=2` then aborts right after the second batch
+/// was acknowledged, with the first already recorded in the state.
+pub const CRASH_POINT_SIZING: [&str; 12] = [
+    "--chunk-tokens",
+    "50",
+    "--chunk-overlap",
+    "5",
+    "--batch-size",
+    "2",
+    "--concurrency",
+    "1",
+    "--write-batch",
+    "8",
+    "--write-concurrency",
+    "1",
+];
+
 /// `vecload load` into a Qdrant collection, with a state file of its own.
 pub fn qdrant_load_cmd(
     server: &EmbedServer,
