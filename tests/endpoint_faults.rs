@@ -435,24 +435,6 @@ fn batches_the_endpoint_calls_too_large_are_split_and_later_ones_made_smaller() 
     assert!(requests - rejected >= rep["chunks"].as_u64().unwrap() / 4);
 }
 
-/// The vector vecload stores for `text` when the model takes at most `max`
-/// bytes: halves embedded separately, mean weighted by length, unit length.
-fn vector_in_parts(text: &str, max: usize, dim: usize) -> Vec<f32> {
-    if text.len() <= max {
-        return vecload::test_server::vector_for(text, dim);
-    }
-    let (a, b) = vecload::chunk::halves(text).unwrap();
-    let (va, vb) = (vector_in_parts(a, max, dim), vector_in_parts(b, max, dim));
-    let mut v: Vec<f32> = va
-        .iter()
-        .zip(&vb)
-        .map(|(x, y)| x * a.len() as f32 + y * b.len() as f32)
-        .collect();
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-    v
-}
-
 #[test]
 fn a_chunk_too_long_for_the_model_is_embedded_in_parts_not_lost() {
     let Some(pg) = pg_url("input_too_long") else {

@@ -1,4 +1,7 @@
-//! An OpenAI-compatible embedding server for tests, benchmarks and the demo.
+//! An embedding server for tests, benchmarks and the demo that speaks the
+//! real protocols: OpenAI's `POST /v1/embeddings`, text-embeddings-inference's
+//! `GET /info` + `POST /embed`, and Ollama's `POST /api/embed`, each with its
+//! own request and error shapes and limits (`protocol.rs`).
 //!
 //! Its vectors are a pure function of the input text (`vector_for`), so a
 //! test can prove that every stored vector belongs to its stored content.
@@ -18,17 +21,26 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+
+mod protocol;
+use protocol::Fault;
+pub use protocol::Protocol;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "embedding-test-server",
-    about = "OpenAI-compatible embedding server with deterministic vectors"
+    about = "Embedding server (OpenAI, TEI or Ollama protocol) with deterministic vectors"
 )]
 pub struct Opts {
+    /// Which API to speak.
+    #[arg(long, value_enum, default_value_t = Protocol::Openai)]
+    pub protocol: Protocol,
+    /// tei: request bodies over this many bytes get TEI's 413 (its
+    /// --payload-limit, 2 MB by default).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub payload_limit: usize,
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// 0 picks a free port; the URL is printed on the first line of stdout.
@@ -60,11 +72,14 @@ pub struct Opts {
     /// Require `Authorization: Bearer KEY`.
     #[arg(long)]
     pub api_key: Option<String>,
-    /// Answer 400 to requests with more inputs than this.
+    /// Answer 400 to requests with more inputs than this (tei: its
+    /// max_client_batch_size, 32 unless given, reported by /info).
     #[arg(long)]
     pub max_batch: Option<usize>,
-    /// Answer 400 "maximum context length" when an input is longer than
-    /// this many bytes (as OpenAI does for an input over the model's limit).
+    /// Refuse an input longer than this many bytes as over the model's
+    /// limit, in the protocol's words (tei reports it as max_input_length
+    /// tokens of 4 bytes). tei and ollama cut the input to it instead when
+    /// the request asks to truncate.
     #[arg(long)]
     pub max_input_bytes: Option<usize>,
     /// Inputs containing this text get a NaN in their vector (written as
@@ -107,50 +122,20 @@ struct Counters {
     rejected: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Most inputs seen in one request.
+    max_batch: AtomicU64,
+    /// Requests that asked the server to truncate.
+    truncating: AtomicU64,
 }
 
 struct State {
     opts: Opts,
     c: Counters,
-}
-
-#[derive(Deserialize)]
-struct EmbedRequest {
-    model: Option<String>,
-    input: Input,
-    dimensions: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Input {
-    One(String),
-    Many(Vec<String>),
+    /// Ollama embeds one request at a time.
+    serial: tokio::sync::Mutex<()>,
 }
 
 type Resp = Response<Full<Bytes>>;
-
-#[derive(Serialize)]
-struct Item {
-    object: &'static str,
-    index: usize,
-    /// `None` is written as null: how orjson writes NaN.
-    embedding: Vec<Option<f32>>,
-}
-
-#[derive(Serialize)]
-struct ListResponse {
-    object: &'static str,
-    data: Vec<Item>,
-    model: String,
-    usage: Usage,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: usize,
-    total_tokens: usize,
-}
 
 fn reply(status: StatusCode, body: serde_json::Value, retry_after: Option<u64>) -> Resp {
     let mut b = Response::builder()
@@ -163,16 +148,9 @@ fn reply(status: StatusCode, body: serde_json::Value, retry_after: Option<u64>) 
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
-fn error(status: StatusCode, msg: &str, retry_after: Option<u64>) -> Resp {
-    reply(
-        status,
-        json!({"error": {"message": msg, "type": "invalid_request_error"}}),
-        retry_after,
-    )
-}
-
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_string();
+    let proto = state.opts.protocol;
     if req.method() == Method::GET && path == "/stats" {
         let c = &state.c;
         return Ok(reply(
@@ -182,12 +160,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
                 "inputs": c.inputs.load(SeqCst),
                 "rejected": c.rejected.load(SeqCst),
                 "max_in_flight": c.max_in_flight.load(SeqCst),
+                "max_batch": c.max_batch.load(SeqCst),
+                "truncating": c.truncating.load(SeqCst),
             }),
             None,
         ));
     }
-    if req.method() != Method::POST || !matches!(path.as_str(), "/v1/embeddings" | "/embeddings") {
-        return Ok(error(StatusCode::NOT_FOUND, "no such route", None));
+    if proto == Protocol::Tei && req.method() == Method::GET && path == "/info" {
+        return Ok(reply(StatusCode::OK, protocol::tei_info(&state.opts), None));
+    }
+    if req.method() != Method::POST || !proto.routes().contains(&path.as_str()) {
+        return Ok(protocol::error(
+            proto,
+            Fault::NotFound,
+            "no such route",
+            None,
+        ));
     }
     let c = &state.c;
     let n = c.requests.fetch_add(1, SeqCst) + 1;
@@ -203,6 +191,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
 
 async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u64) -> Resp {
     let o = &state.opts;
+    let proto = o.protocol;
+    let fail = |fault: Fault, msg: &str| protocol::error(proto, fault, msg, None);
     if let Some(key) = &o.api_key {
         let got = req
             .headers()
@@ -210,122 +200,110 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if got != format!("Bearer {key}") {
-            return error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", None);
+            return fail(Fault::Auth, "Incorrect API key provided");
         }
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return error(StatusCode::BAD_REQUEST, "could not read body", None),
+        Err(_) => return fail(Fault::BadRequest, "could not read body"),
     };
+    if proto == Protocol::Tei && body.len() > o.payload_limit {
+        return fail(Fault::Payload, "");
+    }
     if let Some(cap) = o.capacity
         && in_flight > cap
     {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
+        return protocol::error(
+            proto,
+            Fault::Overloaded,
             "Rate limit reached",
             o.retry_after,
         );
     }
+    // Ollama runs one request at a time: later ones wait their turn.
+    let _turn = match proto {
+        Protocol::Ollama => Some(state.serial.lock().await),
+        _ => None,
+    };
     if o.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(o.latency_ms)).await;
     }
     if n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
         let status =
             StatusCode::from_u16(o.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error(status, "injected failure", o.retry_after);
+        return protocol::error(
+            proto,
+            Fault::Status(status),
+            "injected failure",
+            o.retry_after,
+        );
     }
-    let parsed: EmbedRequest = match serde_json::from_slice(&body) {
+    let parsed = match protocol::parse(proto, &body) {
         Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("invalid JSON body: {e}"),
-                None,
-            );
-        }
+        Err(msg) => return fail(Fault::BadRequest, &msg),
     };
-    if parsed.model.as_deref().is_none_or(str::is_empty) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "you must provide a model parameter",
-            None,
-        );
+    if proto != Protocol::Tei && parsed.model.as_deref().is_none_or(str::is_empty) {
+        return fail(Fault::BadRequest, "you must provide a model parameter");
     }
-    let inputs = match parsed.input {
-        Input::One(s) => vec![s],
-        Input::Many(v) => v,
-    };
+    let mut inputs = parsed.inputs;
     if inputs.is_empty() || inputs.iter().any(String::is_empty) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "'$.input' is invalid: empty input",
-            None,
-        );
+        return fail(Fault::Empty, "empty input");
     }
-    if let Some(max) = o.max_batch
+    state.c.max_batch.fetch_max(inputs.len() as u64, SeqCst);
+    if parsed.truncate {
+        state.c.truncating.fetch_add(1, SeqCst);
+    }
+    let max_batch = match proto {
+        Protocol::Tei => Some(o.max_batch.unwrap_or(32)),
+        _ => o.max_batch,
+    };
+    if let Some(max) = max_batch
         && inputs.len() > max
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "too many inputs: batch of {} is over the limit of {max}",
-                inputs.len()
-            ),
-            None,
+        return fail(
+            Fault::TooManyInputs {
+                got: inputs.len(),
+                max,
+            },
+            "",
         );
     }
-    if let Some(max) = o.max_input_bytes
-        && let Some(long) = inputs.iter().map(|i| i.len()).filter(|&n| n > max).max()
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "This model's maximum context length is {max} tokens, however you requested \
-                 {long} tokens. Please reduce the length of the input."
-            ),
-            None,
-        );
+    if let Some(max) = o.max_input_bytes {
+        if parsed.truncate {
+            for input in &mut inputs {
+                let mut cut = max.min(input.len());
+                while !input.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                input.truncate(cut);
+            }
+        } else if let Some(long) = inputs.iter().map(|i| i.len()).filter(|&n| n > max).max() {
+            return fail(Fault::TooLong { got: long, max }, "");
+        }
     }
     state.c.inputs.fetch_add(inputs.len() as u64, SeqCst);
     let dim = o.force_dim.or(parsed.dimensions).unwrap_or(o.dim);
-    // Typed items serialize far faster than a json! value per float, so the
-    // server stays out of the way in benchmarks.
-    let mut data: Vec<Item> = inputs
+    let vectors: Vec<Vec<Option<f32>>> = inputs
         .iter()
-        .enumerate()
-        .map(|(index, text)| {
+        .map(|text| {
             let nan = o.nan_on.as_deref().is_some_and(|m| text.contains(m));
-            let embedding = vector_for(text, dim)
+            vector_for(text, dim)
                 .into_iter()
                 .enumerate()
                 .map(|(j, x)| if nan && j == 0 { None } else { Some(x) })
-                .collect();
-            Item {
-                object: "embedding",
-                index,
-                embedding,
-            }
+                .collect()
         })
         .collect();
-    if o.shuffle {
-        data.shuffle(&mut rand::rng());
-    }
-    let tokens: usize = inputs.iter().map(|s| s.len() / 4 + 1).sum();
-    let body = ListResponse {
-        object: "list",
-        data,
-        model: parsed.model.unwrap_or_default(),
-        usage: Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    };
-    match serde_json::to_vec(&body) {
+    let model = parsed.model.unwrap_or_default();
+    match protocol::success(proto, &inputs, vectors, model, o.shuffle) {
         Ok(bytes) => Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), None),
+        Err(e) => fail(
+            Fault::Status(StatusCode::INTERNAL_SERVER_ERROR),
+            &e.to_string(),
+        ),
     }
 }
 
@@ -333,15 +311,22 @@ pub async fn serve(opts: Opts) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", opts.host, opts.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let state_protocol = opts.protocol;
     {
         use std::io::Write;
         let mut out = std::io::stdout();
-        writeln!(out, "listening on http://{local}/v1")?;
+        // The base URL as each provider's users write it.
+        let base = match state_protocol {
+            Protocol::Openai => format!("http://{local}/v1"),
+            _ => format!("http://{local}"),
+        };
+        writeln!(out, "listening on {base}")?;
         out.flush()?;
     }
     let state = Arc::new(State {
         opts,
         c: Counters::default(),
+        serial: tokio::sync::Mutex::new(()),
     });
     loop {
         let (stream, _) = listener.accept().await?;

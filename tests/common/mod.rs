@@ -355,3 +355,21 @@ pub fn test_certs(name: &str) -> TestCerts {
         key_der: key.serialize_der(),
     }
 }
+
+/// The vector vecload stores for `text` when the model takes at most `max`
+/// bytes: halves embedded separately, mean weighted by length, unit length.
+pub fn vector_in_parts(text: &str, max: usize, dim: usize) -> Vec<f32> {
+    if text.len() <= max {
+        return vecload::test_server::vector_for(text, dim);
+    }
+    let (a, b) = vecload::chunk::halves(text).unwrap();
+    let (va, vb) = (vector_in_parts(a, max, dim), vector_in_parts(b, max, dim));
+    let mut v: Vec<f32> = va
+        .iter()
+        .zip(&vb)
+        .map(|(x, y)| x * a.len() as f32 + y * b.len() as f32)
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
