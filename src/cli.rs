@@ -31,6 +31,40 @@ pub enum Command {
     /// Say what `load` would do (files, chunks, tokens, requests, cost, time)
     /// and check the target, without sending a request or writing anything.
     Plan(PlanArgs),
+    /// Embed a question with the load's provider and settings and print the
+    /// nearest chunks of a tenant: how to check a reindex before switching
+    /// traffic to it.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The question or text to look for.
+    #[arg(value_name = "QUERY")]
+    pub query: String,
+
+    /// Tenant (LightRAG workspace) to search; other tenants' rows never show.
+    #[arg(
+        long,
+        visible_alias = "tenant-id",
+        env = "TENANT_ID",
+        default_value = "default"
+    )]
+    pub tenant: String,
+
+    /// How many results.
+    #[arg(short = 'k', long, default_value_t = 5)]
+    pub k: usize,
+
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Distance, IndexKind, LoadArgs, PgType, ProgressMode, TokenizerName};
+use crate::cli::{
+    Distance, EmbedArgs, IndexKind, LoadArgs, PgType, ProgressMode, SearchArgs, SinkArgs,
+    TokenizerName,
+};
 use crate::sink::pgvector::PgTarget;
 use crate::sink::qdrant::QdrantTarget;
 
@@ -191,27 +194,13 @@ impl Config {
             }
         }
 
-        let e = args.embed;
-        let provider = Provider::parse(&e.embed_provider)?;
-        // The local model's shape is known before anything runs: its
-        // dimension, and a chunk size that fits its window.
-        let local_shape = match (provider, &e.embed_model_dir) {
-            (Provider::Local, Some(dir)) => {
-                Some(crate::embed::local::model_shape(dir).map_err(|err| bad(format!("{err:#}")))?)
-            }
-            (Provider::Local, None) => {
-                return Err(bad(
-                    "--embed-model-dir (EMBEDDING_MODEL_DIR) is required for --embed-provider local",
-                ));
-            }
-            _ => None,
-        };
+        let (embed, sink, local_window) = embed_and_sink(args.embed, args.sink, &env)?;
         // Two thirds of the window: chunks are counted in --tokenizer tokens,
         // and the model's own tokenizer usually needs more for the same text.
         let tokens = args
             .chunk
             .chunk_tokens
-            .unwrap_or_else(|| local_shape.map_or(1200, |(_, window)| (window * 2 / 3).max(16)));
+            .unwrap_or_else(|| local_window.map_or(1200, |window| (window * 2 / 3).max(16)));
         let chunk = ChunkConfig {
             tokens,
             overlap: args.chunk.chunk_overlap.unwrap_or((tokens / 8).min(100)),
@@ -230,59 +219,13 @@ impl Config {
             )));
         }
 
-        let dim = match (local_shape, e.embed_dim) {
-            (Some((model_dim, _)), Some(d)) if d != model_dim => {
-                return Err(bad(format!(
-                    "--embed-dim (EMBEDDING_DIM) is {d} but the model in --embed-model-dir returns {model_dim} dimensions"
-                )));
-            }
-            (Some((model_dim, _)), _) => model_dim,
-            (None, d) => d.ok_or_else(|| {
-                bad("--embed-dim (EMBEDDING_DIM) is required: the vector length the model returns")
-            })?,
-        };
-        if dim == 0 {
-            return Err(bad("--embed-dim (EMBEDDING_DIM) is 0"));
-        }
-
-        let sink = sink_config(args.sink, dim, &env)?;
-
-        let urls = if provider == Provider::Local {
-            Vec::new()
-        } else {
-            embed_urls(&e.embed_url)?
-        };
-        let model = match (provider, &e.embed_model_dir) {
-            (Provider::Local, Some(dir)) => format!("local:{}", dir.display()),
-            _ => e.embed_model.clone().unwrap_or_default(),
-        };
-        // TEI serves one model and takes no name.
-        if model.trim().is_empty() && provider != Provider::Tei {
-            return Err(bad("--embed-model (EMBEDDING_MODEL) is required"));
-        }
-        let batch_size = e.batch_size.unwrap_or(match provider {
-            Provider::OpenAi => 64,
-            _ => 32,
-        });
-        let per_server = match provider {
-            Provider::OpenAi => 8,
-            Provider::Tei => 4 * urls.len(),
-            Provider::Ollama => urls.len(),
-            Provider::Local => 1,
-        };
-        let concurrency = e.concurrency.unwrap_or(per_server);
-        if batch_size == 0 || batch_size > MAX_BATCH_INPUTS {
-            return Err(bad(format!(
-                "--batch-size (EMBEDDING_BATCH_NUM) is {batch_size}; use 1 to {MAX_BATCH_INPUTS}"
-            )));
-        }
-        if e.max_request_tokens < chunk.tokens {
+        if embed.max_request_tokens < chunk.tokens {
             return Err(bad(format!(
                 "--max-request-tokens {} is below --chunk-tokens {}: no chunk would fit in a request",
-                e.max_request_tokens, chunk.tokens
+                embed.max_request_tokens, chunk.tokens
             )));
         }
-        if let Some(tpm) = e.tpm
+        if let Some(tpm) = embed.tpm
             && (tpm as usize) < chunk.tokens
         {
             return Err(bad(format!(
@@ -290,20 +233,7 @@ impl Config {
                 chunk.tokens
             )));
         }
-        if concurrency == 0 {
-            return Err(bad(
-                "--concurrency (EMBEDDING_FUNC_MAX_ASYNC) must be at least 1",
-            ));
-        }
-        if e.request_timeout == 0 {
-            return Err(bad("--request-timeout must be at least 1 second"));
-        }
-        let api_key = e
-            .embed_api_key
-            .or_else(|| env("OPENAI_API_KEY"))
-            .filter(|k| !k.is_empty())
-            .map(Secret::new);
-
+        let (model, dim) = (embed.model.clone(), embed.dim);
         if args.source.max_file_mb == 0 || args.source.max_file_mb > 4095 {
             return Err(bad("--max-file-mb must be from 1 to 4095"));
         }
@@ -350,26 +280,150 @@ impl Config {
                 only_files,
             },
             chunk,
-            embed: EmbedConfig {
-                provider,
-                urls,
-                model_dir: e.embed_model_dir,
-                truncate: e.embed_truncate,
-                model,
-                dim,
-                api_key,
-                send_dimensions: e.send_dimensions,
-                batch_size,
-                max_request_tokens: e.max_request_tokens,
-                concurrency,
-                rpm: e.rpm,
-                tpm: e.tpm,
-                request_timeout: Duration::from_secs(e.request_timeout),
-                max_retries: e.max_retries,
-            },
+            embed,
             sink,
         })
     }
+}
+
+/// `vecload search`: a question, a tenant, the load's embedding settings
+/// and store.
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub query: String,
+    pub tenant: String,
+    pub k: usize,
+    pub json: bool,
+    pub embed: EmbedConfig,
+    pub sink: SinkConfig,
+}
+
+impl SearchConfig {
+    pub fn from_args(
+        args: SearchArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<SearchConfig, ConfigError> {
+        let tenant = args.tenant.trim().to_string();
+        if tenant.is_empty() {
+            return Err(bad("--tenant (TENANT_ID) is empty"));
+        }
+        if args.query.trim().is_empty() {
+            return Err(bad("the search QUERY is empty"));
+        }
+        if args.k == 0 || args.k > 1000 {
+            return Err(bad("-k must be from 1 to 1000"));
+        }
+        let (embed, sink, _) = embed_and_sink(args.embed, args.sink, &env)?;
+        Ok(SearchConfig {
+            query: args.query,
+            tenant,
+            k: args.k,
+            json: args.json,
+            embed,
+            sink,
+        })
+    }
+}
+
+/// The embedding settings and the vector store, checked: what `load` and
+/// `search` share. Also the local model's window, when there is one.
+fn embed_and_sink(
+    e: EmbedArgs,
+    sink_args: SinkArgs,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(EmbedConfig, SinkConfig, Option<usize>), ConfigError> {
+    let provider = Provider::parse(&e.embed_provider)?;
+    // The local model's shape is known before anything runs: its
+    // dimension, and a chunk size that fits its window.
+    let local_shape = match (provider, &e.embed_model_dir) {
+        (Provider::Local, Some(dir)) => {
+            Some(crate::embed::local::model_shape(dir).map_err(|err| bad(format!("{err:#}")))?)
+        }
+        (Provider::Local, None) => {
+            return Err(bad(
+                "--embed-model-dir (EMBEDDING_MODEL_DIR) is required for --embed-provider local",
+            ));
+        }
+        _ => None,
+    };
+    let dim = match (local_shape, e.embed_dim) {
+        (Some((model_dim, _)), Some(d)) if d != model_dim => {
+            return Err(bad(format!(
+                "--embed-dim (EMBEDDING_DIM) is {d} but the model in --embed-model-dir returns {model_dim} dimensions"
+            )));
+        }
+        (Some((model_dim, _)), _) => model_dim,
+        (None, d) => d.ok_or_else(|| {
+            bad("--embed-dim (EMBEDDING_DIM) is required: the vector length the model returns")
+        })?,
+    };
+    if dim == 0 {
+        return Err(bad("--embed-dim (EMBEDDING_DIM) is 0"));
+    }
+
+    let sink = sink_config(sink_args, dim, env)?;
+
+    let urls = if provider == Provider::Local {
+        Vec::new()
+    } else {
+        embed_urls(&e.embed_url)?
+    };
+    let model = match (provider, &e.embed_model_dir) {
+        (Provider::Local, Some(dir)) => format!("local:{}", dir.display()),
+        _ => e.embed_model.clone().unwrap_or_default(),
+    };
+    // TEI serves one model and takes no name.
+    if model.trim().is_empty() && provider != Provider::Tei {
+        return Err(bad("--embed-model (EMBEDDING_MODEL) is required"));
+    }
+    let batch_size = e.batch_size.unwrap_or(match provider {
+        Provider::OpenAi => 64,
+        _ => 32,
+    });
+    let per_server = match provider {
+        Provider::OpenAi => 8,
+        Provider::Tei => 4 * urls.len(),
+        Provider::Ollama => urls.len(),
+        Provider::Local => 1,
+    };
+    let concurrency = e.concurrency.unwrap_or(per_server);
+    if batch_size == 0 || batch_size > MAX_BATCH_INPUTS {
+        return Err(bad(format!(
+            "--batch-size (EMBEDDING_BATCH_NUM) is {batch_size}; use 1 to {MAX_BATCH_INPUTS}"
+        )));
+    }
+    if concurrency == 0 {
+        return Err(bad(
+            "--concurrency (EMBEDDING_FUNC_MAX_ASYNC) must be at least 1",
+        ));
+    }
+    if e.request_timeout == 0 {
+        return Err(bad("--request-timeout must be at least 1 second"));
+    }
+    let api_key = e
+        .embed_api_key
+        .or_else(|| env("OPENAI_API_KEY"))
+        .filter(|k| !k.is_empty())
+        .map(Secret::new);
+
+    let embed = EmbedConfig {
+        provider,
+        urls,
+        model_dir: e.embed_model_dir,
+        truncate: e.embed_truncate,
+        model,
+        dim,
+        api_key,
+        send_dimensions: e.send_dimensions,
+        batch_size,
+        max_request_tokens: e.max_request_tokens,
+        concurrency,
+        rpm: e.rpm,
+        tpm: e.tpm,
+        request_timeout: Duration::from_secs(e.request_timeout),
+        max_retries: e.max_retries,
+    };
+    Ok((embed, sink, local_shape.map(|(_, window)| window)))
 }
 
 /// The embedding servers' base URLs, checked, without trailing slashes.

@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod search;
 pub mod sink;
 pub mod source;
 pub mod state;
@@ -43,6 +44,34 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Load(args) => load(&runtime, args, cli.quiet),
         Command::Plan(args) => plan(&runtime, args, cli.quiet),
+        Command::Search(args) => search(&runtime, args),
+    }
+}
+
+fn search(runtime: &tokio::runtime::Runtime, args: cli::SearchArgs) -> ExitCode {
+    let cfg = match config::SearchConfig::from_args(args, |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match runtime.block_on(search::search(&cfg)) {
+        Ok(hits) => {
+            if cfg.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&hits).unwrap_or_default()
+                );
+            } else {
+                print!("{}", search::human(&cfg, &hits));
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("vecload: error: {e:#}");
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
     }
 }
 

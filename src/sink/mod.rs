@@ -38,6 +38,8 @@ pub trait Sink: Send + Sync {
     }
     /// A new writer with its own connection.
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
+    /// The `k` rows of `tenant` nearest to `vector`, best first.
+    async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
     /// Build indexes (unless the run was interrupted), undo what `begin` did
     /// (always), and count the tenant's rows.
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary>;
@@ -58,6 +60,17 @@ pub enum WriteError {
     /// new connection.
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
+}
+
+/// One search result. `score` is what the store ranks by: cosine
+/// similarity, inner product, or (euclid) the distance, smaller is nearer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    pub id: String,
+    pub score: f32,
+    pub source: String,
+    pub chunk_index: i64,
+    pub content: String,
 }
 
 #[derive(Debug, Clone, Default)]

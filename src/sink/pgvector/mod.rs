@@ -14,8 +14,9 @@ use async_trait::async_trait;
 pub use connect::PgTarget;
 use schema::Table;
 
+use crate::cli::Distance;
 use crate::config::PgConfig;
-use crate::sink::{Sink, SinkSummary, SinkWriter};
+use crate::sink::{Hit, Sink, SinkSummary, SinkWriter};
 
 pub struct PgSink {
     cfg: PgConfig,
@@ -142,6 +143,55 @@ impl Sink for PgSink {
         let client = self.cfg.target.connect().await?;
         let w = writer::PgWriter::open(client, &self.table, self.cfg.pg_type, self.dim).await?;
         Ok(Box::new(w))
+    }
+
+    async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let client = self.cfg.target.connect().await?;
+        let (op, score) = match self.cfg.distance {
+            Distance::Cosine => ("<=>", "1 - d"),
+            // <#> is the negative inner product.
+            Distance::Dot => ("<#>", "-d"),
+            Distance::Euclid => ("<->", "d"),
+        };
+        let ty = schema::column_type(self.cfg.pg_type, self.dim);
+        // A tenant filter on an HNSW scan: let pgvector 0.8 keep scanning
+        // until k rows of this tenant are found (ignored where unknown).
+        let _ = client
+            .batch_execute(&format!(
+                "SET hnsw.ef_search = {}; SET hnsw.iterative_scan = relaxed_order",
+                k.max(40)
+            ))
+            .await;
+        let literal = format!(
+            "[{}]",
+            vector
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let sql = format!(
+            "SELECT id, ({score})::real, source, chunk_index::bigint, content FROM (
+                SELECT id, source, chunk_index, content, embedding {op} $2::text::{ty} AS d
+                  FROM {t} WHERE tenant_id = $1 ORDER BY d LIMIT $3) nearest ORDER BY d",
+            t = self.table.quoted
+        );
+        let rows = client
+            .query(&sql, &[&tenant, &literal, &(k as i64)])
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("searching {}: {}", self.table.name, schema::db_message(&e))
+            })?;
+        Ok(rows
+            .iter()
+            .map(|r| Hit {
+                id: r.get(0),
+                score: r.get(1),
+                source: r.get(2),
+                chunk_index: r.get(3),
+                content: r.get(4),
+            })
+            .collect())
     }
 
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary> {

@@ -24,7 +24,7 @@ use qdrant_client::qdrant::{
 pub use connect::QdrantTarget;
 
 use crate::config::QdrantConfig;
-use crate::sink::{Sink, SinkSummary, SinkWriter};
+use crate::sink::{Hit, Sink, SinkSummary, SinkWriter};
 use collection::TENANT_FIELD;
 use connect::message;
 
@@ -211,6 +211,47 @@ impl Sink for QdrantSink {
             found.insert(id, text(p.payload.get("content_hash")).unwrap_or_default());
         }
         Ok(found)
+    }
+
+    async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
+        use qdrant_client::qdrant::{Query, QueryPointsBuilder};
+        let client = self.client()?;
+        let filter = Filter::must([Condition::matches(TENANT_FIELD, tenant.to_string())]);
+        let found = client
+            .query(
+                QueryPointsBuilder::new(self.name())
+                    .query(Query::new_nearest(vector.to_vec()))
+                    .filter(filter)
+                    .limit(k as u64)
+                    .with_payload(true),
+            )
+            .await
+            .map_err(|e| anyhow!("searching collection {}: {}", self.name(), message(&e)))?;
+        let text = |p: &HashMap<String, qdrant_client::qdrant::Value>, key: &str| match p
+            .get(key)
+            .and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok(found
+            .result
+            .into_iter()
+            .map(|p| Hit {
+                id: match p.id.and_then(|id| id.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    Some(PointIdOptions::Num(n)) => n.to_string(),
+                    None => String::new(),
+                },
+                score: p.score,
+                source: text(&p.payload, "source"),
+                chunk_index: match p.payload.get("chunk_index").and_then(|v| v.kind.as_ref()) {
+                    Some(Kind::IntegerValue(i)) => *i,
+                    _ => -1,
+                },
+                content: text(&p.payload, "content"),
+            })
+            .collect())
     }
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
