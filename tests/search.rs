@@ -78,7 +78,8 @@ fn check_hits(target: &[String]) {
         .args(target));
     assert_eq!(out.code, 0);
     assert!(
-        out.stdout.starts_with(" 1. 1.0000  guides/"),
+        out.stdout
+            .starts_with(&format!(" 1. 1.0000  {} #", source(&hits[0]))),
         "{}",
         out.stdout
     );

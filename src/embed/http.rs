@@ -30,8 +30,21 @@ impl Endpoints {
         &self.urls[i % self.urls.len()]
     }
 
+    /// The servers for logs and the report: user and password dropped, as
+    /// a URL may carry them.
     pub(super) fn describe(&self) -> String {
-        self.urls.join(", ")
+        self.urls
+            .iter()
+            .map(|u| match url::Url::parse(u) {
+                Ok(mut parsed) if parsed.password().is_some() || !parsed.username().is_empty() => {
+                    let _ = parsed.set_password(None);
+                    let _ = parsed.set_username("");
+                    parsed.to_string()
+                }
+                _ => u.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -274,6 +287,17 @@ fn go_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_never_show_credentials() {
+        let e = Endpoints::new(vec![
+            "https://user:s3cret@tei.internal:8080".into(),
+            "http://localhost:11434".into(),
+        ]);
+        let d = e.describe();
+        assert!(!d.contains("s3cret") && !d.contains("user"), "{d}");
+        assert!(d.contains("tei.internal:8080") && d.contains("localhost:11434"));
+    }
     use reqwest::StatusCode;
     use std::time::SystemTime;
 
