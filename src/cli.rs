@@ -278,8 +278,8 @@ pub struct EmbedArgs {
     pub max_request_tokens: usize,
 
     /// Most embedding requests in flight [default: openai 8, tei 4 per
-    /// server, ollama 1 per server (it embeds serially), local 1 (one batch
-    /// already uses every core)].
+    /// server, ollama 1 per server (it embeds serially), local 2 (batches
+    /// use every core; two overlap their single-threaded steps)].
     #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC")]
     pub concurrency: Option<usize>,
 

@@ -384,7 +384,10 @@ fn embed_and_sink(
         Provider::OpenAi => 8,
         Provider::Tei => 4 * urls.len(),
         Provider::Ollama => urls.len(),
-        Provider::Local => 1,
+        // Two batches at once: one's single-threaded steps (softmax, layer
+        // norm, GELU) overlap the other's matrix products; measured 1.1-1.3x
+        // one at a time on 2 cores (BENCHMARKS.md).
+        Provider::Local => 2,
     };
     let concurrency = e.concurrency.unwrap_or(per_server);
     if batch_size == 0 || batch_size > MAX_BATCH_INPUTS {

@@ -222,10 +222,7 @@ fn ollama_servers_take_turns_one_request_each_at_a_time() {
         sa["requests"].as_u64().unwrap(),
         sb["requests"].as_u64().unwrap(),
     );
-    assert!(
-        ra > 2 && rb > 2 && ra.abs_diff(rb) <= 1,
-        "turns: {ra} and {rb}"
-    );
+    assert!(ra.min(rb) * 3 > ra + rb, "turns: {ra} and {rb}");
     assert_eq!(
         sa["max_in_flight"], 1,
         "one request per server by default: {sa}"

@@ -10,24 +10,71 @@ use super::EmbedError;
 use crate::config::Secret;
 
 /// Several servers of one model (`--embed-url` given more than once, or
-/// comma-separated): requests take turns, so each server gets its share of
-/// the concurrency.
+/// comma-separated). Each request goes to the server with the fewest
+/// requests in flight (the next in turn among equals), so with one request
+/// per server allowed, no server ever gets two while another is idle:
+/// Ollama embeds serially, and a second request would only queue there.
 pub(super) struct Endpoints {
     urls: Vec<String>,
-    next: std::sync::atomic::AtomicUsize,
+    state: std::sync::Mutex<Turns>,
+}
+
+struct Turns {
+    busy: Vec<usize>,
+    next: usize,
+}
+
+/// A server picked for one request; frees its place when dropped.
+pub(super) struct Picked<'a> {
+    endpoints: &'a Endpoints,
+    index: usize,
+}
+
+impl Picked<'_> {
+    pub(super) fn url(&self) -> &str {
+        &self.endpoints.urls[self.index]
+    }
+}
+
+impl Drop for Picked<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.endpoints.state.lock() {
+            t.busy[self.index] = t.busy[self.index].saturating_sub(1);
+        }
+    }
 }
 
 impl Endpoints {
     pub(super) fn new(urls: Vec<String>) -> Endpoints {
+        let n = urls.len();
         Endpoints {
             urls,
-            next: std::sync::atomic::AtomicUsize::new(0),
+            state: std::sync::Mutex::new(Turns {
+                busy: vec![0; n],
+                next: 0,
+            }),
         }
     }
 
-    pub(super) fn pick(&self) -> &str {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &self.urls[i % self.urls.len()]
+    pub(super) fn pick(&self) -> Picked<'_> {
+        let index = match self.state.lock() {
+            Ok(mut t) => {
+                let n = t.busy.len();
+                let start = t.next;
+                let index = (0..n)
+                    .map(|i| (start + i) % n)
+                    .min_by_key(|&i| t.busy[i])
+                    .unwrap_or(0);
+                t.busy[index] += 1;
+                t.next = (index + 1) % n;
+                index
+            }
+            Err(_) => 0,
+        };
+        Picked {
+            endpoints: self,
+            index,
+        }
     }
 
     /// The servers for logs and the report: user and password dropped, as
@@ -287,6 +334,22 @@ fn go_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_goes_to_the_least_busy_server() {
+        let e = Endpoints::new(vec!["a".into(), "b".into(), "c".into()]);
+        let first = e.pick();
+        let second = e.pick();
+        assert_eq!((first.url(), second.url()), ("a", "b"));
+        drop(second);
+        // b is free again and c never used: either is idle; c is next in turn.
+        let third = e.pick();
+        assert_eq!(third.url(), "c");
+        let fourth = e.pick();
+        assert_eq!(fourth.url(), "b", "the only idle server");
+        drop(first);
+        assert_eq!(e.pick().url(), "a");
+    }
 
     #[test]
     fn endpoints_never_show_credentials() {

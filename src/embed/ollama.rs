@@ -71,7 +71,8 @@ impl Embedder for OllamaEmbedder {
             truncate: false,
             dimensions: self.dimensions,
         };
-        let mut req = self.client.post(self.endpoints.pick()).json(&body);
+        let endpoint = self.endpoints.pick();
+        let mut req = self.client.post(endpoint.url()).json(&body);
         // Ollama itself takes no key; a proxy in front of it may.
         if let Some(k) = &self.key {
             req = req.bearer_auth(k.expose());

@@ -69,7 +69,8 @@ impl Embedder for OpenAiEmbedder {
             encoding_format: "float",
             dimensions: self.dimensions,
         };
-        let mut req = self.client.post(self.endpoints.pick()).json(&body);
+        let endpoint = self.endpoints.pick();
+        let mut req = self.client.post(endpoint.url()).json(&body);
         if let Some(k) = &self.key {
             req = req.bearer_auth(k.expose());
         }

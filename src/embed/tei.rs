@@ -119,7 +119,8 @@ impl Embedder for TeiEmbedder {
             truncate: self.truncate,
             normalize: true,
         };
-        let mut req = self.client.post(self.endpoints.pick()).json(&body);
+        let endpoint = self.endpoints.pick();
+        let mut req = self.client.post(endpoint.url()).json(&body);
         if let Some(k) = &self.key {
             req = req.bearer_auth(k.expose());
         }

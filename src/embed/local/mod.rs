@@ -124,7 +124,9 @@ impl LocalModel {
 }
 
 /// The model behind the `Embedder` trait: each request runs on a blocking
-/// thread, and the matrix products inside use every core.
+/// thread, and the matrix products inside use every core; the default
+/// concurrency of 2 overlaps one batch's single-threaded steps with the
+/// other's products.
 pub struct LocalEmbedder {
     model: Arc<LocalModel>,
 }
