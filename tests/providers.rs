@@ -90,24 +90,21 @@ fn tei_batches_stay_within_its_max_client_batch_size() {
     assert_vectors(&pg, &table, None);
 }
 
-#[test]
-fn tei_input_over_max_input_length_is_embedded_in_parts_unless_truncation_is_asked() {
-    let Some(pg) = pg_url("tei_length") else {
-        return;
-    };
-    // 75 "tokens" of 4 bytes: 60-token chunks of English are often longer.
-    let max = 300;
+/// A server of `protocol` refusing inputs over `max` bytes: every chunk is
+/// still stored, the long ones embedded in parts (never cut). Returns the
+/// server for further runs.
+fn over_long_inputs_go_in_parts(protocol: &str, pg: &str, max: usize) -> EmbedServer {
     let server = EmbedServer::start(&[
         "--protocol",
-        "tei",
+        protocol,
         "--dim",
         "16",
         "--max-input-bytes",
         &max.to_string(),
     ]);
-    let table = unique_table("teilen");
+    let table = unique_table(&format!("{protocol}len"));
     let rep = std::env::temp_dir().join(format!("{table}.json"));
-    let out = run(provider_cmd("tei", &[&server.url], &pg, &table)
+    let out = run(provider_cmd(protocol, &[&server.url], pg, &table)
         .arg(fixtures())
         .args(["--chunk-tokens", "100", "--chunk-overlap", "10"])
         .arg("--report")
@@ -116,7 +113,18 @@ fn tei_input_over_max_input_length_is_embedded_in_parts_unless_truncation_is_ask
     let r = report(&rep);
     assert_eq!(r["failed_chunks"], 0);
     assert!(r["chunks_embedded_in_parts"].as_u64().unwrap() > 0, "{r}");
-    assert_vectors(&pg, &table, Some(max));
+    assert_vectors(pg, &table, Some(max));
+    server
+}
+
+#[test]
+fn tei_input_over_max_input_length_is_embedded_in_parts_unless_truncation_is_asked() {
+    let Some(pg) = pg_url("tei_length") else {
+        return;
+    };
+    // 75 "tokens" of 4 bytes: 100-token chunks of English are often longer.
+    let max = 300;
+    let server = over_long_inputs_go_in_parts("tei", &pg, max);
 
     // --embed-truncate: the server cuts, as the user asked.
     let table2 = unique_table("teitrunc");
@@ -240,25 +248,5 @@ fn ollama_input_over_the_context_is_embedded_in_parts_not_cut() {
     let Some(pg) = pg_url("ollama_length") else {
         return;
     };
-    let max = 300;
-    let server = EmbedServer::start(&[
-        "--protocol",
-        "ollama",
-        "--dim",
-        "16",
-        "--max-input-bytes",
-        &max.to_string(),
-    ]);
-    let table = unique_table("ollamalen");
-    let rep = std::env::temp_dir().join(format!("{table}.json"));
-    let out = run(provider_cmd("ollama", &[&server.url], &pg, &table)
-        .arg(fixtures())
-        .args(["--chunk-tokens", "100", "--chunk-overlap", "10"])
-        .arg("--report")
-        .arg(&rep));
-    assert_eq!(out.code, 0);
-    let r = report(&rep);
-    assert_eq!(r["failed_chunks"], 0);
-    assert!(r["chunks_embedded_in_parts"].as_u64().unwrap() > 0, "{r}");
-    assert_vectors(&pg, &table, Some(max));
+    over_long_inputs_go_in_parts("ollama", &pg, 300);
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
+use serde::Deserialize;
+
 use super::EmbedError;
 use crate::config::Secret;
 
@@ -152,6 +154,13 @@ pub(super) fn redact(msg: String, key: Option<&Secret>) -> String {
             .join(" ");
     }
     msg
+}
+
+/// Floats, with `null` (what orjson and others write for NaN) read as NaN so
+/// the vector check rejects it with a clear message.
+pub(super) fn lenient_floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let v: Vec<Option<f32>> = Vec::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
 }
 
 /// The client every HTTP provider uses.

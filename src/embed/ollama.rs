@@ -34,7 +34,7 @@ struct Response {
 }
 
 #[derive(Deserialize)]
-struct Vector(#[serde(deserialize_with = "super::openai::lenient_floats")] Vec<f32>);
+struct Vector(#[serde(deserialize_with = "super::http::lenient_floats")] Vec<f32>);
 
 impl OllamaEmbedder {
     pub fn new(cfg: &EmbedConfig) -> anyhow::Result<OllamaEmbedder> {

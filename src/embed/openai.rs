@@ -33,15 +33,8 @@ struct Response {
 #[derive(Deserialize)]
 struct Item {
     index: usize,
-    #[serde(deserialize_with = "lenient_floats")]
+    #[serde(deserialize_with = "http::lenient_floats")]
     embedding: Vec<f32>,
-}
-
-/// Floats, with `null` (what orjson and others write for NaN) read as NaN so
-/// the vector check rejects it with a clear message.
-pub(super) fn lenient_floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
-    let v: Vec<Option<f32>> = Vec::deserialize(d)?;
-    Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
 }
 
 impl OpenAiEmbedder {

@@ -42,7 +42,7 @@ struct Request<'a> {
 }
 
 #[derive(Deserialize)]
-struct Vector(#[serde(deserialize_with = "super::openai::lenient_floats")] Vec<f32>);
+struct Vector(#[serde(deserialize_with = "super::http::lenient_floats")] Vec<f32>);
 
 impl TeiEmbedder {
     /// Reads `/info` from every server: they must serve the same model, and
