@@ -35,6 +35,58 @@ pub enum Command {
     /// nearest chunks of a tenant: how to check a reindex before switching
     /// traffic to it.
     Search(SearchArgs),
+    /// Compute every vector of an existing store again with a new model (a
+    /// new dimension too) into a new table or collection, verify it, and
+    /// optionally point the name the RAG API reads at it.
+    Reembed(ReembedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReembedArgs {
+    /// Where the texts come from: pgvector:TABLE or qdrant:COLLECTION (a
+    /// store vecload wrote), or lightrag:PATH (LightRAG's
+    /// kv_store_text_chunks.json). Only read, never modified.
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+
+    /// PostgreSQL URL of the source, when it is not the target's database.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub from_pg_url: Option<String>,
+
+    /// Qdrant URL of the source, when it is not the target's server (same
+    /// API key).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_url: Option<String>,
+
+    /// Re-embed only this tenant (LightRAG workspace); all tenants if unset.
+    /// For lightrag:PATH, the workspace the chunks belong to (default
+    /// "default").
+    #[arg(long, visible_alias = "tenant-id")]
+    pub tenant: Option<String>,
+
+    /// Once the target is complete and verified, point NAME (the Qdrant
+    /// alias, or the PostgreSQL table the RAG API reads) at it atomically.
+    /// The data NAME pointed at before is kept.
+    #[arg(long, value_name = "NAME")]
+    pub switch: Option<String>,
+
+    /// Source rows read per page.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub page_size: usize,
+
+    /// Write the run summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// How to show progress: bars on a terminal, periodic log lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    #[command(flatten)]
+    pub embed: EmbedArgs,
+
+    #[command(flatten)]
+    pub sink: SinkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -300,7 +352,7 @@ pub struct EmbedArgs {
     pub max_retries: u32,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Vector store")]
 pub struct SinkArgs {
     /// Where vectors go: pgvector or qdrant (LightRAG's PGVectorStorage / QdrantVectorDBStorage also accepted).

@@ -327,7 +327,7 @@ impl SearchConfig {
 
 /// The embedding settings and the vector store, checked: what `load` and
 /// `search` share. Also the local model's window, when there is one.
-fn embed_and_sink(
+pub(crate) fn embed_and_sink(
     e: EmbedArgs,
     sink_args: SinkArgs,
     env: &impl Fn(&str) -> Option<String>,

@@ -10,6 +10,7 @@ pub mod incremental;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;
+pub mod reembed;
 pub mod report;
 pub mod search;
 pub mod sink;
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Load(args) => load(&runtime, args, cli.quiet),
         Command::Plan(args) => plan(&runtime, args, cli.quiet),
         Command::Search(args) => search(&runtime, args),
+        Command::Reembed(args) => reembed(&runtime, args, cli.quiet),
     }
 }
 
@@ -72,6 +74,58 @@ fn search(runtime: &tokio::runtime::Runtime, args: cli::SearchArgs) -> ExitCode 
             eprintln!("vecload: error: {e:#}");
             ExitCode::from(EXIT_INCOMPLETE)
         }
+    }
+}
+
+fn reembed(runtime: &tokio::runtime::Runtime, args: cli::ReembedArgs, quiet: bool) -> ExitCode {
+    let cfg = match reembed::ReembedConfig::from_args(args, |k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mode = progress::resolve(cfg.progress, quiet);
+    let report_path = cfg.report.clone();
+    let report = match runtime.block_on(reembed::run(cfg, mode)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if !quiet {
+        print!("{}", report.summary());
+    }
+    if let Some(path) = report_path {
+        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, json + "\n") {
+            eprintln!(
+                "vecload: error: cannot write --report {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_INCOMPLETE);
+        }
+    }
+    if report.interrupted {
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    if let Some(e) = &report.error {
+        eprintln!("vecload: error: {e}");
+    }
+    if report.failed_chunks > 0 {
+        eprintln!(
+            "vecload: error: {} rows were not re-embedded; run again to retry them",
+            report.failed_chunks
+        );
+    }
+    for p in &report.problems {
+        eprintln!("vecload: not verified: {p}");
+    }
+    if report.succeeded() {
+        ExitCode::from(EXIT_OK)
+    } else {
+        ExitCode::from(EXIT_INCOMPLETE)
     }
 }
 

@@ -307,7 +307,10 @@ fn one_doc(
     Some(produced)
 }
 
-fn watch_ctrl_c(cancel: CancellationToken, interrupted: Arc<std::sync::atomic::AtomicBool>) {
+pub(crate) fn watch_ctrl_c(
+    cancel: CancellationToken,
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
+) {
     #[cfg(unix)]
     {
         // SIGTERM (docker stop, ECS task stop, kill) drains the same way.

@@ -157,6 +157,11 @@ impl Stats {
         lock(&self.skipped_by_reason).clone()
     }
 
+    /// The failed chunks listed so far (at most the first few hundred).
+    pub fn failures(&self) -> Vec<FailedChunk> {
+        lock(&self.failed).clone()
+    }
+
     pub fn failed_count(&self) -> u64 {
         self.failed_count.load(Relaxed)
     }

@@ -40,6 +40,11 @@ pub trait Sink: Send + Sync {
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
     /// The `k` rows of `tenant` nearest to `vector`, best first.
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
+    /// How many rows `tenant` has.
+    async fn count(&self, tenant: &str) -> Result<u64>;
+    /// Up to `n` stored vectors of `tenant` (id, vector), for checking a
+    /// finished target before switching readers to it.
+    async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>>;
     /// Build indexes (unless the run was interrupted), undo what `begin` did
     /// (always), and count the tenant's rows.
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary>;

@@ -194,6 +194,45 @@ impl Sink for PgSink {
             .collect())
     }
 
+    async fn count(&self, tenant: &str) -> Result<u64> {
+        let client = self.cfg.target.connect().await?;
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE tenant_id = $1",
+            self.table.quoted
+        );
+        let n: i64 = client
+            .query_one(&sql, &[&tenant])
+            .await
+            .map_err(|e| anyhow::anyhow!("counting rows: {}", schema::db_message(&e)))?
+            .get(0);
+        Ok(n as u64)
+    }
+
+    async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        let client = self.cfg.target.connect().await?;
+        // real[] reads vector and halfvec alike.
+        let sql = format!(
+            "SELECT id, embedding::real[] FROM {} TABLESAMPLE SYSTEM (10) WHERE tenant_id = $1 LIMIT $2",
+            self.table.quoted
+        );
+        let mut rows = client
+            .query(&sql, &[&tenant, &(n as i64)])
+            .await
+            .map_err(|e| anyhow::anyhow!("sampling vectors: {}", schema::db_message(&e)))?;
+        if rows.len() < n {
+            // A small table can sample few pages or none: take the first rows.
+            let sql = format!(
+                "SELECT id, embedding::real[] FROM {} WHERE tenant_id = $1 LIMIT $2",
+                self.table.quoted
+            );
+            rows = client
+                .query(&sql, &[&tenant, &(n as i64)])
+                .await
+                .map_err(|e| anyhow::anyhow!("sampling vectors: {}", schema::db_message(&e)))?;
+        }
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary> {
         let client = self.cfg.target.connect().await?;
         let index = if build_index {

@@ -261,6 +261,66 @@ impl Sink for QdrantSink {
         }))
     }
 
+    async fn count(&self, tenant: &str) -> Result<u64> {
+        let client = self.client()?;
+        Ok(client
+            .count(
+                CountPointsBuilder::new(self.name())
+                    .filter(Filter::must([Condition::matches(
+                        TENANT_FIELD,
+                        tenant.to_string(),
+                    )]))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting points of tenant {tenant:?}: {}", message(&e)))?
+            .result
+            .map_or(0, |r| r.count))
+    }
+
+    async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        use qdrant_client::qdrant::ScrollPointsBuilder;
+        let client = self.client()?;
+        let got = client
+            .scroll(
+                ScrollPointsBuilder::new(self.name())
+                    .filter(Filter::must([Condition::matches(
+                        TENANT_FIELD,
+                        tenant.to_string(),
+                    )]))
+                    .limit(n as u32)
+                    .with_payload(false)
+                    .with_vectors(true),
+            )
+            .await
+            .map_err(|e| anyhow!("sampling vectors of tenant {tenant:?}: {}", message(&e)))?;
+        Ok(got
+            .result
+            .into_iter()
+            .map(|p| {
+                let id = match p.id.and_then(|id| id.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    Some(PointIdOptions::Num(n)) => n.to_string(),
+                    None => String::new(),
+                };
+                let vector = p
+                    .vectors
+                    .and_then(|v| v.vectors_options)
+                    .and_then(|o| match o {
+                        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => match v
+                            .into_vector()
+                        {
+                            qdrant_client::qdrant::vector_output::Vector::Dense(d) => Some(d.data),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                (id, vector)
+            })
+            .collect())
+    }
+
     async fn finish(&self, tenant: &str, _build_index: bool) -> Result<SinkSummary> {
         let client = self.client()?;
         let name = self.name();

@@ -1,0 +1,184 @@
+//! Reads LightRAG's chunk store, `kv_store_text_chunks.json`: one JSON
+//! object keyed by chunk id, each value {content, tokens, chunk_order_index,
+//! full_doc_id, file_path, ...}. The file is parsed as a stream on its own
+//! thread, so a store of millions of chunks never sits in memory at once.
+//!
+//! Point ids follow LightRAG's own derivation for Qdrant (the first 16
+//! bytes of sha256(workspace + chunk id), with UUID version 4 bits), so
+//! the same chunk gets the same point id as when LightRAG writes it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::{Row, SourceStore};
+
+pub struct LightragSource {
+    path: PathBuf,
+    tenant: String,
+    rx: mpsc::Receiver<Result<Vec<Row>>>,
+    parser: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Deserialize)]
+struct Record {
+    content: Option<String>,
+    #[serde(default)]
+    full_doc_id: Option<String>,
+    #[serde(default)]
+    chunk_order_index: Option<i64>,
+    #[serde(default)]
+    file_path: Option<String>,
+}
+
+/// LightRAG's Qdrant point id for `id` in `workspace`, as a hyphenated UUID.
+pub fn point_id(workspace: &str, id: &str) -> String {
+    let d = Sha256::digest(format!("{workspace}{id}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    // uuid.UUID(bytes=..., version=4) sets the version and variant bits.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+impl LightragSource {
+    pub fn open(path: &Path, tenant: String, page: usize) -> Result<LightragSource> {
+        let (tx, rx) = mpsc::channel(2);
+        let (p, t) = (path.to_path_buf(), tenant.clone());
+        let parser = std::thread::Builder::new()
+            .name("vecload-lightrag".into())
+            .spawn(move || {
+                let result = parse(&p, Some((&t, page, &tx)));
+                if let Err(e) = result {
+                    let _ = tx.blocking_send(Err(e));
+                }
+            })?;
+        Ok(LightragSource {
+            path: path.to_path_buf(),
+            tenant,
+            rx,
+            parser: Some(parser),
+        })
+    }
+}
+
+type Pages<'a> = (&'a str, usize, &'a mpsc::Sender<Result<Vec<Row>>>);
+
+/// Streams the file's records into pages (or only counts them); returns how
+/// many records it has.
+fn parse(path: &Path, pages: Option<Pages<'_>>) -> Result<u64> {
+    let file =
+        std::fs::File::open(path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    let n = serde::Deserializer::deserialize_map(&mut de, Chunks { pages, path })
+        .map_err(|e| anyhow!("{}: {e} (expected LightRAG's kv_store_text_chunks.json: an object of chunk id -> {{content, full_doc_id, chunk_order_index, file_path}})", path.display()))?;
+    Ok(n)
+}
+
+struct Chunks<'a> {
+    pages: Option<Pages<'a>>,
+    path: &'a Path,
+}
+
+impl<'de> Visitor<'de> for Chunks<'_> {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of chunk id -> chunk record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+        use serde::de::Error;
+        let mut n = 0u64;
+        let mut page = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            n += 1;
+            let Some((tenant, size, tx)) = self.pages else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            let rec: Record = map.next_value()?;
+            let content = rec.content.ok_or_else(|| {
+                A::Error::custom(format!(
+                    "chunk {key:?} of {} has no string \"content\"",
+                    self.path.display()
+                ))
+            })?;
+            page.push(Row {
+                id: point_id(tenant, &key),
+                tenant: tenant.to_string(),
+                doc_id: rec.full_doc_id.unwrap_or_default(),
+                source: rec.file_path.unwrap_or_else(|| key.clone()),
+                chunk_index: rec.chunk_order_index.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+                content,
+            });
+            // An error sending: the run stopped reading.
+            if page.len() >= size && tx.blocking_send(Ok(std::mem::take(&mut page))).is_err() {
+                return Ok(n);
+            }
+        }
+        if let Some((_, _, tx)) = self.pages
+            && !page.is_empty()
+        {
+            let _ = tx.blocking_send(Ok(page));
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl SourceStore for LightragSource {
+    fn describe(&self) -> String {
+        format!("LightRAG chunk store {}", self.path.display())
+    }
+
+    async fn next_page(&mut self) -> Result<Option<Vec<Row>>> {
+        match self.rx.recv().await {
+            Some(page) => page.map(Some),
+            None => {
+                if let Some(p) = self.parser.take() {
+                    let _ = tokio::task::spawn_blocking(move || p.join()).await;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    async fn counts(&mut self) -> Result<BTreeMap<String, u64>> {
+        let path = self.path.clone();
+        let n = tokio::task::spawn_blocking(move || parse(&path, None)).await??;
+        Ok(BTreeMap::from([(self.tenant.clone(), n)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_id_is_lightrags() {
+        // Python: uuid.UUID(bytes=hashlib.sha256(b"tenant-a" b"chunk-1").digest()[:16], version=4)
+        let id = point_id("tenant-a", "chunk-1");
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!("89ab".contains(&id[19..20]));
+        assert_eq!(id, "4317b0e0-bb66-44be-b08d-7f32a5486873");
+        assert_ne!(id, point_id("tenant-b", "chunk-1"));
+    }
+}

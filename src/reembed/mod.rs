@@ -1,0 +1,384 @@
+//! `vecload reembed`: every text of an existing store embedded again with a
+//! new model into a new table or collection, then verified, then (with
+//! `--switch`) made the data the RAG API reads, in one atomic step.
+//!
+//!   source pages ─► embed (as load) ─► sink (as load) ─► verify ─► switch
+//!
+//! The source is only read; ids, tenant, document, source path and chunk
+//! index are carried over, and the text is never re-chunked. The target is
+//! the record of what is done: each page asks it which rows it already holds
+//! with the same content, so a killed run resumes without paying for a
+//! vector twice, and a rerun after the source changed embeds only the
+//! changed rows.
+
+pub mod config;
+mod from_lightrag;
+mod from_pgvector;
+mod from_qdrant;
+mod report;
+mod switch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ReembedConfig;
+use config::SourceSpec;
+pub use from_lightrag::point_id as lightrag_point_id;
+pub use report::ReembedReport;
+
+use crate::chunk::{Chunk, DocMeta, Tokenizer};
+use crate::cli::{ProgressMode, TokenizerName};
+use crate::embed::Embedded;
+use crate::embed::stage::{EmbedStage, Fatal};
+use crate::incremental::Ledger;
+use crate::pipeline::SetupError;
+use crate::report::Stats;
+use crate::sink::Sink;
+use crate::sink::stage::SinkStage;
+
+/// One stored text and what identifies it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: String,
+    pub tenant: String,
+    pub doc_id: String,
+    pub source: String,
+    pub chunk_index: u32,
+    pub content: String,
+}
+
+/// A store texts are read back from, page by page, in a stable order.
+#[async_trait]
+pub trait SourceStore: Send {
+    fn describe(&self) -> String;
+    async fn next_page(&mut self) -> Result<Option<Vec<Row>>>;
+    /// Rows per tenant now (asked again at the end, so rows added while the
+    /// run went show up as a mismatch instead of being missed).
+    async fn counts(&mut self) -> Result<BTreeMap<String, u64>>;
+}
+
+/// Vectors read back per tenant to check length and finiteness.
+const SAMPLE: usize = 32;
+
+async fn open_source(cfg: &ReembedConfig) -> Result<Box<dyn SourceStore>> {
+    Ok(match &cfg.source {
+        SourceSpec::Pgvector { target, table } => Box::new(
+            from_pgvector::PgSource::open(target, table, cfg.tenant.clone(), cfg.page_size).await?,
+        ),
+        SourceSpec::Qdrant { target, collection } => Box::new(
+            from_qdrant::QdrantSource::open(target, collection, cfg.tenant.clone(), cfg.page_size)
+                .await?,
+        ),
+        SourceSpec::LightragJson { path } => Box::new(from_lightrag::LightragSource::open(
+            path,
+            cfg.tenant.clone().unwrap_or_else(|| "default".into()),
+            cfg.page_size,
+        )?),
+    })
+}
+
+pub async fn run(
+    mut cfg: ReembedConfig,
+    progress: ProgressMode,
+) -> Result<ReembedReport, SetupError> {
+    let started = Instant::now();
+    // Source, endpoint and target are all checked before any request is paid.
+    if let Some(name) = &cfg.switch
+        && let Some(msg) = switch::already_switched(&cfg.sink, name)
+            .await
+            .map_err(SetupError)?
+    {
+        return Err(SetupError(anyhow::anyhow!(msg)));
+    }
+    let source = open_source(&cfg).await.map_err(SetupError)?;
+    let (embedder, embed_cfg) = crate::embed::connect(&cfg.embed)
+        .await
+        .map_err(SetupError)?;
+    cfg.embed = embed_cfg;
+    let mut sink = crate::sink::build(&cfg.sink, cfg.embed.dim);
+    sink.prepare().await.map_err(SetupError)?;
+    let sink: Arc<dyn Sink> = Arc::from(sink);
+    let stats = Arc::new(Stats::default());
+    let ledger = Arc::new(Ledger::new(None, sink.clone(), stats.clone()));
+    if let Err(e) = sink.begin().await {
+        let _ = sink.finish("", false).await;
+        return Err(SetupError(e));
+    }
+    tracing::info!(
+        "re-embedding {} into {}; embedding with {}",
+        source.describe(),
+        sink.describe(),
+        embedder.describe()
+    );
+
+    let cancel = CancellationToken::new();
+    let fatal = Fatal::default();
+    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::pipeline::watch_ctrl_c(cancel.clone(), interrupted.clone());
+    let progress_done = CancellationToken::new();
+    let progress_task = crate::progress::spawn(progress, stats.clone(), progress_done.clone());
+
+    let (chunk_tx, chunk_rx) =
+        mpsc::channel::<Chunk>(cfg.embed.batch_size * cfg.embed.concurrency * 2);
+    let (emb_tx, emb_rx) = mpsc::channel::<Vec<Embedded>>(cfg.embed.concurrency * 2);
+    let reader = tokio::spawn(read(
+        source,
+        sink.clone(),
+        stats.clone(),
+        cancel.clone(),
+        fatal.clone(),
+        chunk_tx,
+    ));
+    let embed = tokio::spawn(
+        EmbedStage {
+            embedder: embedder.clone(),
+            cfg: cfg.embed.clone(),
+            stats: stats.clone(),
+            cancel: cancel.clone(),
+            fatal: fatal.clone(),
+            limiter: Arc::new(crate::embed::limiter::Limiter::new(cfg.embed.concurrency)),
+            pace: crate::embed::pace::Pace::new(cfg.embed.rpm, cfg.embed.tpm),
+            batch_cap: Arc::new(std::sync::atomic::AtomicUsize::new(cfg.embed.batch_size)),
+        }
+        .run(chunk_rx, emb_tx),
+    );
+    let write = tokio::spawn(
+        SinkStage {
+            sink: sink.clone(),
+            ledger,
+            stats: stats.clone(),
+            cancel: cancel.clone(),
+            fatal: fatal.clone(),
+        }
+        .run(emb_rx),
+    );
+    if let Err(e) = embed.await {
+        fatal.set(format!("internal error: embed stage: {e}"), &cancel);
+    }
+    if let Err(e) = write.await {
+        fatal.set(format!("internal error: sink stage: {e}"), &cancel);
+    }
+    let source = match reader.await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            fatal.set(format!("internal error: source reader: {e}"), &cancel);
+            None
+        }
+    };
+    progress_done.cancel();
+    let _ = progress_task.await;
+
+    let interrupted = interrupted.load(Relaxed);
+    let mut error = fatal.get();
+    let index_tenant = cfg.tenant.clone().unwrap_or_default();
+    let index = match sink.finish(&index_tenant, !interrupted).await {
+        Ok(s) => s.index,
+        Err(e) => {
+            error.get_or_insert(format!("finishing the target: {e:#}"));
+            None
+        }
+    };
+    let mut report = ReembedReport::new(&cfg, &stats, embedder.describe(), sink.describe());
+    report.index = index;
+    report.interrupted = interrupted;
+    let complete = !interrupted && error.is_none() && report.failed_chunks == 0;
+    if complete && let Some(mut source) = source {
+        match verify(source.as_mut(), sink.as_ref(), cfg.embed.dim, &mut report).await {
+            Err(e) => error = Some(format!("verifying the target: {e:#}")),
+            Ok(()) if report.verified => match &cfg.switch {
+                Some(name) => match switch::switch(&cfg.sink, name).await {
+                    Ok(done) => report.switched = Some(done),
+                    Err(e) => error = Some(format!("--switch: {e:#}")),
+                },
+                None => report.switch_command = Some(switch_command()),
+            },
+            Ok(()) => {}
+        }
+    }
+    report.error = error;
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
+    Ok(report)
+}
+
+/// Reads the source page by page; queues the rows the target does not
+/// already hold with the same text.
+async fn read(
+    mut source: Box<dyn SourceStore>,
+    sink: Arc<dyn Sink>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    fatal: Fatal,
+    tx: mpsc::Sender<Chunk>,
+) -> Box<dyn SourceStore> {
+    let tok = Tokenizer::get(TokenizerName::O200kBase);
+    let mut tenants: HashMap<String, Arc<str>> = HashMap::new();
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let page = match source.next_page().await {
+            Ok(Some(page)) => page,
+            Ok(None) => break,
+            Err(e) => {
+                fatal.set(format!("reading {}: {e:#}", source.describe()), &cancel);
+                break;
+            }
+        };
+        let mut by_tenant: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+        for row in page {
+            by_tenant.entry(row.tenant.clone()).or_default().push(row);
+        }
+        for (tenant, rows) in by_tenant {
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let held = match sink.existing(&tenant, &ids).await {
+                Ok(h) => h,
+                Err(e) => {
+                    fatal.set(format!("asking the target what it holds: {e:#}"), &cancel);
+                    return source;
+                }
+            };
+            let t = tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::from(tenant.as_str()))
+                .clone();
+            let total = rows.len() as u64;
+            // Hashing and counting tokens is the CPU part: spread it.
+            let chunks: Vec<Chunk> = tokio::task::block_in_place(|| {
+                rows.into_par_iter()
+                    .filter_map(|r| {
+                        let hash = crate::chunk::id::content_hash(&r.content);
+                        if held.get(&r.id) == Some(&hash) {
+                            return None;
+                        }
+                        Some(to_chunk(r, &t, hash, tok))
+                    })
+                    .collect()
+            });
+            Stats::add(&stats.chunks, total);
+            Stats::add(&stats.chunks_unchanged, total - chunks.len() as u64);
+            for c in chunks {
+                if tx.send(c).await.is_err() {
+                    return source;
+                }
+            }
+        }
+    }
+    stats.walk_done.store(true, Relaxed);
+    source
+}
+
+fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
+    let file: Arc<str> = Arc::from(r.source.as_str());
+    Chunk {
+        id: r.id,
+        tokens: tok.count(&r.content) as u32,
+        doc: Arc::new(DocMeta {
+            tenant: tenant.clone(),
+            doc_id: r.doc_id,
+            key: r.source.clone(),
+            source: r.source,
+            file,
+            hash: String::new(),
+            chunk_count: 0,
+            pending: Default::default(),
+        }),
+        index: r.chunk_index,
+        text: r.content,
+        content_hash: hash,
+    }
+}
+
+/// Counts per tenant equal in source and target, and a sample of each
+/// tenant's vectors of the right length and finite.
+async fn verify(
+    source: &mut dyn SourceStore,
+    sink: &dyn Sink,
+    dim: usize,
+    report: &mut ReembedReport,
+) -> Result<()> {
+    let counts = source.counts().await?;
+    let mut ok = true;
+    for (tenant, want) in counts {
+        let got = sink.count(&tenant).await?;
+        let sample = sink.sample(&tenant, SAMPLE).await?;
+        let bad = sample
+            .iter()
+            .filter(|(_, v)| v.len() != dim || v.iter().any(|x| !x.is_finite()))
+            .count();
+        if got != want {
+            ok = false;
+            report.problems.push(format!(
+                "tenant {tenant:?}: the source has {want} rows, the target {got}{}",
+                if got < want {
+                    " (rows were added to the source during the run? run again: only they are embedded)"
+                } else {
+                    " (rows were deleted from the source, or the target held other rows before)"
+                }
+            ));
+        }
+        if bad > 0 {
+            ok = false;
+            report.problems.push(format!(
+                "tenant {tenant:?}: {bad} of {} sampled vectors are not {dim} finite numbers",
+                sample.len()
+            ));
+        }
+        report.sampled += sample.len() as u64;
+        report.tenants.insert(
+            tenant,
+            report::TenantCount {
+                source_rows: want,
+                target_rows: got,
+            },
+        );
+    }
+    report.verified = ok;
+    Ok(())
+}
+
+/// The command line of this run with `--switch NAME` to add, secrets left out.
+fn switch_command() -> String {
+    const SECRET: [&str; 5] = [
+        "--pg-url",
+        "--from-pg-url",
+        "--pg-password",
+        "--embed-api-key",
+        "--qdrant-api-key",
+    ];
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in std::env::args().skip(1) {
+        if hide_next {
+            out.push("'<as before>'".to_string());
+            hide_next = false;
+        } else if let Some((flag, _)) = a.split_once('=')
+            && SECRET.contains(&flag)
+        {
+            out.push(format!("{flag}='<as before>'"));
+        } else {
+            hide_next = SECRET.contains(&a.as_str());
+            out.push(shell_word(&a));
+        }
+    }
+    format!("vecload {} --switch NAME", out.join(" "))
+}
+
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=:/.,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
