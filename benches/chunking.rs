@@ -34,6 +34,7 @@ fn main() {
         max_file_bytes: 64 << 20,
         source_prefix: None,
         only_files: None,
+        unique_file_names: false,
     };
     let filter = Filter::new(&src).expect("filter");
     let files = walk(&corpus, &filter).files;
@@ -57,6 +58,7 @@ fn main() {
         tokens: 1200,
         overlap: 100,
         tokenizer: TokenizerName::O200kBase,
+        lightrag: false,
     };
     let tok = Tokenizer::get(cfg.tokenizer);
     let chunker = Chunker::new(&cfg);

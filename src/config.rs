@@ -12,6 +12,7 @@ use crate::cli::{
     Distance, EmbedArgs, IndexKind, LoadArgs, PgType, ProgressMode, SearchArgs, SinkArgs,
     TokenizerName,
 };
+use crate::layout::{Layout, Namespace};
 use crate::sink::pgvector::PgTarget;
 use crate::sink::qdrant::QdrantTarget;
 
@@ -51,6 +52,9 @@ pub struct SourceConfig {
     pub source_prefix: Option<String>,
     /// Only these files (paths as stored), from --retry-failed.
     pub only_files: Option<std::collections::HashSet<String>>,
+    /// LightRAG names a document by its file name: two files of one name
+    /// would overwrite each other, so the second is refused.
+    pub unique_file_names: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +62,8 @@ pub struct ChunkConfig {
     pub tokens: usize,
     pub overlap: usize,
     pub tokenizer: TokenizerName,
+    /// Cut as LightRAG does (fixed token windows, its ids) for --layout lightrag.
+    pub lightrag: bool,
 }
 
 /// Who computes the vectors (`--embed-provider`, EMBEDDING_BINDING).
@@ -127,6 +133,7 @@ pub enum SinkConfig {
 pub struct QdrantConfig {
     pub target: QdrantTarget,
     pub collection: String,
+    pub layout: Layout,
     pub distance: Distance,
     pub on_disk: bool,
     pub keep_indexing: bool,
@@ -140,6 +147,7 @@ pub struct QdrantConfig {
 pub struct PgConfig {
     pub target: PgTarget,
     pub table: String,
+    pub layout: Layout,
     pub pg_type: PgType,
     pub index: IndexKind,
     pub distance: Distance,
@@ -194,7 +202,8 @@ impl Config {
             }
         }
 
-        let (embed, sink, local_window) = embed_and_sink(args.embed, args.sink, &env)?;
+        let (embed, sink, local_window) =
+            embed_and_sink(args.embed, args.sink, &env, Namespace::Chunks)?;
         // Two thirds of the window: chunks are counted in --tokenizer tokens,
         // and the model's own tokenizer usually needs more for the same text.
         let tokens = args
@@ -205,6 +214,7 @@ impl Config {
             tokens,
             overlap: args.chunk.chunk_overlap.unwrap_or((tokens / 8).min(100)),
             tokenizer: args.chunk.tokenizer,
+            lightrag: sink_layout(&sink).is_lightrag(),
         };
         if chunk.tokens < 16 {
             return Err(bad(format!(
@@ -278,6 +288,7 @@ impl Config {
                 max_file_bytes: args.source.max_file_mb * 1024 * 1024,
                 source_prefix,
                 only_files,
+                unique_file_names: chunk.lightrag,
             },
             chunk,
             embed,
@@ -313,7 +324,7 @@ impl SearchConfig {
         if args.k == 0 || args.k > 1000 {
             return Err(bad("-k must be from 1 to 1000"));
         }
-        let (embed, sink, _) = embed_and_sink(args.embed, args.sink, &env)?;
+        let (embed, sink, _) = embed_and_sink(args.embed, args.sink, &env, Namespace::Chunks)?;
         Ok(SearchConfig {
             query: args.query,
             tenant,
@@ -331,6 +342,7 @@ pub(crate) fn embed_and_sink(
     e: EmbedArgs,
     sink_args: SinkArgs,
     env: &impl Fn(&str) -> Option<String>,
+    namespace: Namespace,
 ) -> Result<(EmbedConfig, SinkConfig, Option<usize>), ConfigError> {
     let provider = Provider::parse(&e.embed_provider)?;
     // The local model's shape is known before anything runs: its
@@ -361,7 +373,18 @@ pub(crate) fn embed_and_sink(
         return Err(bad("--embed-dim (EMBEDDING_DIM) is 0"));
     }
 
-    let sink = sink_config(sink_args, dim, env)?;
+    let layout = match sink_args.layout {
+        crate::cli::LayoutName::Vecload => Layout::Vecload,
+        crate::cli::LayoutName::Lightrag => Layout::Lightrag(namespace),
+    };
+    if layout.is_lightrag() && sink_args.distance != Distance::Cosine {
+        return Err(bad(
+            "--layout lightrag stores cosine vectors (LightRAG queries by cosine); drop --distance",
+        ));
+    }
+    // LightRAG names its tables and collections after the model.
+    let lightrag_suffix = crate::layout::suffix(e.embed_model.as_deref().unwrap_or(""), dim);
+    let sink = sink_config(sink_args, dim, env, layout, lightrag_suffix.as_deref())?;
 
     let urls = if provider == Provider::Local {
         Vec::new()
@@ -528,10 +551,21 @@ fn sink_config(
     s: crate::cli::SinkArgs,
     dim: usize,
     env: &impl Fn(&str) -> Option<String>,
+    layout: Layout,
+    lightrag_suffix: Option<&str>,
 ) -> Result<SinkConfig, ConfigError> {
     match s.sink.to_ascii_lowercase().as_str() {
         "pgvector" | "pgvectorstorage" | "postgres" | "postgresql" => {}
-        "qdrant" | "qdrantstorage" | "qdrantvectordbstorage" => return qdrant_config(s, dim),
+        "qdrant" | "qdrantstorage" | "qdrantvectordbstorage" => {
+            let name = match (&s.collection, layout) {
+                (Some(c), _) => c.clone(),
+                (None, Layout::Lightrag(ns)) => {
+                    crate::layout::qdrant_collection(ns, lightrag_suffix)
+                }
+                (None, Layout::Vecload) => DEFAULT_NAME.into(),
+            };
+            return qdrant_config(s, dim, name, layout);
+        }
         other => {
             return Err(bad(format!(
                 "--sink (VECTOR_STORAGE) {other:?} is not known; use pgvector or qdrant"
@@ -540,8 +574,13 @@ fn sink_config(
     }
     check_pg_dimension(dim, s.pg_type, s.index)?;
     let (write_batch, write_concurrency) = writes(&s, 500, 2)?;
-    let table = crate::sink::pgvector::schema::validate_table_name(&s.table)
-        .map_err(|m| bad(format!("--table {:?}: {m}", s.table)))?;
+    let table = match (&s.table, layout) {
+        (Some(t), _) => t.clone(),
+        (None, Layout::Lightrag(ns)) => crate::layout::pg_table(ns, lightrag_suffix),
+        (None, Layout::Vecload) => DEFAULT_NAME.into(),
+    };
+    let table = crate::sink::pgvector::schema::validate_table_name(&table)
+        .map_err(|m| bad(format!("--table {table:?}: {m}")))?;
     let target = PgTarget::from_settings(
         s.pg_url.or_else(|| env("DATABASE_URL")),
         s.pg_host,
@@ -549,13 +588,15 @@ fn sink_config(
         s.pg_database,
         s.pg_user,
         s.pg_password.map(Secret::new),
-        s.pg_sslmode,
-        s.pg_sslrootcert,
+        s.pg_sslmode.or_else(|| env("POSTGRES_SSL_MODE")),
+        s.pg_sslrootcert
+            .or_else(|| env("POSTGRES_SSL_ROOT_CERT").map(PathBuf::from)),
     )
     .map_err(bad)?;
     Ok(SinkConfig::Pgvector(PgConfig {
         target,
         table,
+        layout,
         pg_type: s.pg_type,
         index: s.index,
         distance: s.distance,
@@ -568,14 +609,29 @@ fn sink_config(
 /// Qdrant takes vectors up to 65,536 dimensions.
 const QDRANT_MAX_DIM: usize = 65_536;
 
-fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, ConfigError> {
+pub fn sink_layout(sink: &SinkConfig) -> Layout {
+    match sink {
+        SinkConfig::Pgvector(pg) => pg.layout,
+        SinkConfig::Qdrant(q) => q.layout,
+    }
+}
+
+/// The table or collection vecload writes when none is named.
+const DEFAULT_NAME: &str = "vecload_chunks";
+
+fn qdrant_config(
+    s: crate::cli::SinkArgs,
+    dim: usize,
+    collection: String,
+    layout: Layout,
+) -> Result<SinkConfig, ConfigError> {
     if dim > QDRANT_MAX_DIM {
         return Err(bad(format!(
             "--embed-dim {dim} is over Qdrant's limit of {QDRANT_MAX_DIM} dimensions"
         )));
     }
     let (write_batch, write_concurrency) = writes(&s, 256, 4)?;
-    let name = s.collection.trim();
+    let name = collection.trim();
     if name.is_empty()
         || name.len() > 255
         || name
@@ -583,9 +639,8 @@ fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, Conf
             .any(|c| c.is_control() || c.is_whitespace() || "/\\\0".contains(c))
     {
         return Err(bad(format!(
-            "--collection {:?} is not a valid Qdrant collection name \
-             (1-255 characters, no spaces or slashes)",
-            s.collection
+            "--collection {collection:?} is not a valid Qdrant collection name \
+             (1-255 characters, no spaces or slashes)"
         )));
     }
     if s.shard_number == Some(0) || s.replication_factor == Some(0) {
@@ -606,6 +661,7 @@ fn qdrant_config(s: crate::cli::SinkArgs, dim: usize) -> Result<SinkConfig, Conf
     Ok(SinkConfig::Qdrant(QdrantConfig {
         target,
         collection: name.to_string(),
+        layout,
         distance: s.distance,
         on_disk: s.on_disk,
         keep_indexing: s.keep_indexing,

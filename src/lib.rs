@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod incremental;
+pub mod layout;
 pub mod pipeline;
 pub mod plan;
 pub mod progress;

@@ -473,8 +473,8 @@ fn lightrag_chunk_store_reembeds_into_pgvector_with_lightrags_ids() {
         serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
     // Python's uuid.UUID(bytes=sha256(b"acme" + key)[:16], version=4) for the first key.
     assert_eq!(
-        lightrag_point_id("acme", "doc-48d788f8da2e1cb5aa07e81037445420-chunk-000"),
-        "af9a2209-4335-446e-9100-415574f40db0"
+        lightrag_point_id("acme", "doc-484c5965b48c15b6296056d808c02003-chunk-000"),
+        "7e3d5fb3-e859-4bf6-896b-2b3e859d9cca"
     );
     let dst = unique_table("re_lightrag");
     let out = run(reembed(&new, &format!("lightrag:{}", path.display()))

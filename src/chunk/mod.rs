@@ -46,6 +46,21 @@ pub struct Chunk {
     pub text: String,
     pub content_hash: String,
     pub tokens: u32,
+    /// LightRAG's entity and relationship fields, carried by re-embedding.
+    pub extra: Option<Arc<Extra>>,
+}
+
+/// What LightRAG's entity and relationship records carry besides their
+/// text, kept unchanged when they are embedded again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra {
+    pub entity_name: Option<String>,
+    pub src_id: Option<String>,
+    pub tgt_id: Option<String>,
+    /// Chunk ids the record was extracted from, joined by "<SEP>".
+    pub source_id: Option<String>,
+    /// When the record was first stored (Unix seconds).
+    pub created_at: Option<i64>,
 }
 
 /// A document ready to chunk. `key` identifies it within the tenant and
@@ -63,6 +78,7 @@ pub struct Chunker {
     tok_name: crate::cli::TokenizerName,
     size: usize,
     overlap: usize,
+    lightrag: bool,
 }
 
 /// Byte range of one chunk in its document, and its token count.
@@ -80,6 +96,7 @@ impl Chunker {
             tok_name: cfg.tokenizer,
             size: cfg.tokens,
             overlap: cfg.overlap,
+            lightrag: cfg.lightrag,
         }
     }
 
@@ -92,12 +109,16 @@ impl Chunker {
     pub fn doc_hash(&self, text: &str) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(format!("{:?}/{}/{}\0", self.tok_name, self.size, self.overlap).as_bytes());
+        let mode = if self.lightrag { "/lightrag" } else { "" };
+        h.update(format!("{:?}/{}/{}{mode}\0", self.tok_name, self.size, self.overlap).as_bytes());
         h.update(text.as_bytes());
         hex::encode(h.finalize())
     }
 
     pub fn chunk(&self, tenant: &Arc<str>, doc: Document, hash: String) -> Vec<Chunk> {
+        if self.lightrag {
+            return self.lightrag_chunks(tenant, doc, hash);
+        }
         let windows = self.windows(&doc.text);
         let meta = Arc::new(DocMeta {
             tenant: tenant.clone(),
@@ -121,12 +142,68 @@ impl Chunker {
                     content_hash: id::content_hash(&text),
                     text,
                     tokens: w.tokens as u32,
+                    extra: None,
                 }
             })
             .collect()
     }
 
     /// Non-empty, whitespace-trimmed windows covering the text.
+    /// LightRAG's `chunking_by_token_size`: windows of `size` tokens every
+    /// `size - overlap` tokens, each decoded on its own (bytes of a split
+    /// character become U+FFFD, as tiktoken's decode does) and stripped;
+    /// empty ones dropped, their order index kept. Ids are LightRAG's:
+    /// `doc-` + md5(file name), `{doc_id}-chunk-{order:03d}`, and the stored
+    /// file path is the file name, as LightRAG stores it.
+    fn lightrag_chunks(&self, tenant: &Arc<str>, doc: Document, hash: String) -> Vec<Chunk> {
+        // LightRAG cleans every document before it chunks it.
+        let text = crate::layout::lightrag_clean(&doc.text);
+        let offs = self.tok.offsets(&text);
+        let n = offs.len() - 1;
+        let step = self.size.saturating_sub(self.overlap).max(1);
+        let name = doc
+            .source
+            .rsplit('/')
+            .next()
+            .unwrap_or(&doc.source)
+            .to_string();
+        let doc_id = crate::layout::doc_id(&name);
+        let bytes = text.as_bytes();
+        let mut pieces = Vec::new();
+        let mut windows = 0u32;
+        for (order, start) in (0..n).step_by(step).enumerate() {
+            windows += 1;
+            let end = (start + self.size).min(n);
+            let raw = String::from_utf8_lossy(&bytes[offs[start] as usize..offs[end] as usize]);
+            let content = crate::layout::py_strip(&raw);
+            if !content.is_empty() {
+                pieces.push((order as u32, content.to_string(), (end - start) as u32));
+            }
+        }
+        let meta = Arc::new(DocMeta {
+            tenant: tenant.clone(),
+            doc_id: doc_id.clone(),
+            source: name,
+            file: doc.file,
+            key: doc.key,
+            hash,
+            chunk_count: windows,
+            pending: std::sync::atomic::AtomicU32::new(0),
+        });
+        pieces
+            .into_iter()
+            .map(|(order, text, tokens)| Chunk {
+                id: crate::layout::chunk_id(&doc_id, order),
+                doc: meta.clone(),
+                index: order,
+                content_hash: id::content_hash(&text),
+                text,
+                tokens,
+                extra: None,
+            })
+            .collect()
+    }
+
     pub fn windows(&self, text: &str) -> Vec<Window> {
         let offs = self.tok.offsets(text);
         let n = offs.len() - 1;
@@ -236,6 +313,7 @@ mod tests {
             tokens,
             overlap,
             tokenizer: TokenizerName::O200kBase,
+            lightrag: false,
         })
     }
 

@@ -88,6 +88,7 @@ mod tests {
             text: "x".into(),
             content_hash: "h".into(),
             tokens,
+            extra: None,
         }
     }
 

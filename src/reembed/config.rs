@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cli::{ProgressMode, ReembedArgs};
 use crate::config::{ConfigError, EmbedConfig, Secret, SinkConfig, embed_and_sink};
+use crate::layout::Namespace;
 use crate::sink::pgvector::PgTarget;
 use crate::sink::qdrant::QdrantTarget;
 
@@ -82,14 +83,24 @@ impl ReembedConfig {
             )));
         }
         let sink_args = args.sink.clone();
-        let (embed, sink, _) = embed_and_sink(args.embed, args.sink, &env)?;
+        // Entity and relationship stores of LightRAG stay what they are.
+        let namespace = args
+            .from
+            .split_once(':')
+            .and_then(|(_, name)| Namespace::from_store_name(name))
+            .unwrap_or(Namespace::Chunks);
+        let (embed, sink, _) = embed_and_sink(args.embed, args.sink, &env, namespace)?;
         let (kind, name) = args.from.split_once(':').ok_or_else(|| {
             bad(format!(
                 "--from {:?}: use pgvector:TABLE, qdrant:COLLECTION or lightrag:PATH",
                 args.from
             ))
         })?;
-        let name = name.trim();
+        let name = match (kind, name.trim()) {
+            // LightRAG's PostgreSQL chunk store has one fixed name.
+            ("lightrag-pg", "") => "lightrag_doc_chunks",
+            (_, n) => n,
+        };
         if name.is_empty() {
             return Err(bad(format!(
                 "--from {:?} names no {kind} source",
@@ -97,7 +108,7 @@ impl ReembedConfig {
             )));
         }
         let source = match kind {
-            "pgvector" | "pg" | "postgres" => {
+            "pgvector" | "pg" | "postgres" | "lightrag-pg" => {
                 let table = crate::sink::pgvector::schema::validate_table_name(name)
                     .map_err(|m| bad(format!("--from pgvector:{name}: {m}")))?;
                 let target = match args.from_pg_url {
@@ -118,8 +129,11 @@ impl ReembedConfig {
                         sink_args.pg_database,
                         sink_args.pg_user,
                         sink_args.pg_password.map(Secret::new),
-                        sink_args.pg_sslmode,
-                        sink_args.pg_sslrootcert,
+                        // LightRAG's names for the same settings.
+                        sink_args.pg_sslmode.or_else(|| env("POSTGRES_SSL_MODE")),
+                        sink_args
+                            .pg_sslrootcert
+                            .or_else(|| env("POSTGRES_SSL_ROOT_CERT").map(PathBuf::from)),
                     ),
                 }
                 .map_err(|e| bad(format!("the source database (--from-pg-url): {e}")))?;
@@ -155,16 +169,16 @@ impl ReembedConfig {
                 }
                 SourceSpec::LightragJson { path }
             }
-            "lightrag-pg" | "lightrag-redis" => {
-                return Err(bad(format!(
-                    "--from {kind}: not supported yet; export the chunks to \
-                     kv_store_text_chunks.json (LightRAG's JsonKVStorage) and use lightrag:PATH"
-                )));
+            "lightrag-redis" => {
+                return Err(bad(
+                    "--from lightrag-redis: not supported yet; export the chunks to \
+                     kv_store_text_chunks.json (LightRAG's JsonKVStorage) and use lightrag:PATH",
+                ));
             }
             other => {
                 return Err(bad(format!(
                     "--from {other}:...: unknown source kind; use pgvector:TABLE, \
-                     qdrant:COLLECTION or lightrag:PATH"
+                     qdrant:COLLECTION, lightrag:PATH or lightrag-pg:[TABLE]"
                 )));
             }
         };

@@ -3,9 +3,8 @@
 //! full_doc_id, file_path, ...}. The file is parsed as a stream on its own
 //! thread, so a store of millions of chunks never sits in memory at once.
 //!
-//! Point ids follow LightRAG's own derivation for Qdrant (the first 16
-//! bytes of sha256(workspace + chunk id), with UUID version 4 bits), so
-//! the same chunk gets the same point id as when LightRAG writes it.
+//! Rows keep LightRAG's chunk ids; written in vecload's layout they get
+//! LightRAG's own Qdrant point id for the workspace instead.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +14,6 @@ use anyhow::{Result, anyhow};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Row, SourceStore};
@@ -36,25 +34,11 @@ struct Record {
     chunk_order_index: Option<i64>,
     #[serde(default)]
     file_path: Option<String>,
-}
-
-/// LightRAG's Qdrant point id for `id` in `workspace`, as a hyphenated UUID.
-pub fn point_id(workspace: &str, id: &str) -> String {
-    let d = Sha256::digest(format!("{workspace}{id}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    // uuid.UUID(bytes=..., version=4) sets the version and variant bits.
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let x = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &x[..8],
-        &x[8..12],
-        &x[12..16],
-        &x[16..20],
-        &x[20..32]
-    )
+    #[serde(default)]
+    tokens: Option<i64>,
+    /// Stamped by LightRAG's JsonKVStorage (Unix seconds).
+    #[serde(default)]
+    create_time: Option<i64>,
 }
 
 impl LightragSource {
@@ -121,10 +105,16 @@ impl<'de> Visitor<'de> for Chunks<'_> {
                 ))
             })?;
             page.push(Row {
-                id: point_id(tenant, &key),
+                tokens: rec.tokens.map(|t| t.clamp(0, u32::MAX as i64) as u32),
+                extra: Some(crate::chunk::Extra {
+                    created_at: rec.create_time,
+                    ..Default::default()
+                }),
+                lightrag_id: true,
                 tenant: tenant.to_string(),
                 doc_id: rec.full_doc_id.unwrap_or_default(),
                 source: rec.file_path.unwrap_or_else(|| key.clone()),
+                id: key,
                 chunk_index: rec.chunk_order_index.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
                 content,
             });
@@ -164,21 +154,5 @@ impl SourceStore for LightragSource {
         let path = self.path.clone();
         let n = tokio::task::spawn_blocking(move || parse(&path, None)).await??;
         Ok(BTreeMap::from([(self.tenant.clone(), n)]))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn point_id_is_lightrags() {
-        // Python: uuid.UUID(bytes=hashlib.sha256(b"tenant-a" b"chunk-1").digest()[:16], version=4)
-        let id = point_id("tenant-a", "chunk-1");
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!("89ab".contains(&id[19..20]));
-        assert_eq!(id, "4317b0e0-bb66-44be-b08d-7f32a5486873");
-        assert_ne!(id, point_id("tenant-b", "chunk-1"));
     }
 }

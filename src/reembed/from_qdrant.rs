@@ -1,6 +1,10 @@
-//! Reads a Qdrant collection vecload wrote: scroll with the payload and
-//! without the vectors (the old vectors are of no use and are most of the
-//! bytes), filtered to one tenant when asked. Only reads.
+//! Reads a Qdrant collection: scroll with the payload and without the
+//! vectors (the old vectors are of no use and are most of the bytes),
+//! filtered to one tenant when asked. Only reads.
+//!
+//! A collection vecload wrote (tenant_id, doc_id, source, chunk_index,
+//! content) or one of LightRAG's (workspace_id, id, content and the
+//! namespace's fields), told apart by its first point.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,13 +17,16 @@ use qdrant_client::qdrant::{
 };
 
 use super::{Row, SourceStore};
+use crate::chunk::Extra;
 use crate::sink::qdrant::QdrantTarget;
-use crate::sink::qdrant::collection::{DOC_FIELD, TENANT_FIELD};
+use crate::sink::qdrant::collection::{DOC_FIELD, TENANT_FIELD, WORKSPACE_FIELD};
 use crate::sink::qdrant::connect::message;
 
 pub struct QdrantSource {
     client: Qdrant,
     collection: String,
+    /// LightRAG's payload (workspace_id, id, ...).
+    lightrag: bool,
     tenant: Option<String>,
     page: u32,
     offset: Option<PointId>,
@@ -48,7 +55,21 @@ impl QdrantSource {
                 target.describe()
             );
         }
+        let first = client
+            .scroll(
+                ScrollPointsBuilder::new(collection)
+                    .limit(1)
+                    .with_payload(true)
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(|e| anyhow!("reading collection {collection}: {}", message(&e)))?;
+        let lightrag = first
+            .result
+            .first()
+            .is_some_and(|p| p.payload.contains_key(WORKSPACE_FIELD));
         Ok(QdrantSource {
+            lightrag,
             desc: format!("Qdrant collection {collection} at {}", target.describe()),
             client,
             collection: collection.to_string(),
@@ -59,10 +80,52 @@ impl QdrantSource {
         })
     }
 
+    fn tenant_field(&self) -> &'static str {
+        if self.lightrag {
+            WORKSPACE_FIELD
+        } else {
+            TENANT_FIELD
+        }
+    }
+
     fn filter(&self) -> Option<Filter> {
         self.tenant
             .as_ref()
-            .map(|t| Filter::must([Condition::matches(TENANT_FIELD, t.clone())]))
+            .map(|t| Filter::must([Condition::matches(self.tenant_field(), t.clone())]))
+    }
+
+    /// A point of LightRAG's: its own id and fields.
+    fn lightrag_row(&self, payload: &HashMap<String, Value>, point: &str) -> Result<Row> {
+        let missing = |field: &str| {
+            anyhow!(
+                "point {point} of LightRAG collection {} has no string {field:?} in its payload",
+                self.collection
+            )
+        };
+        let id = text(payload, "id").ok_or_else(|| missing("id"))?;
+        Ok(Row {
+            tenant: text(payload, WORKSPACE_FIELD).ok_or_else(|| missing(WORKSPACE_FIELD))?,
+            // LightRAG's Qdrant payload has no chunk order; its chunk ids
+            // (`{doc_id}-chunk-{order:03d}`) carry it.
+            chunk_index: chunk_order(&id),
+            id,
+            content: text(payload, "content").ok_or_else(|| missing("content"))?,
+            doc_id: text(payload, "full_doc_id").unwrap_or_default(),
+            source: text(payload, "file_path").unwrap_or_default(),
+            tokens: None,
+            extra: Some(Extra {
+                entity_name: text(payload, "entity_name"),
+                src_id: text(payload, "src_id"),
+                tgt_id: text(payload, "tgt_id"),
+                source_id: text(payload, "source_id"),
+                created_at: match payload.get("created_at").and_then(|v| v.kind.as_ref()) {
+                    Some(Kind::IntegerValue(i)) => Some(*i),
+                    Some(Kind::DoubleValue(d)) => Some(*d as i64),
+                    _ => None,
+                },
+            }),
+            lightrag_id: true,
+        })
     }
 }
 
@@ -71,6 +134,13 @@ fn text(p: &HashMap<String, Value>, key: &str) -> Option<String> {
         Some(Kind::StringValue(s)) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// The order in a LightRAG chunk id `...-chunk-NNN`, else 0.
+fn chunk_order(id: &str) -> u32 {
+    id.rsplit_once("-chunk-")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn id_string(id: Option<PointId>) -> Option<String> {
@@ -110,6 +180,10 @@ impl SourceStore for QdrantSource {
         let mut rows = Vec::with_capacity(got.result.len());
         for p in got.result {
             let id = id_string(p.id).unwrap_or_default();
+            if self.lightrag {
+                rows.push(self.lightrag_row(&p.payload, &id)?);
+                continue;
+            }
             let missing = |field: &str| {
                 anyhow!(
                     "point {id} of collection {} has no string {field:?} in its payload \
@@ -129,13 +203,16 @@ impl SourceStore for QdrantSource {
                     _ => 0,
                 },
                 id,
+                tokens: None,
+                extra: None,
+                lightrag_id: false,
             });
         }
         Ok((!rows.is_empty()).then_some(rows))
     }
 
     async fn counts(&mut self) -> Result<BTreeMap<String, u64>> {
-        let mut req = FacetCountsBuilder::new(&self.collection, TENANT_FIELD)
+        let mut req = FacetCountsBuilder::new(&self.collection, self.tenant_field())
             .limit(1_000_000)
             .exact(true);
         if let Some(f) = self.filter() {
@@ -143,8 +220,9 @@ impl SourceStore for QdrantSource {
         }
         let got = self.client.facet(req).await.map_err(|e| {
             anyhow!(
-                "counting the points of each tenant in {} (needs the keyword index on {TENANT_FIELD} vecload makes): {}",
+                "counting the points of each tenant in {} (needs a keyword index on {}): {}",
                 self.collection,
+                self.tenant_field(),
                 message(&e)
             )
         })?;

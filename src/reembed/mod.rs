@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::ReembedConfig;
 use config::SourceSpec;
-pub use from_lightrag::point_id as lightrag_point_id;
 pub use report::ReembedReport;
 
 use crate::chunk::{Chunk, DocMeta, Tokenizer};
@@ -47,12 +46,18 @@ use crate::sink::stage::SinkStage;
 /// One stored text and what identifies it.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The source's own id: vecload's UUID, or LightRAG's string id.
     pub id: String,
     pub tenant: String,
     pub doc_id: String,
     pub source: String,
     pub chunk_index: u32,
     pub content: String,
+    /// LightRAG's stored token count, kept as it is.
+    pub tokens: Option<u32>,
+    pub extra: Option<crate::chunk::Extra>,
+    /// `id` is LightRAG's (not a UUID Qdrant takes as a point id).
+    pub lightrag_id: bool,
 }
 
 /// A store texts are read back from, page by page, in a stable order.
@@ -136,6 +141,7 @@ pub async fn run(
         cancel.clone(),
         fatal.clone(),
         chunk_tx,
+        crate::config::sink_layout(&cfg.sink).is_lightrag(),
     ));
     let embed = tokio::spawn(
         EmbedStage {
@@ -218,6 +224,7 @@ async fn read(
     cancel: CancellationToken,
     fatal: Fatal,
     tx: mpsc::Sender<Chunk>,
+    target_lightrag: bool,
 ) -> Box<dyn SourceStore> {
     let tok = Tokenizer::get(TokenizerName::O200kBase);
     let mut tenants: HashMap<String, Arc<str>> = HashMap::new();
@@ -234,7 +241,12 @@ async fn read(
             }
         };
         let mut by_tenant: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-        for row in page {
+        for mut row in page {
+            if row.lightrag_id && !target_lightrag {
+                // vecload's layout needs ids Qdrant takes: LightRAG's own
+                // point id for this workspace is one.
+                row.id = crate::layout::qdrant_point_id(&row.tenant, &row.id);
+            }
             by_tenant.entry(row.tenant.clone()).or_default().push(row);
         }
         for (tenant, rows) in by_tenant {
@@ -280,7 +292,8 @@ fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
     let file: Arc<str> = Arc::from(r.source.as_str());
     Chunk {
         id: r.id,
-        tokens: tok.count(&r.content) as u32,
+        // The budget counts real tokens; LightRAG's stored count is kept.
+        tokens: r.tokens.unwrap_or_else(|| tok.count(&r.content) as u32),
         doc: Arc::new(DocMeta {
             tenant: tenant.clone(),
             doc_id: r.doc_id,
@@ -294,6 +307,7 @@ fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
         index: r.chunk_index,
         text: r.content,
         content_hash: hash,
+        extra: r.extra.map(Arc::new),
     }
 }
 

@@ -38,6 +38,7 @@ pub struct Filter {
     exclude: GlobSet,
     prefix: Option<String>,
     only: Option<std::collections::HashSet<String>>,
+    unique_file_names: bool,
 }
 
 impl Filter {
@@ -71,6 +72,7 @@ impl Filter {
             exclude: build(&excludes, "--exclude")?,
             prefix: cfg.source_prefix.clone(),
             only: cfg.only_files.clone(),
+            unique_file_names: cfg.unique_file_names,
         })
     }
 
@@ -99,6 +101,7 @@ pub fn walk(paths: &[PathBuf], filter: &Filter) -> Walk {
     // Two PATHs can hold the same relative path; both would get the same ids
     // and overwrite each other, so the second one is refused.
     let mut by_rel: HashMap<String, PathBuf> = HashMap::new();
+    let mut by_name: HashMap<String, PathBuf> = HashMap::new();
     for root in paths {
         let root_is_file = std::fs::metadata(root)
             .map(|m| m.is_file())
@@ -159,6 +162,22 @@ pub fn walk(paths: &[PathBuf], filter: &Filter) -> Walk {
                     ),
                 ));
                 continue;
+            }
+            if filter.unique_file_names {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(first) = by_name.get(&name) {
+                    out.skipped.push(Skip::new(
+                        entry.path(),
+                        "duplicate file name",
+                        format!(
+                            "LightRAG identifies a document by its file name, and {} has it too; \
+                             rename one, or load it into another workspace",
+                            first.display()
+                        ),
+                    ));
+                    continue;
+                }
+                by_name.insert(name, entry.path().to_path_buf());
             }
             by_rel.insert(rel.clone(), entry.path().to_path_buf());
             out.files.push(FileEntry {

@@ -55,6 +55,28 @@ pub fn model_dir(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// A Python with LightRAG (lightrag-hku 1.5.7) installed, from
+/// VECLOAD_LIGHTRAG_PYTHON (scripts/test.sh makes it with
+/// scripts/lightrag.sh); skipped loudly without it, failed under
+/// VECLOAD_REQUIRE_SERVICES=1.
+pub fn lightrag_python(test: &str) -> Option<PathBuf> {
+    match std::env::var("VECLOAD_LIGHTRAG_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            if std::env::var("VECLOAD_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "VECLOAD_LIGHTRAG_PYTHON is not set but VECLOAD_REQUIRE_SERVICES=1; run scripts/test.sh"
+                );
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "=== SKIPPED {test}: LightRAG's own reader (set VECLOAD_LIGHTRAG_PYTHON or run scripts/test.sh) ==="
+            );
+            None
+        }
+    }
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A table name no other test (or earlier run) uses.
@@ -141,6 +163,8 @@ const CLEARED_ENV: &[&str] = &[
     "POSTGRES_PASSWORD",
     "POSTGRES_SSLMODE",
     "POSTGRES_SSLROOTCERT",
+    "POSTGRES_SSL_MODE",
+    "POSTGRES_SSL_ROOT_CERT",
     "EMBEDDING_BINDING",
     "EMBEDDING_BINDING_HOST",
     "EMBEDDING_MODEL",

@@ -299,6 +299,60 @@ impl QdrantDb {
     }
 }
 
+/// Point id -> (payload as JSON, vector) for every point, whatever its
+/// payload (LightRAG's layout included).
+pub type RawPoints = std::collections::HashMap<
+    String,
+    (
+        std::collections::HashMap<String, serde_json::Value>,
+        Vec<f32>,
+    ),
+>;
+
+impl QdrantDb {
+    pub fn raw_points(&self, collection: &str) -> RawPoints {
+        use qdrant_client::qdrant::point_id::PointIdOptions;
+        use qdrant_client::qdrant::vector_output::Vector;
+        use qdrant_client::qdrant::vectors_output::VectorsOptions;
+        let mut out = RawPoints::new();
+        let mut offset = None;
+        loop {
+            let mut req = ScrollPointsBuilder::new(collection)
+                .limit(256)
+                .with_payload(true)
+                .with_vectors(true);
+            if let Some(o) = offset.take() {
+                req = req.offset(o);
+            }
+            let resp = self.block(self.client.scroll(req)).expect("scroll");
+            for p in resp.result {
+                let id = match p.id.and_then(|i| i.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    other => panic!("point id {other:?}"),
+                };
+                let vector = match p.vectors.and_then(|v| v.vectors_options) {
+                    Some(VectorsOptions::Vector(v)) => match v.into_vector() {
+                        Vector::Dense(d) => d.data,
+                        other => panic!("vector {other:?}"),
+                    },
+                    other => panic!("vector {other:?}"),
+                };
+                let payload = p
+                    .payload
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::from(v)))
+                    .collect();
+                out.insert(id, (payload, vector));
+            }
+            match resp.next_page_offset {
+                Some(o) => offset = Some(o),
+                None => break,
+            }
+        }
+        out
+    }
+}
+
 fn stored(p: &RetrievedPoint) -> Stored {
     use qdrant_client::qdrant::point_id::PointIdOptions;
     use qdrant_client::qdrant::vector_output::Vector;

@@ -9,10 +9,6 @@ use bytes::{BufMut, BytesMut};
 use crate::cli::PgType;
 use crate::embed::Embedded;
 
-/// Columns of the staging table, in the order rows are encoded.
-pub const COPY_COLUMNS: &str =
-    "id, tenant_id, doc_id, source, chunk_index, content, content_hash, embedding";
-
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 /// Largest finite float16 value; halfvec cannot hold more.
@@ -35,7 +31,7 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
     buf.put_i32(0); // header extension length
     for r in rows {
         let c = &r.chunk;
-        buf.put_i16(8);
+        buf.put_i16(14);
         put_text(&mut buf, &c.id);
         put_text(&mut buf, &c.doc.tenant);
         put_text(&mut buf, &c.doc.doc_id);
@@ -66,9 +62,32 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
                 }
             }
         }
+        // What only LightRAG's layout stores (see shape::STAGING_COLUMNS).
+        buf.put_i32(4);
+        buf.put_i32(c.tokens as i32);
+        let extra = c.extra.as_deref();
+        put_opt(&mut buf, extra.and_then(|e| e.entity_name.as_deref()));
+        put_opt(&mut buf, extra.and_then(|e| e.src_id.as_deref()));
+        put_opt(&mut buf, extra.and_then(|e| e.tgt_id.as_deref()));
+        put_opt(&mut buf, extra.and_then(|e| e.source_id.as_deref()));
+        match extra.and_then(|e| e.created_at) {
+            Some(t) => {
+                buf.put_i32(8);
+                buf.put_i64(t);
+            }
+            None => buf.put_i32(-1),
+        }
     }
     buf.put_i16(-1);
     Ok(buf)
+}
+
+/// A text, or NULL.
+fn put_opt(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_text(buf, s),
+        None => buf.put_i32(-1),
+    }
 }
 
 fn put_text(buf: &mut BytesMut, s: &str) {

@@ -4,6 +4,7 @@
 pub mod connect;
 mod copy;
 pub mod schema;
+pub mod shape;
 mod writer;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use crate::sink::{Hit, Sink, SinkSummary, SinkWriter};
 pub struct PgSink {
     cfg: PgConfig,
     table: Table,
+    shape: shape::Shape,
     dim: usize,
     /// Set by `prepare`: a table made by this run can be indexed without CONCURRENTLY.
     created_table: bool,
@@ -32,6 +34,7 @@ impl PgSink {
     pub fn new(cfg: PgConfig, dim: usize) -> PgSink {
         let table = Table::new(&cfg.table);
         PgSink {
+            shape: shape::Shape::new(cfg.layout),
             cfg,
             table,
             dim,
@@ -96,7 +99,14 @@ impl Sink for PgSink {
     async fn prepare(&mut self) -> Result<()> {
         let client = self.cfg.target.connect().await?;
         let version = schema::ensure_extension(&client, self.cfg.pg_type).await?;
-        let state = schema::ensure_table(&client, &self.table, self.cfg.pg_type, self.dim).await?;
+        let state = schema::ensure_table(
+            &client,
+            &self.table,
+            &self.shape,
+            self.cfg.pg_type,
+            self.dim,
+        )
+        .await?;
         self.created_table = state.created;
         tracing::info!(
             "pgvector {version}: table {} {}",
@@ -115,6 +125,7 @@ impl Sink for PgSink {
         schema::check_target(
             &client,
             &self.table,
+            &self.shape,
             self.cfg.pg_type,
             self.dim,
             self.cfg.index,
@@ -124,16 +135,19 @@ impl Sink for PgSink {
 
     async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
         let sql = format!(
-            "DELETE FROM {} WHERE tenant_id = $1 AND id = ANY($2) RETURNING 1",
-            self.table.quoted
+            "DELETE FROM {} WHERE {} = $1 AND id = ANY($2) RETURNING 1",
+            self.table.quoted,
+            self.shape.tenant()
         );
         Ok(self.by_ids(&sql, tenant, ids, "deleting").await?.len() as u64)
     }
 
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
         let sql = format!(
-            "SELECT id, content_hash FROM {} WHERE tenant_id = $1 AND id = ANY($2)",
-            self.table.quoted
+            "SELECT id::text, {} FROM {} WHERE {} = $1 AND id = ANY($2)",
+            self.shape.hash(),
+            self.table.quoted,
+            self.shape.tenant()
         );
         let rows = self.by_ids(&sql, tenant, ids, "looking up").await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -141,7 +155,9 @@ impl Sink for PgSink {
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         let client = self.cfg.target.connect().await?;
-        let w = writer::PgWriter::open(client, &self.table, self.cfg.pg_type, self.dim).await?;
+        let w =
+            writer::PgWriter::open(client, &self.table, &self.shape, self.cfg.pg_type, self.dim)
+                .await?;
         Ok(Box::new(w))
     }
 
@@ -171,10 +187,14 @@ impl Sink for PgSink {
                 .join(",")
         );
         let sql = format!(
-            "SELECT id, ({score})::real, source, chunk_index::bigint, content FROM (
-                SELECT id, source, chunk_index, content, embedding {op} $2::text::{ty} AS d
-                  FROM {t} WHERE tenant_id = $1 ORDER BY d LIMIT $3) nearest ORDER BY d",
-            t = self.table.quoted
+            "SELECT id::text, ({score})::real, src, idx::bigint, content FROM (
+                SELECT id, {si}, content, {v} {op} $2::text::{ty} AS d
+                  FROM {t} WHERE {tenant} = $1 ORDER BY d LIMIT $3) nearest(id, src, idx, content, d)
+              ORDER BY d",
+            t = self.table.quoted,
+            si = self.shape.source_and_index(),
+            v = self.shape.vector(),
+            tenant = self.shape.tenant(),
         );
         let rows = client
             .query(&sql, &[&tenant, &literal, &(k as i64)])
@@ -197,8 +217,9 @@ impl Sink for PgSink {
     async fn count(&self, tenant: &str) -> Result<u64> {
         let client = self.cfg.target.connect().await?;
         let sql = format!(
-            "SELECT count(*) FROM {} WHERE tenant_id = $1",
-            self.table.quoted
+            "SELECT count(*) FROM {} WHERE {} = $1",
+            self.table.quoted,
+            self.shape.tenant()
         );
         let n: i64 = client
             .query_one(&sql, &[&tenant])
@@ -211,9 +232,9 @@ impl Sink for PgSink {
     async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
         let client = self.cfg.target.connect().await?;
         // real[] reads vector and halfvec alike.
+        let (t, v, col) = (&self.table.quoted, self.shape.vector(), self.shape.tenant());
         let sql = format!(
-            "SELECT id, embedding::real[] FROM {} TABLESAMPLE SYSTEM (10) WHERE tenant_id = $1 LIMIT $2",
-            self.table.quoted
+            "SELECT id::text, {v}::real[] FROM {t} TABLESAMPLE SYSTEM (10) WHERE {col} = $1 LIMIT $2"
         );
         let mut rows = client
             .query(&sql, &[&tenant, &(n as i64)])
@@ -221,10 +242,7 @@ impl Sink for PgSink {
             .map_err(|e| anyhow::anyhow!("sampling vectors: {}", schema::db_message(&e)))?;
         if rows.len() < n {
             // A small table can sample few pages or none: take the first rows.
-            let sql = format!(
-                "SELECT id, embedding::real[] FROM {} WHERE tenant_id = $1 LIMIT $2",
-                self.table.quoted
-            );
+            let sql = format!("SELECT id::text, {v}::real[] FROM {t} WHERE {col} = $1 LIMIT $2");
             rows = client
                 .query(&sql, &[&tenant, &(n as i64)])
                 .await
@@ -239,6 +257,7 @@ impl Sink for PgSink {
             schema::build_index(
                 &client,
                 &self.table,
+                &self.shape,
                 self.cfg.index,
                 self.cfg.pg_type,
                 self.cfg.distance,
@@ -252,8 +271,9 @@ impl Sink for PgSink {
         let rows: i64 = client
             .query_one(
                 &format!(
-                    "SELECT count(*) FROM {} WHERE tenant_id = $1",
-                    self.table.quoted
+                    "SELECT count(*) FROM {} WHERE {} = $1",
+                    self.table.quoted,
+                    self.shape.tenant()
                 ),
                 &[&tenant],
             )

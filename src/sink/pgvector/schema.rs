@@ -7,6 +7,7 @@
 use anyhow::{Context, Result, bail};
 use tokio_postgres::Client;
 
+use super::shape::Shape;
 use crate::cli::{Distance, IndexKind, PgType};
 
 /// Accepts `table` or `schema.table` made of plain identifiers, so names can
@@ -143,18 +144,6 @@ fn version_lt(v: &str, min: (u32, u32)) -> bool {
     (major, minor) < min
 }
 
-/// The columns of the stored layout and their types (embedding checked apart).
-const COLUMNS: &[(&str, &str)] = &[
-    ("tenant_id", "text"),
-    ("id", "text"),
-    ("doc_id", "text"),
-    ("source", "text"),
-    ("chunk_index", "integer"),
-    ("content", "text"),
-    ("content_hash", "text"),
-    ("updated_at", "timestamp with time zone"),
-];
-
 /// What is at the table's name now.
 pub enum TableCheck {
     Missing,
@@ -167,6 +156,7 @@ pub enum TableCheck {
 pub async fn inspect_table(
     client: &Client,
     table: &Table,
+    shape: &Shape,
     ty: PgType,
     dim: usize,
 ) -> Result<TableCheck> {
@@ -189,49 +179,57 @@ pub async fn inspect_table(
             .map(|(_, t)| t.as_str())
     };
     let name = &table.name;
-    let problem = match find("embedding") {
+    let vcol = shape.vector();
+    let kind = if shape.layout.is_lightrag() {
+        "a LightRAG table of this namespace"
+    } else {
+        "a vecload table"
+    };
+    let problem = match find(vcol) {
         Some(t) if t == want => None,
         Some(t) => Some(format!(
-            "table {name} already exists with embedding {t}, but this run makes {want}. \
+            "table {name} already exists with {vcol} {t}, but this run makes {want}. \
              Use another --table for the new vectors, or set --embed-dim/--pg-type to match the table"
         )),
         None => Some(format!(
-            "table {name} exists but has no `embedding` column: it is not a vecload table; choose another --table"
+            "table {name} exists but has no `{vcol}` column: it is not {kind}; choose another --table"
         )),
     };
     if let Some(p) = problem {
         return Ok(TableCheck::Incompatible(p));
     }
-    for (col, ty) in COLUMNS {
-        match find(col) {
-            Some(t) if t == *ty => {}
-            Some(t) => {
+    for (col, ty) in shape.columns() {
+        match (find(col), ty) {
+            (Some(t), Some(ty)) if t != *ty => {
                 return Ok(TableCheck::Incompatible(format!(
                     "table {name} has column {col} of type {t}, expected {ty}; choose another --table"
                 )));
             }
-            None => {
+            (Some(_), _) => {}
+            (None, _) => {
                 return Ok(TableCheck::Incompatible(format!(
-                    "table {name} has no column {col}: it is not a vecload table; choose another --table"
+                    "table {name} has no column {col}: it is not {kind}; choose another --table"
                 )));
             }
         }
     }
+    let key = shape.key();
     let has_key: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique \
              AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a \
-                  WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = ARRAY['id','tenant_id'])",
-            &[&table.quoted],
+                  WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = ARRAY[$2, $3])",
+            &[&table.quoted, &key[0], &key[1]],
         )
         .await
         .context("checking the table's primary key")?
         .get(0);
     if !has_key {
         return Ok(TableCheck::Incompatible(format!(
-            "table {name} has no unique key on (tenant_id, id), so reruns could not upsert; add one with \
-             `ALTER TABLE {} ADD PRIMARY KEY (tenant_id, id)` or choose another --table",
-            table.quoted
+            "table {name} has no unique key on ({t}, id), so reruns could not upsert; add one with \
+             `ALTER TABLE {} ADD PRIMARY KEY ({t}, id)` or choose another --table",
+            table.quoted,
+            t = shape.tenant()
         )));
     }
     Ok(TableCheck::Compatible)
@@ -246,32 +244,18 @@ pub struct TableState {
 pub async fn ensure_table(
     client: &Client,
     table: &Table,
+    shape: &Shape,
     ty: PgType,
     dim: usize,
 ) -> Result<TableState> {
-    match inspect_table(client, table, ty, dim).await? {
+    match inspect_table(client, table, shape, ty, dim).await? {
         TableCheck::Compatible => Ok(TableState { created: false }),
         TableCheck::Incompatible(msg) => bail!(msg),
         TableCheck::Missing => {
-            let ddl = format!(
-                "CREATE TABLE IF NOT EXISTS {t} (
-                    tenant_id text NOT NULL,
-                    id text NOT NULL,
-                    doc_id text NOT NULL,
-                    source text NOT NULL,
-                    chunk_index integer NOT NULL,
-                    content text NOT NULL,
-                    content_hash text NOT NULL,
-                    embedding {want} NOT NULL,
-                    updated_at timestamptz NOT NULL DEFAULT now(),
-                    PRIMARY KEY (tenant_id, id)
-                )",
-                t = table.quoted,
-                want = column_type(ty, dim)
-            );
+            let ddl = shape.ddl(table, &column_type(ty, dim)).join(";\n");
             if let Err(e) = client.batch_execute(&ddl).await {
                 // Another load may have created it at the same moment.
-                return match inspect_table(client, table, ty, dim).await? {
+                return match inspect_table(client, table, shape, ty, dim).await? {
                     TableCheck::Compatible => Ok(TableState { created: false }),
                     _ => bail!("cannot create table {}: {}", table.name, db_message(&e)),
                 };
@@ -287,6 +271,7 @@ pub async fn ensure_table(
 pub async fn check_target(
     client: &Client,
     table: &Table,
+    shape: &Shape,
     ty: PgType,
     dim: usize,
     index: IndexKind,
@@ -335,7 +320,7 @@ pub async fn check_target(
         }
     }
     let schema = table.name.split_once('.').map(|(s, _)| s.to_string());
-    match inspect_table(client, table, ty, dim).await? {
+    match inspect_table(client, table, shape, ty, dim).await? {
         TableCheck::Incompatible(msg) => problems.push(msg),
         TableCheck::Missing => {
             let schema_expr = match &schema {
@@ -409,9 +394,11 @@ pub async fn check_target(
 /// Builds the vector index after the load. On a table that existed before the
 /// run (possibly serving queries) it is built CONCURRENTLY so writers are not
 /// blocked; an invalid leftover of an interrupted concurrent build is rebuilt.
+#[allow(clippy::too_many_arguments)]
 pub async fn build_index(
     client: &Client,
     table: &Table,
+    shape: &Shape,
     kind: IndexKind,
     ty: PgType,
     distance: Distance,
@@ -421,7 +408,7 @@ pub async fn build_index(
     if kind == IndexKind::None {
         return Ok(None);
     }
-    let name = table.vector_index_name(kind, distance);
+    let (name, lightrag_with) = shape.index(table, kind, ty, distance);
     let schema_pred = match table.name.split_once('.') {
         Some((schema, _)) => format!("n.nspname = '{schema}'"),
         None => "n.oid = ANY (current_schemas(false)::regnamespace[])".to_string(),
@@ -469,6 +456,14 @@ pub async fn build_index(
             .map_err(|e| anyhow::anyhow!("--index-memory {mem:?}: {}", db_message(&e)))?;
     }
     let method = match kind {
+        _ if !lightrag_with.is_empty() => format!(
+            "{}{lightrag_with}",
+            if kind == IndexKind::Ivfflat {
+                "ivfflat"
+            } else {
+                "hnsw"
+            }
+        ),
         IndexKind::Hnsw => "hnsw".to_string(),
         IndexKind::Ivfflat => {
             // pgvector's guidance: rows/1000 lists up to 1M rows, sqrt(rows) above.
@@ -490,9 +485,10 @@ pub async fn build_index(
         None => (method, String::new()),
     };
     let sql = format!(
-        "CREATE INDEX {conc}IF NOT EXISTS \"{name}\" ON {t} USING {using} (embedding {ops}){with}",
+        "CREATE INDEX {conc}IF NOT EXISTS \"{name}\" ON {t} USING {using} ({col} {ops}){with}",
         conc = if concurrently { "CONCURRENTLY " } else { "" },
         t = table.quoted,
+        col = shape.vector(),
         ops = opclass(ty, distance),
     );
     client

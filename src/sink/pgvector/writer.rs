@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use super::copy::{COPY_COLUMNS, encode};
+use super::copy::encode;
 use super::schema::{Table, column_type, db_message};
+use super::shape::{STAGING_COLUMNS, Shape, staging_ddl};
 use crate::cli::PgType;
 use crate::embed::Embedded;
 use crate::sink::{SinkWriter, WriteError};
@@ -24,30 +25,20 @@ pub struct PgWriter {
 }
 
 impl PgWriter {
-    pub async fn open(client: Client, table: &Table, ty: PgType, dim: usize) -> Result<PgWriter> {
+    pub async fn open(
+        client: Client,
+        table: &Table,
+        shape: &Shape,
+        ty: PgType,
+        dim: usize,
+    ) -> Result<PgWriter> {
         client
-            .batch_execute(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS vecload_staging (
-                    id text, tenant_id text, doc_id text, source text, chunk_index integer,
-                    content text, content_hash text, embedding {}
-                ) ON COMMIT DELETE ROWS",
-                column_type(ty, dim)
-            ))
+            .batch_execute(&staging_ddl(&column_type(ty, dim)))
             .await
             .map_err(|e| anyhow::anyhow!("creating the staging table: {}", db_message(&e)))?;
-        // DISTINCT ON: one statement cannot update the same row twice.
-        let upsert = format!(
-            "INSERT INTO {t} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, updated_at)
-             SELECT DISTINCT ON (tenant_id, id) tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, now()
-             FROM pg_temp.vecload_staging
-             ON CONFLICT (tenant_id, id) DO UPDATE SET
-                doc_id = EXCLUDED.doc_id, source = EXCLUDED.source, chunk_index = EXCLUDED.chunk_index,
-                content = EXCLUDED.content, content_hash = EXCLUDED.content_hash,
-                embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at",
-            t = table.quoted
-        );
+        let upsert = shape.upsert(table);
         let copy =
-            format!("COPY pg_temp.vecload_staging ({COPY_COLUMNS}) FROM STDIN (FORMAT binary)");
+            format!("COPY pg_temp.vecload_staging ({STAGING_COLUMNS}) FROM STDIN (FORMAT binary)");
         Ok(PgWriter {
             client,
             ty,

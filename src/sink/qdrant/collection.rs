@@ -23,8 +23,19 @@ use serde::{Deserialize, Serialize};
 use super::connect::message;
 use crate::cli::Distance;
 use crate::config::QdrantConfig;
+use crate::layout::Layout;
 
 pub const TENANT_FIELD: &str = "tenant_id";
+/// LightRAG's tenant field.
+pub const WORKSPACE_FIELD: &str = "workspace_id";
+
+/// The payload field that holds the tenant in this layout.
+pub fn tenant_field(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Vecload => TENANT_FIELD,
+        Layout::Lightrag(_) => WORKSPACE_FIELD,
+    }
+}
 pub const DOC_FIELD: &str = "doc_id";
 const MARKER: &str = "vecload_bulk_load";
 
@@ -118,6 +129,10 @@ pub async fn create(client: &Qdrant, cfg: &QdrantConfig, dim: usize) -> Result<b
     if let Some(n) = cfg.replication_factor {
         req = req.replication_factor(n);
     }
+    if cfg.layout.is_lightrag() {
+        // LightRAG's own: no global graph, one per tenant (workspace).
+        req = req.hnsw_config(HnswConfigDiffBuilder::default().payload_m(16).m(0));
+    }
     match client.create_collection(req).await {
         Ok(_) => Ok(true),
         Err(e) if message(&e).contains("already exists") => Ok(false),
@@ -132,8 +147,13 @@ pub async fn ensure_payload_indexes(
     client: &Qdrant,
     name: &str,
     info: &CollectionInfo,
+    layout: Layout,
 ) -> Result<()> {
-    for (field, tenant) in [(TENANT_FIELD, true), (DOC_FIELD, false)] {
+    let fields: &[(&str, bool)] = match layout {
+        Layout::Vecload => &[(TENANT_FIELD, true), (DOC_FIELD, false)],
+        Layout::Lightrag(_) => &[(WORKSPACE_FIELD, true)],
+    };
+    for &(field, tenant) in fields {
         if let Some(schema) = info.payload_schema.get(field) {
             if schema.data_type != PayloadSchemaType::Keyword as i32 {
                 anyhow::bail!(

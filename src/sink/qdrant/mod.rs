@@ -24,6 +24,7 @@ use qdrant_client::qdrant::{
 pub use connect::QdrantTarget;
 
 use crate::config::QdrantConfig;
+use crate::layout::Layout;
 use crate::sink::{Hit, Sink, SinkSummary, SinkWriter};
 use collection::TENANT_FIELD;
 use connect::message;
@@ -57,10 +58,29 @@ impl QdrantSink {
         &self.cfg.collection
     }
 
-    fn tenant_and_ids(tenant: &str, ids: &[String]) -> Filter {
+    fn tenant_field(&self) -> &'static str {
+        collection::tenant_field(self.cfg.layout)
+    }
+
+    fn tenant_filter(&self, tenant: &str) -> Filter {
+        Filter::must([Condition::matches(self.tenant_field(), tenant.to_string())])
+    }
+
+    /// The point id a row's id is stored under.
+    fn point_id(&self, tenant: &str, id: &str) -> String {
+        match self.cfg.layout {
+            Layout::Vecload => id.to_string(),
+            Layout::Lightrag(_) => crate::layout::qdrant_point_id(tenant, id),
+        }
+    }
+
+    fn tenant_and_ids(&self, tenant: &str, ids: &[String]) -> Filter {
         Filter::must([
-            Condition::matches(TENANT_FIELD, tenant.to_string()),
-            Condition::has_id(ids.iter().map(|id| PointId::from(id.as_str()))),
+            Condition::matches(self.tenant_field(), tenant.to_string()),
+            Condition::has_id(
+                ids.iter()
+                    .map(|id| PointId::from(self.point_id(tenant, id))),
+            ),
         ])
     }
 
@@ -117,7 +137,7 @@ impl Sink for QdrantSink {
         let info = info.ok_or_else(|| anyhow!("collection {name} disappeared after creation"))?;
         collection::check_layout(&name, &info, self.dim, self.cfg.distance)
             .map_err(|m| anyhow!(m))?;
-        collection::ensure_payload_indexes(&client, &name, &info).await?;
+        collection::ensure_payload_indexes(&client, &name, &info, self.cfg.layout).await?;
         self.client = Some(client);
         Ok(())
     }
@@ -155,7 +175,7 @@ impl Sink for QdrantSink {
 
     async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
         let client = self.client()?;
-        let filter = Self::tenant_and_ids(tenant, ids);
+        let filter = self.tenant_and_ids(tenant, ids);
         let n = client
             .count(
                 CountPointsBuilder::new(self.name())
@@ -181,14 +201,22 @@ impl Sink for QdrantSink {
 
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
         let client = self.client()?;
-        let points: Vec<PointId> = ids.iter().map(|id| PointId::from(id.as_str())).collect();
+        let points: Vec<PointId> = ids
+            .iter()
+            .map(|id| PointId::from(self.point_id(tenant, id)))
+            .collect();
+        let lightrag = self.cfg.layout.is_lightrag();
+        // LightRAG keeps no hash: its text is read and hashed instead, and
+        // its own id maps the point back to the row.
+        let fields = if lightrag {
+            vec![self.tenant_field().into(), "id".into(), "content".into()]
+        } else {
+            vec![TENANT_FIELD.into(), "content_hash".into()]
+        };
         let got = client
             .get_points(
                 GetPointsBuilder::new(self.name(), points)
-                    .with_payload(PayloadIncludeSelector::new(vec![
-                        TENANT_FIELD.to_string(),
-                        "content_hash".to_string(),
-                    ]))
+                    .with_payload(PayloadIncludeSelector::new(fields))
                     .with_vectors(false),
             )
             .await
@@ -200,7 +228,16 @@ impl Sink for QdrantSink {
         };
         let mut found = HashMap::new();
         for p in got.result {
-            if text(p.payload.get(TENANT_FIELD)).as_deref() != Some(tenant) {
+            if text(p.payload.get(self.tenant_field())).as_deref() != Some(tenant) {
+                continue;
+            }
+            if lightrag {
+                let (Some(id), Some(content)) =
+                    (text(p.payload.get("id")), text(p.payload.get("content")))
+                else {
+                    continue;
+                };
+                found.insert(id, crate::chunk::id::content_hash(&content));
                 continue;
             }
             let id = match p.id.and_then(|id| id.point_id_options) {
@@ -216,7 +253,8 @@ impl Sink for QdrantSink {
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
         use qdrant_client::qdrant::{Query, QueryPointsBuilder};
         let client = self.client()?;
-        let filter = Filter::must([Condition::matches(TENANT_FIELD, tenant.to_string())]);
+        let filter = self.tenant_filter(tenant);
+        let lightrag = self.cfg.layout.is_lightrag();
         let found = client
             .query(
                 QueryPointsBuilder::new(self.name())
@@ -239,12 +277,13 @@ impl Sink for QdrantSink {
             .into_iter()
             .map(|p| Hit {
                 id: match p.id.and_then(|id| id.point_id_options) {
+                    _ if lightrag => text(&p.payload, "id"),
                     Some(PointIdOptions::Uuid(u)) => u,
                     Some(PointIdOptions::Num(n)) => n.to_string(),
                     None => String::new(),
                 },
                 score: p.score,
-                source: text(&p.payload, "source"),
+                source: text(&p.payload, if lightrag { "file_path" } else { "source" }),
                 chunk_index: match p.payload.get("chunk_index").and_then(|v| v.kind.as_ref()) {
                     Some(Kind::IntegerValue(i)) => *i,
                     _ => -1,
@@ -258,6 +297,7 @@ impl Sink for QdrantSink {
         Ok(Box::new(writer::QdrantWriter {
             client: self.client()?,
             collection: self.name().to_string(),
+            layout: self.cfg.layout,
         }))
     }
 
@@ -266,10 +306,7 @@ impl Sink for QdrantSink {
         Ok(client
             .count(
                 CountPointsBuilder::new(self.name())
-                    .filter(Filter::must([Condition::matches(
-                        TENANT_FIELD,
-                        tenant.to_string(),
-                    )]))
+                    .filter(self.tenant_filter(tenant))
                     .exact(true),
             )
             .await
@@ -284,10 +321,7 @@ impl Sink for QdrantSink {
         let got = client
             .scroll(
                 ScrollPointsBuilder::new(self.name())
-                    .filter(Filter::must([Condition::matches(
-                        TENANT_FIELD,
-                        tenant.to_string(),
-                    )]))
+                    .filter(self.tenant_filter(tenant))
                     .limit(n as u32)
                     .with_payload(false)
                     .with_vectors(true),
@@ -334,10 +368,7 @@ impl Sink for QdrantSink {
         let count = client
             .count(
                 CountPointsBuilder::new(name)
-                    .filter(Filter::must([Condition::matches(
-                        TENANT_FIELD,
-                        tenant.to_string(),
-                    )]))
+                    .filter(self.tenant_filter(tenant))
                     .exact(true),
             )
             .await

@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder, Value};
 
-use super::collection::{DOC_FIELD, TENANT_FIELD};
+use super::collection::{DOC_FIELD, TENANT_FIELD, WORKSPACE_FIELD};
 use super::connect::{is_transient, message, retry_after};
 use crate::embed::Embedded;
+use crate::layout::{Layout, Namespace};
 use crate::sink::{SinkWriter, WriteError};
 
 /// Qdrant's guidance is to keep a request under about 5 MB.
@@ -25,14 +26,24 @@ pub const REQUEST_BYTES: usize = 4 << 20;
 pub struct QdrantWriter {
     pub client: Arc<Qdrant>,
     pub collection: String,
+    pub layout: Layout,
 }
 
 #[async_trait]
 impl SinkWriter for QdrantWriter {
     async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
         let now = rfc3339(SystemTime::now());
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         for part in split_by_bytes(rows, REQUEST_BYTES) {
-            let points: Vec<PointStruct> = part.iter().map(|r| point(r, &now)).collect();
+            let points: Vec<PointStruct> = part
+                .iter()
+                .map(|r| match self.layout {
+                    Layout::Vecload => point(r, &now),
+                    Layout::Lightrag(ns) => lightrag_point(r, ns, secs),
+                })
+                .collect();
             let req = UpsertPointsBuilder::new(&self.collection, points).wait(true);
             if let Err(e) = self.client.upsert_points(req).await {
                 let msg = format!("upserting {} points: {}", part.len(), message(&e));
@@ -65,6 +76,55 @@ fn point(r: &Embedded, updated_at: &str) -> PointStruct {
         ("updated_at".to_string(), Value::from(updated_at)),
     ]);
     PointStruct::new(c.id.clone(), r.vector.clone(), payload)
+}
+
+/// A point as LightRAG 1.5.7's QdrantVectorDBStorage writes it: its
+/// string id, workspace and creation time, and its namespace's meta fields.
+fn lightrag_point(r: &Embedded, ns: Namespace, now: i64) -> PointStruct {
+    let c = &r.chunk;
+    let extra = c.extra.as_deref();
+    let text = |v: Option<&str>| Value::from(v.unwrap_or_default());
+    let mut payload: HashMap<String, Value> = HashMap::from([
+        ("id".to_string(), Value::from(c.id.as_str())),
+        (WORKSPACE_FIELD.to_string(), Value::from(&*c.doc.tenant)),
+        (
+            "created_at".to_string(),
+            Value::from(extra.and_then(|e| e.created_at).unwrap_or(now)),
+        ),
+        ("content".to_string(), Value::from(c.text.as_str())),
+        ("file_path".to_string(), Value::from(c.doc.source.as_str())),
+    ]);
+    match ns {
+        Namespace::Chunks => {
+            payload.insert("full_doc_id".into(), Value::from(c.doc.doc_id.as_str()));
+        }
+        Namespace::Entities => {
+            payload.insert(
+                "entity_name".into(),
+                text(extra.and_then(|e| e.entity_name.as_deref())),
+            );
+            payload.insert(
+                "source_id".into(),
+                text(extra.and_then(|e| e.source_id.as_deref())),
+            );
+        }
+        Namespace::Relationships => {
+            payload.insert(
+                "src_id".into(),
+                text(extra.and_then(|e| e.src_id.as_deref())),
+            );
+            payload.insert(
+                "tgt_id".into(),
+                text(extra.and_then(|e| e.tgt_id.as_deref())),
+            );
+            payload.insert(
+                "source_id".into(),
+                text(extra.and_then(|e| e.source_id.as_deref())),
+            );
+        }
+    }
+    let id = crate::layout::qdrant_point_id(&c.doc.tenant, &c.id);
+    PointStruct::new(id, r.vector.clone(), payload)
 }
 
 /// Roughly what a point costs on the wire: 4 bytes a float plus its strings.
@@ -146,6 +206,7 @@ mod tests {
                 text: "x".repeat(text_len),
                 content_hash: String::new(),
                 tokens: 1,
+                extra: None,
             },
             vector: vec![0.0; dim],
         }
