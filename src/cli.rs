@@ -46,7 +46,8 @@ pub struct ReembedArgs {
     /// Where the texts come from: pgvector:TABLE or qdrant:COLLECTION (a
     /// store vecload or LightRAG wrote), lightrag:PATH (LightRAG's
     /// kv_store_text_chunks.json) or lightrag-pg: (its LIGHTRAG_DOC_CHUNKS
-    /// table). Only read, never modified.
+    /// table) or lightrag-redis: (its Redis chunk store at REDIS_URI). Only
+    /// read, never modified.
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
 
@@ -59,9 +60,15 @@ pub struct ReembedArgs {
     #[arg(long, value_name = "URL")]
     pub from_qdrant_url: Option<String>,
 
+    /// Redis of lightrag-redis: (redis://, or rediss:// with TLS as on
+    /// ElastiCache; a password in it is never logged).
+    #[arg(long, env = "REDIS_URI", value_name = "URL", hide_env_values = true)]
+    pub from_redis_url: Option<String>,
+
     /// Re-embed only this tenant (LightRAG workspace); all tenants if unset.
-    /// For lightrag:PATH, the workspace the chunks belong to (default
-    /// "default").
+    /// For lightrag:PATH and lightrag-redis:, the workspace the chunks belong
+    /// to (unset: LightRAG's unnamed workspace, stored as "_" in Qdrant and
+    /// "default" in PostgreSQL, as LightRAG does).
     #[arg(long, visible_alias = "tenant-id")]
     pub tenant: Option<String>,
 

@@ -582,3 +582,46 @@ fn lightrag_entities_and_relations_change_model_across_stores() {
     .get(0);
     assert_eq!(dims, 16);
 }
+
+/// LightRAG's Redis chunk store (the RAG API runs it on ElastiCache), in a
+/// real redis-server with a password: only this workspace's text_chunks
+/// keys are read, and the password never shows.
+#[test]
+fn lightrag_redis_chunk_store_reembeds_into_pgvector() {
+    let Some(pg) = pg_url("lightrag_redis_chunk_store_reembeds_into_pgvector") else {
+        return;
+    };
+    let Some(redis) = RedisServer::start("lightrag_redis_chunk_store_reembeds_into_pgvector")
+    else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    for (key, rec) in fixture() {
+        redis.set(&format!("{WORKSPACE}_text_chunks:{key}"), &rec.to_string());
+    }
+    // Another workspace, and another namespace of this one: never read.
+    let stray =
+        serde_json::json!({"content": "not mine", "full_doc_id": "doc-x", "chunk_order_index": 0});
+    redis.set("other_text_chunks:doc-x-chunk-000", &stray.to_string());
+    redis.set(&format!("{WORKSPACE}_full_docs:doc-x"), &stray.to_string());
+
+    let model = unique_table("model-e");
+    let out = run(vecload_cmd("reembed", &server, &model)
+        .args(["--from", "lightrag-redis:", "--pg-url", &pg])
+        .env("REDIS_URI", &redis.url));
+    assert_eq!(out.code, 0);
+    assert!(!out.all_output().contains(REDIS_PASSWORD));
+    let db = Db::connect(&pg);
+    let table = format!("lightrag_vdb_chunks_{}", suffix(&model));
+    assert_chunks_are_the_fixture(&pg_chunks(&db, &table), Some(CREATED));
+
+    // A wrong password: refused before anything is sent, and not shown.
+    let wrong = redis.url.replace(REDIS_PASSWORD, "wrong-secret-pw");
+    let out = run(vecload_cmd("reembed", &server, &unique_table("model-f"))
+        .args(["--from", "lightrag-redis:", "--pg-url", &pg])
+        .env("REDIS_URI", &wrong));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("Redis"), "{}", out.stderr);
+    assert!(!out.all_output().contains("wrong-secret-pw"));
+    assert_eq!(server.requests(), 1, "only the first run's request");
+}

@@ -25,6 +25,10 @@ pub enum SourceSpec {
     LightragJson {
         path: PathBuf,
     },
+    LightragRedis {
+        uri: Secret,
+        workspace: Option<String>,
+    },
 }
 
 impl SourceSpec {
@@ -40,6 +44,10 @@ impl SourceSpec {
             SourceSpec::LightragJson { path } => {
                 format!("LightRAG chunk store {}", path.display())
             }
+            SourceSpec::LightragRedis { uri, .. } => format!(
+                "LightRAG Redis chunk store at {}",
+                super::from_redis::describe_uri(uri.expose())
+            ),
         }
     }
 }
@@ -73,8 +81,11 @@ impl ReembedConfig {
         if args.page_size == 0 || args.page_size > 10_000 {
             return Err(bad("--page-size must be from 1 to 10000"));
         }
+        // A JSON or Redis chunk store holds one workspace: --tenant names it.
+        let one_workspace =
+            args.from.starts_with("lightrag:") || args.from.starts_with("lightrag-redis:");
         if let (Some(_), Some(t)) = (&args.switch, &tenant)
-            && !args.from.starts_with("lightrag:")
+            && !one_workspace
         {
             return Err(bad(format!(
                 "--switch moves every tenant at once, but --tenant {t:?} re-embeds only one. \
@@ -99,6 +110,7 @@ impl ReembedConfig {
         let name = match (kind, name.trim()) {
             // LightRAG's PostgreSQL chunk store has one fixed name.
             ("lightrag-pg", "") => "lightrag_doc_chunks",
+            ("lightrag-redis", "") => "text_chunks",
             (_, n) => n,
         };
         if name.is_empty() {
@@ -170,10 +182,18 @@ impl ReembedConfig {
                 SourceSpec::LightragJson { path }
             }
             "lightrag-redis" => {
-                return Err(bad(
-                    "--from lightrag-redis: not supported yet; export the chunks to \
-                     kv_store_text_chunks.json (LightRAG's JsonKVStorage) and use lightrag:PATH",
-                ));
+                let uri = args.from_redis_url.clone().ok_or_else(|| {
+                    bad("--from lightrag-redis: needs REDIS_URI (or --from-redis-url), as the RAG API has it")
+                })?;
+                if !uri.starts_with("redis://") && !uri.starts_with("rediss://") {
+                    return Err(bad(
+                        "REDIS_URI / --from-redis-url must start with redis:// or rediss://",
+                    ));
+                }
+                SourceSpec::LightragRedis {
+                    uri: Secret::new(uri),
+                    workspace: tenant.clone(),
+                }
             }
             other => {
                 return Err(bad(format!(

@@ -15,6 +15,7 @@ pub mod config;
 mod from_lightrag;
 mod from_pgvector;
 mod from_qdrant;
+mod from_redis;
 mod report;
 mod switch;
 
@@ -84,10 +85,30 @@ async fn open_source(cfg: &ReembedConfig) -> Result<Box<dyn SourceStore>> {
         ),
         SourceSpec::LightragJson { path } => Box::new(from_lightrag::LightragSource::open(
             path,
-            cfg.tenant.clone().unwrap_or_else(|| "default".into()),
+            single_workspace_tenant(cfg),
             cfg.page_size,
         )?),
+        SourceSpec::LightragRedis { uri, workspace } => Box::new(
+            from_redis::RedisSource::open(
+                uri.expose(),
+                workspace.as_deref(),
+                single_workspace_tenant(cfg),
+                cfg.page_size,
+            )
+            .await?,
+        ),
     })
+}
+
+/// The tenant of a one-workspace chunk store: --tenant, or for LightRAG's
+/// unnamed workspace what LightRAG itself stores it as: "_" in Qdrant,
+/// "default" in PostgreSQL.
+fn single_workspace_tenant(cfg: &ReembedConfig) -> String {
+    match (&cfg.tenant, &cfg.sink) {
+        (Some(t), _) => t.clone(),
+        (None, crate::config::SinkConfig::Qdrant(_)) => "_".into(),
+        (None, crate::config::SinkConfig::Pgvector(_)) => "default".into(),
+    }
 }
 
 pub async fn run(

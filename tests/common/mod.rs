@@ -165,6 +165,7 @@ const CLEARED_ENV: &[&str] = &[
     "POSTGRES_SSLROOTCERT",
     "POSTGRES_SSL_MODE",
     "POSTGRES_SSL_ROOT_CERT",
+    "REDIS_URI",
     "EMBEDDING_BINDING",
     "EMBEDDING_BINDING_HOST",
     "EMBEDDING_MODEL",
@@ -396,4 +397,79 @@ pub fn vector_in_parts(text: &str, max: usize, dim: usize) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= n);
     v
+}
+
+/// A real redis-server (Debian's package) on a free loopback port, with a
+/// password, stopped when dropped. Skipped loudly when there is no
+/// `redis-server` on PATH, failed under VECLOAD_REQUIRE_SERVICES=1.
+pub struct RedisServer {
+    child: Child,
+    pub url: String,
+}
+
+pub const REDIS_PASSWORD: &str = "redis-secret-pw";
+
+impl RedisServer {
+    pub fn start(test: &str) -> Option<RedisServer> {
+        let bin = std::env::var("VECLOAD_TEST_REDIS_SERVER")
+            .ok()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "redis-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(["--requirepass", REDIS_PASSWORD])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            if std::env::var("VECLOAD_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "no redis-server ({bin}) but VECLOAD_REQUIRE_SERVICES=1; run scripts/test.sh"
+                );
+            }
+            let _ = writeln!(
+                std::io::stderr(),
+                "=== SKIPPED {test}: no redis-server on PATH (Debian package redis-server; scripts/test.sh installs it) ==="
+            );
+            return None;
+        };
+        let url = format!("redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0");
+        let server = RedisServer { child, url };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if server.connection().is_some() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server did not answer on port {port}");
+    }
+
+    pub fn connection(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url.as_str()).ok()?;
+        let mut con = client.get_connection().ok()?;
+        redis::cmd("PING").query::<String>(&mut con).ok()?;
+        Some(con)
+    }
+
+    pub fn set(&self, key: &str, value: &str) {
+        let mut con = self.connection().expect("redis connection");
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(&mut con)
+            .expect("SET");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
