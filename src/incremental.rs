@@ -33,6 +33,18 @@ pub struct Ledger {
     /// `plan`: decide and count, but change nothing in the state or sink.
     dry_run: bool,
     intents: IntentLog,
+    /// The sink's ids are not unique across tenants (LightRAG's are not):
+    /// the state keys chunks by `tenant \0 id` instead.
+    tenant_scoped: bool,
+}
+
+/// The sink's id of a chunk recorded in the state under `state_id`.
+fn sink_id(state_id: &str) -> &str {
+    state_id.rsplit_once('\0').map_or(state_id, |(_, id)| id)
+}
+
+fn sink_ids(state_ids: &[String]) -> Vec<String> {
+    state_ids.iter().map(|i| sink_id(i).to_string()).collect()
 }
 
 /// Group commit for write intents: each needs a disk sync before its batch
@@ -88,7 +100,34 @@ impl Ledger {
             seen: Mutex::new(HashSet::new()),
             dry_run: false,
             intents: IntentLog::default(),
+            tenant_scoped: false,
         }
+    }
+
+    /// For sinks whose ids repeat across tenants (`--layout lightrag`):
+    /// two tenants loading the same file must not share state records.
+    pub fn tenant_scoped_ids(mut self, on: bool) -> Ledger {
+        self.tenant_scoped = on;
+        self
+    }
+
+    fn state_id(&self, tenant: &str, id: &str) -> String {
+        if self.tenant_scoped {
+            format!("{tenant}\0{id}")
+        } else {
+            id.to_string()
+        }
+    }
+
+    fn records(&self, rows: &[Embedded]) -> Vec<ChunkRec> {
+        rows.iter()
+            .map(|r| ChunkRec {
+                id: self.state_id(&r.chunk.doc.tenant, &r.chunk.id),
+                hash: r.chunk.content_hash.clone(),
+                index: r.chunk.index,
+                doc: doc_key(&r.chunk.doc.tenant, &r.chunk.doc.key),
+            })
+            .collect()
     }
 
     /// A ledger that only counts: stale chunks and pruned documents are
@@ -141,7 +180,11 @@ impl Ledger {
         let meta = chunks.first().map(|c| c.doc.clone());
         let mut written = 0;
         if let Some(state) = &self.state {
-            let ids: Vec<&str> = chunks.iter().map(|c| c.id.as_str()).collect();
+            let ids: Vec<String> = chunks
+                .iter()
+                .map(|c| self.state_id(tenant, &c.id))
+                .collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let acked = state.acked_hashes(&ids)?;
             let before = chunks.len();
             let mut acked = acked.into_iter();
@@ -181,7 +224,7 @@ impl Ledger {
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            p.0.push((key.clone(), records(rows)));
+            p.0.push((key.clone(), self.records(rows)));
             p.1 + 1
         };
         let mut flushed = self.intents.flushed.lock().await;
@@ -209,7 +252,7 @@ impl Ledger {
         let Some(state) = &self.state else {
             return Ok(());
         };
-        let recs = records(rows);
+        let recs = self.records(rows);
         tokio::task::block_in_place(|| state.mark_acked(intent, &recs))?;
         let done: Vec<&DocMeta> = rows
             .iter()
@@ -245,7 +288,7 @@ impl Ledger {
             });
         }
         for (tenant, ids) in stale_by_tenant.iter().filter(|(_, ids)| !ids.is_empty()) {
-            let n = self.sink.delete(tenant, ids).await?;
+            let n = self.sink.delete(tenant, &sink_ids(ids)).await?;
             Stats::add(&self.stats.stale_deleted, n);
         }
         tokio::task::block_in_place(|| state.complete_docs(&done))
@@ -269,11 +312,11 @@ impl Ledger {
         let mut found = 0;
         for (tenant, recs) in by_tenant {
             for part in recs.chunks(1000) {
-                let ids: Vec<String> = part.iter().map(|r| r.id.clone()).collect();
+                let ids: Vec<String> = part.iter().map(|r| sink_id(&r.id).to_string()).collect();
                 let held = self.sink.existing(&tenant, &ids).await?;
                 let done: Vec<ChunkRec> = part
                     .iter()
-                    .filter(|r| held.get(&r.id) == Some(&r.hash))
+                    .filter(|r| held.get(sink_id(&r.id)) == Some(&r.hash))
                     .cloned()
                     .collect();
                 found += done.len();
@@ -306,7 +349,7 @@ impl Ledger {
                 continue;
             }
             if !ids.is_empty() {
-                let n = self.sink.delete(tenant, &ids).await?;
+                let n = self.sink.delete(tenant, &sink_ids(&ids)).await?;
                 Stats::add(&self.stats.pruned_chunks, n);
             }
             tokio::task::block_in_place(|| state.forget_doc(&doc))?;
@@ -314,15 +357,4 @@ impl Ledger {
         }
         Ok(())
     }
-}
-
-fn records(rows: &[Embedded]) -> Vec<ChunkRec> {
-    rows.iter()
-        .map(|r| ChunkRec {
-            id: r.chunk.id.clone(),
-            hash: r.chunk.content_hash.clone(),
-            index: r.chunk.index,
-            doc: doc_key(&r.chunk.doc.tenant, &r.chunk.doc.key),
-        })
-        .collect()
 }

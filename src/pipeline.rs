@@ -55,7 +55,10 @@ pub async fn load(
     if let Some(path) = &cfg.dead_letter {
         stats.set_dead_letter(path.clone());
     }
-    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
+    let ledger = Arc::new(
+        Ledger::new(state, sink.clone(), stats.clone())
+            .tenant_scoped_ids(crate::config::sink_layout(&cfg.sink).is_lightrag()),
+    );
     ledger.reconcile().await.map_err(SetupError)?;
     if let Err(e) = sink.begin().await {
         // Undo whatever part of it took effect.

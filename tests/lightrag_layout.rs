@@ -625,3 +625,47 @@ fn lightrag_redis_chunk_store_reembeds_into_pgvector() {
     assert!(!out.all_output().contains("wrong-secret-pw"));
     assert_eq!(server.requests(), 1, "only the first run's request");
 }
+
+/// LightRAG's ids repeat across workspaces (same file, same ids): two
+/// tenants loading the same documents through one state file each get
+/// every row, and a rerun of either embeds nothing.
+#[test]
+fn lightrag_layout_tenants_with_the_same_files_share_nothing() {
+    let Some(pg) = pg_url("lightrag_layout_tenants_with_the_same_files_share_nothing") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let model = unique_table("model-g");
+    let table = unique_table("lr_two");
+    let state = state_path(&table);
+    let load = |tenant: &str| {
+        let mut c = vecload();
+        c.arg("load")
+            .args(fixture_docs())
+            .args(["--embed-url", &server.url, "--embed-model", &model])
+            .args(["--embed-dim", &DIM.to_string(), "--layout", "lightrag"])
+            .args(["--tenant", tenant, "--pg-url", &pg, "--table", &table])
+            .args(["--chunk-tokens", "200", "--chunk-overlap", "20", "--state"])
+            .arg(&state);
+        run(&mut c)
+    };
+    let n = fixture().len() as i64;
+    assert_eq!(load("t1").code, 0);
+    assert_eq!(load("t2").code, 0);
+    let db = Db::connect(&pg);
+    for t in ["t1", "t2"] {
+        let rows: i64 = db.query(
+            &format!("SELECT count(*) FROM {table} WHERE workspace = $1"),
+            &[&t],
+        )[0]
+        .get(0);
+        assert_eq!(rows, n, "tenant {t} has every chunk");
+    }
+    assert_eq!(server.stats()["inputs"], 2 * n as u64);
+    assert_eq!(load("t1").code, 0);
+    assert_eq!(
+        server.stats()["inputs"],
+        2 * n as u64,
+        "a rerun embeds nothing"
+    );
+}
