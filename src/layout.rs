@@ -144,6 +144,11 @@ pub fn chunk_id(doc_id: &str, order: u32) -> String {
     format!("{doc_id}-chunk-{order:03}")
 }
 
+/// The order in a LightRAG chunk id (`...-chunk-NNN`).
+pub fn chunk_order(id: &str) -> Option<u32> {
+    id.rsplit_once("-chunk-").and_then(|(_, n)| n.parse().ok())
+}
+
 /// `_safe_index_name`: `idx_{table}_{suffix}`, or the table's md5 prefix
 /// when that would pass PostgreSQL's 63 bytes.
 pub fn pg_index_name(table: &str, suffix: &str) -> String {
@@ -222,6 +227,13 @@ fn entity(s: &str) -> Option<(String, usize)> {
     let whole = &s[..=end];
     let decoded = html_escape::decode_html_entities(whole);
     (decoded != whole).then(|| (decoded.into_owned(), end + 1))
+}
+
+/// The two prefixes `pg_index_name` can give a table's indexes.
+pub fn pg_index_prefixes(table: &str) -> [String; 2] {
+    let t = table.to_lowercase();
+    let h = hex::encode(Md5::digest(t.as_bytes()));
+    [format!("idx_{t}_"), format!("idx_{}_", &h[..12])]
 }
 
 /// Python's `str.strip()`: its whitespace includes the separators

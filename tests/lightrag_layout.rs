@@ -669,3 +669,61 @@ fn lightrag_layout_tenants_with_the_same_files_share_nothing() {
         "a rerun embeds nothing"
     );
 }
+
+/// A switch in PostgreSQL renames LightRAG's indexes with the tables, so
+/// LightRAG finds them under the name it reads and builds no second one.
+#[test]
+fn lightrag_switch_in_postgres_keeps_lightrags_index_names() {
+    let Some(pg) = pg_url("lightrag_switch_in_postgres_keeps_lightrags_index_names") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let (live, new) = (unique_table("lr_live"), unique_table("lr_new"));
+    let out = run(vecload_cmd("load", &server, &unique_table("model-h"))
+        .args(fixture_docs())
+        .args(["--pg-url", &pg, "--no-state", "--table", &live])
+        .args(["--chunk-tokens", "200", "--chunk-overlap", "20"]));
+    assert_eq!(out.code, 0);
+    // Every tenant moves at once: no --tenant.
+    let out = run(vecload()
+        .args([
+            "reembed",
+            "--from",
+            &format!("pgvector:{live}"),
+            "--pg-url",
+            &pg,
+        ])
+        .args([
+            "--embed-url",
+            &server.url,
+            "--embed-model",
+            &unique_table("model-i"),
+        ])
+        .args(["--embed-dim", &DIM.to_string(), "--layout", "lightrag"])
+        .args(["--table", &new, "--switch", &live]));
+    assert_eq!(out.code, 0);
+    let db = Db::connect(&pg);
+    let indexes = |table: &str| -> BTreeSet<String> {
+        db.query(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = $1",
+            &[&table],
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let now = indexes(&live);
+    for kind in ["hnsw_cosine", "id", "workspace_id"] {
+        assert!(
+            now.contains(&safe_index_name(&live, kind)),
+            "{kind}: {now:?}"
+        );
+    }
+    let kept: String = db.query(
+        "SELECT relname::text FROM pg_class WHERE relname LIKE $1 AND relkind = 'r'",
+        &[&format!("{live}_before_%")],
+    )[0]
+    .get(0);
+    assert!(indexes(&kept).contains(&safe_index_name(&kept, "hnsw_cosine")));
+    assert_chunks_are_the_fixture(&pg_chunks(&db, &live), None);
+}

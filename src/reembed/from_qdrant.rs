@@ -107,7 +107,7 @@ impl QdrantSource {
             tenant: text(payload, WORKSPACE_FIELD).ok_or_else(|| missing(WORKSPACE_FIELD))?,
             // LightRAG's Qdrant payload has no chunk order; its chunk ids
             // (`{doc_id}-chunk-{order:03d}`) carry it.
-            chunk_index: chunk_order(&id),
+            chunk_index: crate::layout::chunk_order(&id).unwrap_or(0),
             id,
             content: text(payload, "content").ok_or_else(|| missing("content"))?,
             doc_id: text(payload, "full_doc_id").unwrap_or_default(),
@@ -134,13 +134,6 @@ fn text(p: &HashMap<String, Value>, key: &str) -> Option<String> {
         Some(Kind::StringValue(s)) => Some(s.clone()),
         _ => None,
     }
-}
-
-/// The order in a LightRAG chunk id `...-chunk-NNN`, else 0.
-fn chunk_order(id: &str) -> u32 {
-    id.rsplit_once("-chunk-")
-        .and_then(|(_, n)| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn id_string(id: Option<PointId>) -> Option<String> {

@@ -207,11 +207,23 @@ async fn rename_with_indexes(
         q(to)
     ))
     .await?;
+    // LightRAG looks its indexes up by name (`idx_<table>_<kind>`, the table
+    // md5-shortened past 63 bytes): left under the old name it would build
+    // a second HNSW index on the switched table.
+    let lightrag_prefixes = crate::layout::pg_index_prefixes(from);
     for row in indexes {
         let index: String = row.get(0);
-        if let Some(rest) = index.strip_prefix(from) {
+        let renamed = if let Some(rest) = index.strip_prefix(from) {
             let mut new = format!("{to}{rest}");
             new.truncate(63);
+            Some(new)
+        } else {
+            lightrag_prefixes
+                .iter()
+                .find_map(|p| index.strip_prefix(p.as_str()))
+                .map(|suffix| crate::layout::pg_index_name(to, suffix))
+        };
+        if let Some(new) = renamed {
             tx.batch_execute(&format!(
                 "ALTER INDEX {}.{} RENAME TO {}",
                 q(schema),

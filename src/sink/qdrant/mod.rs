@@ -286,7 +286,8 @@ impl Sink for QdrantSink {
                 source: text(&p.payload, if lightrag { "file_path" } else { "source" }),
                 chunk_index: match p.payload.get("chunk_index").and_then(|v| v.kind.as_ref()) {
                     Some(Kind::IntegerValue(i)) => *i,
-                    _ => -1,
+                    // LightRAG's payload has no order; its chunk ids carry it.
+                    _ => crate::layout::chunk_order(&text(&p.payload, "id")).map_or(-1, i64::from),
                 },
                 content: text(&p.payload, "content"),
             })
