@@ -78,6 +78,12 @@ pub struct ReembedArgs {
     #[arg(long, value_name = "NAME")]
     pub switch: Option<String>,
 
+    /// Delete from the target the rows of a tenant that the source no
+    /// longer has (deleted there while or since an earlier run), so the
+    /// target can verify. Only for a target that holds nothing else.
+    #[arg(long)]
+    pub prune: bool,
+
     /// Source rows read per page.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub page_size: usize,

@@ -500,3 +500,44 @@ fn lightrag_chunk_store_reembeds_into_pgvector_with_lightrags_ids() {
         assert_is_vector_of(&row.6, &row.5, key);
     }
 }
+
+/// Rows deleted from the source after an earlier run: the target no longer
+/// verifies (no switch), and --prune removes exactly those rows, embedding
+/// nothing again.
+#[test]
+fn rows_deleted_from_the_source_block_the_switch_until_pruned() {
+    let Some(pg) = pg_url("rows_deleted_from_the_source_block_the_switch_until_pruned") else {
+        return;
+    };
+    let old = EmbedServer::start(&["--dim", &OLD.to_string()]);
+    let new = EmbedServer::start(&["--dim", &NEW.to_string()]);
+    let (src, dst) = (unique_table("re_src"), unique_table("re_dst"));
+    load_two_tenants(|| load_cmd(&old, &pg, &src, OLD));
+    let from = format!("pgvector:{src}");
+    let first = run(reembed(&new, &from).args(["--pg-url", &pg, "--table", &dst]));
+    assert_eq!(first.code, 0);
+    let paid = new.stats()["inputs"].as_u64().expect("inputs");
+
+    let db = Db::connect(&pg);
+    db.execute(&format!(
+        "DELETE FROM \"{src}\" WHERE id IN (SELECT id FROM \"{src}\" WHERE tenant_id = 't2' ORDER BY id LIMIT 2)"
+    ));
+    let stale = run(reembed(&new, &from).args(["--pg-url", &pg, "--table", &dst]));
+    assert_eq!(stale.code, 1);
+    assert!(stale.stderr.contains("--prune"), "{}", stale.stderr);
+
+    let report = std::env::temp_dir().join(format!("{dst}.json"));
+    let pruned = run(reembed(&new, &from)
+        .args(["--pg-url", &pg, "--table", &dst, "--prune", "--report"])
+        .arg(&report));
+    assert_eq!(pruned.code, 0);
+    let r = read_report(&report);
+    assert_eq!(r["pruned"], 2);
+    assert_eq!(r["verified"], true);
+    same_rows_new_vectors(&pg_rows(&db, &src), &pg_rows(&db, &dst));
+    assert_eq!(
+        new.stats()["inputs"].as_u64(),
+        Some(paid),
+        "nothing embedded again"
+    );
+}

@@ -58,6 +58,7 @@ pub struct ReembedConfig {
     /// None: every tenant of the source.
     pub tenant: Option<String>,
     pub switch: Option<String>,
+    pub prune: bool,
     pub page_size: usize,
     pub report: Option<PathBuf>,
     pub progress: ProgressMode,
@@ -216,6 +217,7 @@ impl ReembedConfig {
             source,
             tenant,
             switch: args.switch,
+            prune: args.prune,
             page_size: args.page_size,
             report: args.report,
             progress: args.progress,

@@ -71,6 +71,55 @@ pub trait SourceStore: Send {
     async fn counts(&mut self) -> Result<BTreeMap<String, u64>>;
 }
 
+/// The ids read from the source, per tenant, as 64-bit hashes (8 bytes an
+/// id instead of the id: a million rows cost a few MB), for --prune.
+#[derive(Default)]
+pub struct Seen {
+    hasher: std::hash::RandomState,
+    by_tenant: HashMap<String, std::collections::HashSet<u64>>,
+}
+
+impl Seen {
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    fn add(&mut self, tenant: &str, ids: &[String]) {
+        let hashes: Vec<u64> = ids.iter().map(|id| self.hash(id)).collect();
+        self.by_tenant
+            .entry(tenant.to_string())
+            .or_default()
+            .extend(hashes);
+    }
+
+    fn has(&self, tenant: &str, id: &str) -> bool {
+        self.by_tenant
+            .get(tenant)
+            .is_some_and(|s| s.contains(&self.hash(id)))
+    }
+}
+
+/// --prune: deletes each tenant's target rows that the source no longer has.
+async fn prune(sink: &dyn Sink, seen: &Seen) -> Result<u64> {
+    let mut pruned = 0;
+    for (tenant, ids) in &seen.by_tenant {
+        if sink.count(tenant).await? <= ids.len() as u64 {
+            continue;
+        }
+        let gone: Vec<String> = sink
+            .ids(tenant)
+            .await?
+            .into_iter()
+            .filter(|id| !seen.has(tenant, id))
+            .collect();
+        for part in gone.chunks(1000) {
+            pruned += sink.delete(tenant, part).await?;
+        }
+    }
+    Ok(pruned)
+}
+
 /// Vectors read back per tenant to check length and finiteness.
 const SAMPLE: usize = 32;
 
@@ -193,11 +242,11 @@ pub async fn run(
     if let Err(e) = write.await {
         fatal.set(format!("internal error: sink stage: {e}"), &cancel);
     }
-    let source = match reader.await {
-        Ok(s) => Some(s),
+    let (source, seen) = match reader.await {
+        Ok((s, seen)) => (Some(s), Some(seen)),
         Err(e) => {
             fatal.set(format!("internal error: source reader: {e}"), &cancel);
-            None
+            (None, None)
         }
     };
     progress_done.cancel();
@@ -217,6 +266,17 @@ pub async fn run(
     report.index = index;
     report.interrupted = interrupted;
     let complete = !interrupted && error.is_none() && report.failed_chunks == 0;
+    // Only after a complete read: a partial one would prune rows it did not reach.
+    if complete
+        && cfg.prune
+        && let Some(seen) = &seen
+    {
+        match prune(sink.as_ref(), seen).await {
+            Ok(n) => report.pruned = n,
+            Err(e) => error = Some(format!("--prune: {e:#}")),
+        }
+    }
+    let complete = complete && error.is_none();
     if complete && let Some(mut source) = source {
         match verify(source.as_mut(), sink.as_ref(), cfg.embed.dim, &mut report).await {
             Err(e) => error = Some(format!("verifying the target: {e:#}")),
@@ -246,8 +306,9 @@ async fn read(
     fatal: Fatal,
     tx: mpsc::Sender<Chunk>,
     target_lightrag: bool,
-) -> Box<dyn SourceStore> {
+) -> (Box<dyn SourceStore>, Seen) {
     let tok = Tokenizer::get(TokenizerName::O200kBase);
+    let mut seen = Seen::default();
     let mut tenants: HashMap<String, Arc<str>> = HashMap::new();
     loop {
         if cancel.is_cancelled() {
@@ -272,11 +333,12 @@ async fn read(
         }
         for (tenant, rows) in by_tenant {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            seen.add(&tenant, &ids);
             let held = match sink.existing(&tenant, &ids).await {
                 Ok(h) => h,
                 Err(e) => {
                     fatal.set(format!("asking the target what it holds: {e:#}"), &cancel);
-                    return source;
+                    return (source, seen);
                 }
             };
             let t = tenants
@@ -300,13 +362,13 @@ async fn read(
             Stats::add(&stats.chunks_unchanged, total - chunks.len() as u64);
             for c in chunks {
                 if tx.send(c).await.is_err() {
-                    return source;
+                    return (source, seen);
                 }
             }
         }
     }
     stats.walk_done.store(true, Relaxed);
-    source
+    (source, seen)
 }
 
 fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
@@ -356,7 +418,8 @@ async fn verify(
                 if got < want {
                     " (rows were added to the source during the run? run again: only they are embedded)"
                 } else {
-                    " (rows were deleted from the source, or the target held other rows before)"
+                    " (rows were deleted from the source, or the target held other rows before: \
+                     --prune deletes the target rows the source no longer has)"
                 }
             ));
         }

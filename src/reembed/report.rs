@@ -27,6 +27,8 @@ pub struct ReembedReport {
     /// Vectors computed and written by this run.
     pub reembedded: u64,
     pub chunks_embedded_in_parts: u64,
+    /// Target rows deleted by --prune (gone from the source).
+    pub pruned: u64,
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
     pub embed_requests: u64,
@@ -64,6 +66,7 @@ impl ReembedReport {
             already_in_target: Stats::get(&stats.chunks_unchanged),
             reembedded: Stats::get(&stats.vectors_written),
             chunks_embedded_in_parts: Stats::get(&stats.chunks_in_parts),
+            pruned: 0,
             failed_chunks: stats.failed_count(),
             failures: stats.failures(),
             embed_requests: Stats::get(&stats.embed_requests),
@@ -102,6 +105,13 @@ impl ReembedReport {
             self.embed_retries,
             self.tokens
         );
+        if self.pruned > 0 {
+            let _ = writeln!(
+                s,
+                "  pruned: {} target rows whose source rows are gone",
+                self.pruned
+            );
+        }
         if self.chunks_embedded_in_parts > 0 {
             let _ = writeln!(
                 s,

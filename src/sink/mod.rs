@@ -40,6 +40,8 @@ pub trait Sink: Send + Sync {
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
     /// The `k` rows of `tenant` nearest to `vector`, best first.
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
+    /// Every id of `tenant` (for pruning rows the source no longer has).
+    async fn ids(&self, tenant: &str) -> Result<Vec<String>>;
     /// How many rows `tenant` has.
     async fn count(&self, tenant: &str) -> Result<u64>;
     /// Up to `n` stored vectors of `tenant` (id, vector), for checking a

@@ -214,6 +214,20 @@ impl Sink for PgSink {
             .collect())
     }
 
+    async fn ids(&self, tenant: &str) -> Result<Vec<String>> {
+        let client = self.cfg.target.connect().await?;
+        let sql = format!(
+            "SELECT id::text FROM {} WHERE {} = $1",
+            self.table.quoted,
+            self.shape.tenant()
+        );
+        let rows = client
+            .query(&sql, &[&tenant])
+            .await
+            .map_err(|e| anyhow::anyhow!("listing ids: {}", schema::db_message(&e)))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn count(&self, tenant: &str) -> Result<u64> {
         let client = self.cfg.target.connect().await?;
         let sql = format!(

@@ -302,6 +302,53 @@ impl Sink for QdrantSink {
         }))
     }
 
+    async fn ids(&self, tenant: &str) -> Result<Vec<String>> {
+        use qdrant_client::qdrant::ScrollPointsBuilder;
+        let client = self.client()?;
+        let lightrag = self.cfg.layout.is_lightrag();
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut req = ScrollPointsBuilder::new(self.name())
+                .filter(self.tenant_filter(tenant))
+                .limit(1000)
+                .with_vectors(false);
+            // LightRAG's rows are known by the id in their payload.
+            req = if lightrag {
+                req.with_payload(PayloadIncludeSelector::new(vec!["id".to_string()]))
+            } else {
+                req.with_payload(false)
+            };
+            if let Some(o) = offset.take() {
+                req = req.offset(o);
+            }
+            let got = client
+                .scroll(req)
+                .await
+                .map_err(|e| anyhow!("listing points of tenant {tenant:?}: {}", message(&e)))?;
+            for p in got.result {
+                let id = if lightrag {
+                    match p.payload.get("id").and_then(|v| v.kind.as_ref()) {
+                        Some(Kind::StringValue(s)) => s.clone(),
+                        _ => continue,
+                    }
+                } else {
+                    match p.id.and_then(|id| id.point_id_options) {
+                        Some(PointIdOptions::Uuid(u)) => u,
+                        Some(PointIdOptions::Num(n)) => n.to_string(),
+                        None => continue,
+                    }
+                };
+                out.push(id);
+            }
+            match got.next_page_offset {
+                Some(o) => offset = Some(o),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     async fn count(&self, tenant: &str) -> Result<u64> {
         let client = self.client()?;
         Ok(client
