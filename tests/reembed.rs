@@ -519,12 +519,24 @@ fn rows_deleted_from_the_source_block_the_switch_until_pruned() {
     let paid = new.stats()["inputs"].as_u64().expect("inputs");
 
     let db = Db::connect(&pg);
+    // Two rows of t2 and the whole of t1 are gone from the source.
+    let t1: i64 = db.query(
+        &format!("SELECT count(*) FROM \"{src}\" WHERE tenant_id = 't1'"),
+        &[],
+    )[0]
+    .get(0);
     db.execute(&format!(
-        "DELETE FROM \"{src}\" WHERE id IN (SELECT id FROM \"{src}\" WHERE tenant_id = 't2' ORDER BY id LIMIT 2)"
+        "DELETE FROM \"{src}\" WHERE id IN (SELECT id FROM \"{src}\" WHERE tenant_id = 't2' ORDER BY id LIMIT 2);
+         DELETE FROM \"{src}\" WHERE tenant_id = 't1'"
     ));
     let stale = run(reembed(&new, &from).args(["--pg-url", &pg, "--table", &dst]));
     assert_eq!(stale.code, 1);
     assert!(stale.stderr.contains("--prune"), "{}", stale.stderr);
+    assert!(
+        stale.stderr.contains("\"t1\""),
+        "a tenant gone from the source: {}",
+        stale.stderr
+    );
 
     let report = std::env::temp_dir().join(format!("{dst}.json"));
     let pruned = run(reembed(&new, &from)
@@ -532,7 +544,7 @@ fn rows_deleted_from_the_source_block_the_switch_until_pruned() {
         .arg(&report));
     assert_eq!(pruned.code, 0);
     let r = read_report(&report);
-    assert_eq!(r["pruned"], 2);
+    assert_eq!(r["pruned"], 2 + t1);
     assert_eq!(r["verified"], true);
     same_rows_new_vectors(&pg_rows(&db, &src), &pg_rows(&db, &dst));
     assert_eq!(

@@ -100,9 +100,32 @@ impl Seen {
     }
 }
 
-/// --prune: deletes each tenant's target rows that the source no longer has.
-async fn prune(sink: &dyn Sink, seen: &Seen) -> Result<u64> {
+/// The run reads every tenant of a multi-tenant store, so a tenant of the
+/// target that the source lacks is stale. (A JSON or Redis chunk store is
+/// one workspace: the target's other tenants are none of its business.)
+fn reads_all_tenants(cfg: &ReembedConfig) -> bool {
+    cfg.tenant.is_none()
+        && matches!(
+            cfg.source,
+            SourceSpec::Pgvector { .. } | SourceSpec::Qdrant { .. }
+        )
+}
+
+/// --prune: deletes each tenant's target rows that the source no longer
+/// has; with `all_tenants` (no --tenant), also every row of a tenant the
+/// source has none of any more.
+async fn prune(sink: &dyn Sink, seen: &Seen, all_tenants: bool) -> Result<u64> {
     let mut pruned = 0;
+    if all_tenants {
+        for tenant in sink.tenants().await?.keys() {
+            if !seen.by_tenant.contains_key(tenant) {
+                let ids = sink.ids(tenant).await?;
+                for part in ids.chunks(1000) {
+                    pruned += sink.delete(tenant, part).await?;
+                }
+            }
+        }
+    }
     for (tenant, ids) in &seen.by_tenant {
         if sink.count(tenant).await? <= ids.len() as u64 {
             continue;
@@ -271,14 +294,23 @@ pub async fn run(
         && cfg.prune
         && let Some(seen) = &seen
     {
-        match prune(sink.as_ref(), seen).await {
+        match prune(sink.as_ref(), seen, reads_all_tenants(&cfg)).await {
             Ok(n) => report.pruned = n,
             Err(e) => error = Some(format!("--prune: {e:#}")),
         }
     }
     let complete = complete && error.is_none();
     if complete && let Some(mut source) = source {
-        match verify(source.as_mut(), sink.as_ref(), cfg.embed.dim, &mut report).await {
+        let all_tenants = reads_all_tenants(&cfg);
+        match verify(
+            source.as_mut(),
+            sink.as_ref(),
+            cfg.embed.dim,
+            all_tenants,
+            &mut report,
+        )
+        .await
+        {
             Err(e) => error = Some(format!("verifying the target: {e:#}")),
             Ok(()) if report.verified => match &cfg.switch {
                 Some(name) => match switch::switch(&cfg.sink, name).await {
@@ -400,10 +432,23 @@ async fn verify(
     source: &mut dyn SourceStore,
     sink: &dyn Sink,
     dim: usize,
+    all_tenants: bool,
     report: &mut ReembedReport,
 ) -> Result<()> {
     let counts = source.counts().await?;
     let mut ok = true;
+    if all_tenants {
+        // A tenant the source no longer has would ride along in a switch.
+        for (tenant, rows) in sink.tenants().await? {
+            if !counts.contains_key(&tenant) {
+                ok = false;
+                report.problems.push(format!(
+                    "tenant {tenant:?}: {rows} rows in the target but none in the source \
+                     (--prune deletes them)"
+                ));
+            }
+        }
+    }
     for (tenant, want) in counts {
         let got = sink.count(&tenant).await?;
         let sample = sink.sample(&tenant, SAMPLE).await?;

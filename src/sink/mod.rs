@@ -42,6 +42,8 @@ pub trait Sink: Send + Sync {
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
     /// Every id of `tenant` (for pruning rows the source no longer has).
     async fn ids(&self, tenant: &str) -> Result<Vec<String>>;
+    /// Rows per tenant, of every tenant the store holds.
+    async fn tenants(&self) -> Result<std::collections::BTreeMap<String, u64>>;
     /// How many rows `tenant` has.
     async fn count(&self, tenant: &str) -> Result<u64>;
     /// Up to `n` stored vectors of `tenant` (id, vector), for checking a

@@ -228,6 +228,23 @@ impl Sink for PgSink {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn tenants(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let client = self.cfg.target.connect().await?;
+        let col = self.shape.tenant();
+        let sql = format!(
+            "SELECT {col}::text, count(*) FROM {} GROUP BY {col}",
+            self.table.quoted
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("counting tenants: {}", schema::db_message(&e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
     async fn count(&self, tenant: &str) -> Result<u64> {
         let client = self.cfg.target.connect().await?;
         let sql = format!(

@@ -349,6 +349,27 @@ impl Sink for QdrantSink {
         Ok(out)
     }
 
+    async fn tenants(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        use qdrant_client::qdrant::{FacetCountsBuilder, facet_value};
+        let client = self.client()?;
+        let got = client
+            .facet(
+                FacetCountsBuilder::new(self.name(), self.tenant_field())
+                    .limit(1_000_000)
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting the points of each tenant: {}", message(&e)))?;
+        Ok(got
+            .hits
+            .into_iter()
+            .filter_map(|h| match h.value?.variant? {
+                facet_value::Variant::StringValue(s) => Some((s, h.count)),
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn count(&self, tenant: &str) -> Result<u64> {
         let client = self.client()?;
         Ok(client
