@@ -606,10 +606,12 @@ fn lightrag_redis_chunk_store_reembeds_into_pgvector() {
     redis.set(&format!("{WORKSPACE}_full_docs:doc-x"), &stray.to_string());
 
     let model = unique_table("model-e");
+    // On the command line: the printed switch command must not repeat it.
     let out = run(vecload_cmd("reembed", &server, &model)
         .args(["--from", "lightrag-redis:", "--pg-url", &pg])
-        .env("REDIS_URI", &redis.url));
+        .args(["--from-redis-url", &redis.url]));
     assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("--switch NAME"));
     assert!(!out.all_output().contains(REDIS_PASSWORD));
     let db = Db::connect(&pg);
     let table = format!("lightrag_vdb_chunks_{}", suffix(&model));

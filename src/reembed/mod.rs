@@ -490,9 +490,10 @@ async fn verify(
 
 /// The command line of this run with `--switch NAME` to add, secrets left out.
 fn switch_command() -> String {
-    const SECRET: [&str; 5] = [
+    const SECRET: [&str; 6] = [
         "--pg-url",
         "--from-pg-url",
+        "--from-redis-url",
         "--pg-password",
         "--embed-api-key",
         "--qdrant-api-key",
