@@ -78,6 +78,21 @@ fn search(runtime: &tokio::runtime::Runtime, args: cli::SearchArgs) -> ExitCode 
     }
 }
 
+/// `--report`: the run summary as JSON; false (and said) if it cannot be written.
+fn write_report(path: &std::path::Path, report: &impl serde::Serialize) -> bool {
+    let json = serde_json::to_string_pretty(report).unwrap_or_default();
+    match std::fs::write(path, json + "\n") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!(
+                "vecload: error: cannot write --report {}: {e}",
+                path.display()
+            );
+            false
+        }
+    }
+}
+
 fn reembed(runtime: &tokio::runtime::Runtime, args: cli::ReembedArgs, quiet: bool) -> ExitCode {
     let cfg = match reembed::ReembedConfig::from_args(args, |k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -98,15 +113,10 @@ fn reembed(runtime: &tokio::runtime::Runtime, args: cli::ReembedArgs, quiet: boo
     if !quiet {
         print!("{}", report.summary());
     }
-    if let Some(path) = report_path {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, json + "\n") {
-            eprintln!(
-                "vecload: error: cannot write --report {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(EXIT_INCOMPLETE);
-        }
+    if let Some(path) = report_path
+        && !write_report(&path, &report)
+    {
+        return ExitCode::from(EXIT_INCOMPLETE);
     }
     if report.interrupted {
         return ExitCode::from(EXIT_INTERRUPTED);
@@ -179,15 +189,10 @@ fn load(runtime: &tokio::runtime::Runtime, args: cli::LoadArgs, quiet: bool) -> 
     if !quiet {
         print!("{}", report.summary());
     }
-    if let Some(path) = report_path {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        if let Err(e) = std::fs::write(&path, json + "\n") {
-            eprintln!(
-                "vecload: error: cannot write --report {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(EXIT_INCOMPLETE);
-        }
+    if let Some(path) = report_path
+        && !write_report(&path, &report)
+    {
+        return ExitCode::from(EXIT_INCOMPLETE);
     }
     let code = if report.interrupted {
         EXIT_INTERRUPTED

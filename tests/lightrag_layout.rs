@@ -58,24 +58,6 @@ fn suffix(model: &str) -> String {
     format!("{safe}_{DIM}d")
 }
 
-/// uuid.UUID(bytes=sha256(workspace + id)[:16], version=4), hyphenated.
-fn point_id(workspace: &str, id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{workspace}{id}").as_bytes());
-    let mut b = d[..16].to_vec();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
 /// LightRAG's `_safe_index_name`: `idx_{table}_{suffix}`, or with the
 /// table's md5 prefix in its place when that passes 63 bytes.
 fn safe_index_name(table: &str, suffix: &str) -> String {
@@ -317,7 +299,7 @@ fn lightrag_chunk_store_reembeds_into_qdrant_as_lightrag_writes_it() {
     assert_eq!(points.len(), want.len());
     for (key, rec) in &want {
         let (payload, vector) = points
-            .get(&point_id(WORKSPACE, key))
+            .get(&lightrag_point_id(WORKSPACE, key))
             .unwrap_or_else(|| panic!("{key}: not under LightRAG's point id"));
         let fields: BTreeSet<&str> = payload.keys().map(String::as_str).collect();
         assert_eq!(
@@ -508,7 +490,7 @@ fn lightrag_entities_and_relations_change_model_across_stores() {
     let ents = client.raw_points(&format!("lightrag_vdb_entities_{s}"));
     assert_eq!(ents.len(), entities.len());
     for (id, name, content, chunks) in entities {
-        let (p, v) = &ents[&point_id(WORKSPACE, id)];
+        let (p, v) = &ents[&lightrag_point_id(WORKSPACE, id)];
         let fields: BTreeSet<&str> = p.keys().map(String::as_str).collect();
         assert_eq!(
             fields,
@@ -529,7 +511,7 @@ fn lightrag_entities_and_relations_change_model_across_stores() {
     let rels = client.raw_points(&format!("lightrag_vdb_relationships_{s}"));
     assert_eq!(rels.len(), relations.len());
     for (id, src, tgt, content, chunks) in relations {
-        let (p, v) = &rels[&point_id(WORKSPACE, id)];
+        let (p, v) = &rels[&lightrag_point_id(WORKSPACE, id)];
         assert_eq!(
             (&p["src_id"], &p["tgt_id"], &p["source_id"]),
             (

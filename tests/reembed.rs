@@ -442,26 +442,6 @@ fn refusals_name_the_setting_and_send_nothing() {
     assert_eq!(server.requests(), 0);
 }
 
-/// LightRAG's chunk store: each chunk's point id is LightRAG's own for its
-/// workspace: the first 16 bytes of sha256(workspace + chunk id) as a UUID
-/// with version 4 bits, worked out here independently of vecload.
-fn lightrag_point_id(workspace: &str, id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{workspace}{id}").as_bytes());
-    let mut b = d[..16].to_vec();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
 #[test]
 fn lightrag_chunk_store_reembeds_into_pgvector_with_lightrags_ids() {
     let Some(pg) = pg_url("lightrag_chunk_store_reembeds_into_pgvector_with_lightrags_ids") else {

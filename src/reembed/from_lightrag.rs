@@ -25,8 +25,10 @@ pub struct LightragSource {
     parser: Option<std::thread::JoinHandle<()>>,
 }
 
+/// One chunk record of LightRAG's text_chunks namespace, as its JSON and
+/// Redis stores keep it.
 #[derive(Deserialize)]
-struct Record {
+pub struct Record {
     content: Option<String>,
     #[serde(default)]
     full_doc_id: Option<String>,
@@ -39,6 +41,32 @@ struct Record {
     /// Stamped by LightRAG's JsonKVStorage (Unix seconds).
     #[serde(default)]
     create_time: Option<i64>,
+}
+
+impl Record {
+    /// The row of chunk `id` of `tenant`; `where_` names it in an error.
+    pub fn into_row(self, id: String, tenant: &str, where_: &str) -> Result<Row, String> {
+        let content = self
+            .content
+            .ok_or_else(|| format!("{where_}: the record has no string \"content\""))?;
+        Ok(Row {
+            tokens: self.tokens.map(|t| t.clamp(0, u32::MAX as i64) as u32),
+            extra: Some(crate::chunk::Extra {
+                created_at: self.create_time,
+                ..Default::default()
+            }),
+            lightrag_id: true,
+            tenant: tenant.to_string(),
+            doc_id: self.full_doc_id.unwrap_or_default(),
+            source: self.file_path.unwrap_or_else(|| id.clone()),
+            chunk_index: self
+                .chunk_order_index
+                .unwrap_or(0)
+                .clamp(0, u32::MAX as i64) as u32,
+            content,
+            id,
+        })
+    }
 }
 
 impl LightragSource {
@@ -98,26 +126,11 @@ impl<'de> Visitor<'de> for Chunks<'_> {
                 continue;
             };
             let rec: Record = map.next_value()?;
-            let content = rec.content.ok_or_else(|| {
-                A::Error::custom(format!(
-                    "chunk {key:?} of {} has no string \"content\"",
-                    self.path.display()
-                ))
-            })?;
-            page.push(Row {
-                tokens: rec.tokens.map(|t| t.clamp(0, u32::MAX as i64) as u32),
-                extra: Some(crate::chunk::Extra {
-                    created_at: rec.create_time,
-                    ..Default::default()
-                }),
-                lightrag_id: true,
-                tenant: tenant.to_string(),
-                doc_id: rec.full_doc_id.unwrap_or_default(),
-                source: rec.file_path.unwrap_or_else(|| key.clone()),
-                id: key,
-                chunk_index: rec.chunk_order_index.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
-                content,
-            });
+            let where_ = format!("chunk {key:?} of {}", self.path.display());
+            page.push(
+                rec.into_row(key, tenant, &where_)
+                    .map_err(A::Error::custom)?,
+            );
             // An error sending: the run stopped reading.
             if page.len() >= size && tx.blocking_send(Ok(std::mem::take(&mut page))).is_err() {
                 return Ok(n);

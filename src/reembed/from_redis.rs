@@ -13,8 +13,8 @@ use anyhow::{Result, anyhow};
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 
+use super::from_lightrag::Record;
 use super::{Row, SourceStore};
-use crate::chunk::Extra;
 
 pub struct RedisSource {
     con: MultiplexedConnection,
@@ -26,21 +26,6 @@ pub struct RedisSource {
     done: bool,
     seen: HashSet<String>,
     desc: String,
-}
-
-#[derive(serde::Deserialize)]
-struct Record {
-    content: Option<String>,
-    #[serde(default)]
-    full_doc_id: Option<String>,
-    #[serde(default)]
-    chunk_order_index: Option<i64>,
-    #[serde(default)]
-    file_path: Option<String>,
-    #[serde(default)]
-    tokens: Option<i64>,
-    #[serde(default)]
-    create_time: Option<i64>,
 }
 
 /// The URL without its password, for logs.
@@ -169,25 +154,11 @@ impl SourceStore for RedisSource {
                 let Some(value) = value else { continue };
                 let rec: Record = serde_json::from_str(&value)
                     .map_err(|e| anyhow!("Redis key {key}: not a LightRAG chunk record: {e}"))?;
-                let content = rec
-                    .content
-                    .ok_or_else(|| anyhow!("Redis key {key}: the record has no \"content\""))?;
                 let id = key[self.prefix_len..].to_string();
-                rows.push(Row {
-                    tenant: self.tenant.clone(),
-                    doc_id: rec.full_doc_id.unwrap_or_default(),
-                    source: rec.file_path.unwrap_or_else(|| id.clone()),
-                    chunk_index: rec.chunk_order_index.unwrap_or(0).clamp(0, u32::MAX as i64)
-                        as u32,
-                    tokens: rec.tokens.map(|t| t.clamp(0, u32::MAX as i64) as u32),
-                    extra: Some(Extra {
-                        created_at: rec.create_time,
-                        ..Default::default()
-                    }),
-                    lightrag_id: true,
-                    content,
-                    id,
-                });
+                let row = rec
+                    .into_row(id, &self.tenant, &format!("Redis key {key}"))
+                    .map_err(|e| anyhow!(e))?;
+                rows.push(row);
             }
             if !rows.is_empty() {
                 return Ok(Some(rows));

@@ -77,6 +77,25 @@ pub fn lightrag_python(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// LightRAG's Qdrant point id, worked out here independently of vecload:
+/// uuid.UUID(bytes=sha256(workspace + id)[:16], version=4), hyphenated.
+pub fn lightrag_point_id(workspace: &str, id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{workspace}{id}").as_bytes());
+    let mut b = d[..16].to_vec();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A table name no other test (or earlier run) uses.
