@@ -35,6 +35,8 @@ fn main() {
         source_prefix: None,
         only_files: None,
         unique_file_names: false,
+        whole_files: false,
+        extract_timeout: std::time::Duration::from_secs(60),
     };
     let filter = Filter::new(&src).expect("filter");
     let files = walk(&corpus, &filter).files;

@@ -39,6 +39,28 @@ pub enum Command {
     /// new dimension too) into a new table or collection, verify it, and
     /// optionally point the name the RAG API reads at it.
     Reembed(ReembedArgs),
+    /// Print the text vecload reads from one file (a PDF page by page, a
+    /// spreadsheet as row records), or why it reads none: what a load
+    /// would chunk and embed.
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The file to read.
+    pub file: PathBuf,
+
+    /// Print the outcome as JSON (what `load` reads from its child processes).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The parser to use (by default, from the file's extension).
+    #[arg(long, hide = true)]
+    pub kind: Option<String>,
+
+    /// Give up on a document whose text takes longer than this to extract.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub extract_timeout: f64,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +273,11 @@ pub struct SourceArgs {
     /// Files larger than this are refused with a message instead of read.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     pub max_file_mb: u64,
+
+    /// A PDF or Office file whose text takes longer than this to extract is
+    /// skipped (reason "timed out") and the run goes on.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub extract_timeout: f64,
 }
 
 #[derive(Debug, Args)]

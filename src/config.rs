@@ -55,6 +55,11 @@ pub struct SourceConfig {
     /// LightRAG names a document by its file name: two files of one name
     /// would overwrite each other, so the second is refused.
     pub unique_file_names: bool,
+    /// A file is one document even when it has pages or sheets (LightRAG
+    /// keeps one document per file).
+    pub whole_files: bool,
+    /// Longest a PDF or Office file may take to extract.
+    pub extract_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -247,6 +252,7 @@ impl Config {
         if args.source.max_file_mb == 0 || args.source.max_file_mb > 4095 {
             return Err(bad("--max-file-mb must be from 1 to 4095"));
         }
+        let extract_timeout = extract_timeout(args.source.extract_timeout)?;
         let source_prefix = match args
             .source
             .source_prefix
@@ -289,6 +295,8 @@ impl Config {
                 source_prefix,
                 only_files,
                 unique_file_names: chunk.lightrag,
+                whole_files: chunk.lightrag,
+                extract_timeout,
             },
             chunk,
             embed,
@@ -762,4 +770,14 @@ mod tests {
         let s = Secret::new("sk-very-secret".into());
         assert_eq!(format!("{s:?}"), "<redacted>");
     }
+}
+
+/// `--extract-timeout`: seconds, more than 0.
+pub fn extract_timeout(secs: f64) -> Result<std::time::Duration, ConfigError> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(ConfigError(format!(
+            "--extract-timeout must be a number of seconds from 0 to 86400 (not {secs})"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

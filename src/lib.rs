@@ -48,6 +48,82 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan(&runtime, args, cli.quiet),
         Command::Search(args) => search(&runtime, args),
         Command::Reembed(args) => reembed(&runtime, args, cli.quiet),
+        Command::Extract(args) => extract(args),
+    }
+}
+
+/// `vecload extract FILE`: the documents a load reads from one file. With
+/// `--json --kind K` it is the child process `source::extract` runs.
+fn extract(args: cli::ExtractArgs) -> ExitCode {
+    use source::extract::Kind;
+    if let Some(kind) = &args.kind {
+        let kind: Kind = match serde_json::from_value(serde_json::Value::from(kind.as_str())) {
+            Ok(k) => k,
+            Err(_) => {
+                eprintln!("vecload: error: --kind {kind:?} is not a document kind");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        println!("{}", source::extract::child_main(&args.file, kind));
+        return ExitCode::from(EXIT_OK);
+    }
+    let timeout = match config::extract_timeout(args.extract_timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vecload: error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let cfg = config::SourceConfig {
+        include: Vec::new(),
+        exclude: Vec::new(),
+        default_excludes: false,
+        json_text_field: "content".into(),
+        max_file_bytes: 4095 * 1024 * 1024,
+        source_prefix: None,
+        only_files: None,
+        unique_file_names: false,
+        whole_files: false,
+        extract_timeout: timeout,
+    };
+    let rel = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entry = source::FileEntry {
+        path: args.file.clone(),
+        rel,
+    };
+    match source::read_file(&entry, &cfg) {
+        Ok(docs) => {
+            if args.json {
+                let docs: Vec<_> = docs
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "source": d.source, "page": d.page, "records": d.records, "text": d.text
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&docs).unwrap_or_default());
+            } else {
+                for d in &docs {
+                    println!("==> {} <==\n{}", d.source, d.text.trim_end());
+                }
+            }
+            ExitCode::from(EXIT_OK)
+        }
+        Err(skip) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&skip).unwrap_or_default());
+            }
+            eprintln!(
+                "vecload: {} skipped ({}): {}",
+                skip.path, skip.reason, skip.detail
+            );
+            ExitCode::from(EXIT_INCOMPLETE)
+        }
     }
 }
 

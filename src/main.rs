@@ -19,5 +19,13 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Binary documents are parsed in child processes of this very binary;
+    // /proc/self/exe stays right even if the file is replaced meanwhile.
+    let exe = std::path::PathBuf::from("/proc/self/exe");
+    vecload::source::extract::isolate_in(if exe.exists() {
+        exe
+    } else {
+        std::env::current_exe().unwrap_or_else(|_| "vecload".into())
+    });
     vecload::run(cli)
 }

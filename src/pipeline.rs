@@ -218,6 +218,7 @@ pub fn produce(
         if cancel.is_cancelled() {
             return;
         }
+        stats.count_format(source::format_name(&file.rel));
         match source::read_file(file, &cfg.source) {
             Err(skip) => stats.skip(skip),
             Ok(docs) => {

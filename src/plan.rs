@@ -28,6 +28,7 @@ pub struct Plan {
     pub target: Option<String>,
     pub files_seen: u64,
     pub files_loadable: u64,
+    pub files_by_format: BTreeMap<&'static str, u64>,
     pub files_skipped: BTreeMap<&'static str, u64>,
     pub chunks: u64,
     /// Chunks the state says are already in the sink: not embedded again.
@@ -130,6 +131,7 @@ pub async fn plan(args: PlanArgs) -> Plan {
     plan.files_seen = Stats::get(&stats.files_seen);
     plan.files_loadable = Stats::get(&stats.files_with_chunks);
     plan.files_skipped = stats.skipped_by_reason();
+    plan.files_by_format = stats.files_by_format();
     plan.chunks = Stats::get(&stats.chunks);
     plan.tokens = tokens;
     plan.requests = requests;
@@ -260,6 +262,13 @@ impl Plan {
                 format!(" ({})", reasons.join(", "))
             }
         );
+        if !self.files_by_format.is_empty() {
+            let _ = writeln!(
+                s,
+                "  formats: {}",
+                crate::report::counts(&self.files_by_format)
+            );
+        }
         let _ = writeln!(
             s,
             "  chunks: {}, tokens: {}, embedding requests: {}",

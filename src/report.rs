@@ -42,6 +42,7 @@ pub struct Stats {
     pub walk_done: AtomicBool,
     skipped: Mutex<Vec<Skip>>,
     skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+    by_format: Mutex<BTreeMap<&'static str, u64>>,
     failed: Mutex<Vec<FailedChunk>>,
     failed_count: AtomicU64,
     failed_files: Mutex<std::collections::BTreeSet<String>>,
@@ -81,6 +82,15 @@ impl Stats {
         if list.len() < MAX_LISTED {
             list.push(s);
         }
+    }
+
+    /// One file of this format was found to read (loaded or skipped later).
+    pub fn count_format(&self, format: &'static str) {
+        *lock(&self.by_format).entry(format).or_default() += 1;
+    }
+
+    pub fn files_by_format(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.by_format).clone()
     }
 
     /// Failed chunks will also be written to `path` (created on the first one).
@@ -188,6 +198,8 @@ pub struct Report {
     pub embed_dim: usize,
     pub files_seen: u64,
     pub files_loaded: u64,
+    /// Files found to read, by format ("other": no reader for the type).
+    pub files_by_format: BTreeMap<&'static str, u64>,
     pub files_skipped: BTreeMap<&'static str, u64>,
     pub skipped: Vec<Skip>,
     pub chunks: u64,
@@ -241,6 +253,7 @@ impl Report {
             embed_dim: info.embed_dim,
             files_seen: Stats::get(&stats.files_seen),
             files_loaded: Stats::get(&stats.files_with_chunks).saturating_sub(failed_files),
+            files_by_format: stats.files_by_format(),
             files_skipped: stats.skipped_by_reason(),
             skipped: lock(&stats.skipped).clone(),
             chunks: Stats::get(&stats.chunks),
@@ -294,6 +307,9 @@ impl Report {
                 String::new()
             }
         );
+        if !self.files_by_format.is_empty() {
+            let _ = writeln!(s, "  formats: {}", counts(&self.files_by_format));
+        }
         for sk in self
             .skipped
             .iter()
@@ -389,4 +405,12 @@ impl Report {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// `a 3, b 1` for a count per name.
+pub fn counts(m: &BTreeMap<&'static str, u64>) -> String {
+    m.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

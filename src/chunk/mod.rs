@@ -29,6 +29,8 @@ pub struct DocMeta {
     pub file: Arc<str>,
     /// The document's key within its tenant (what ids are derived from).
     pub key: String,
+    /// The PDF page the document is, stored with its chunks for citing.
+    pub page: Option<u32>,
     /// Hash of the text and the chunk settings: unchanged means same chunks.
     pub hash: String,
     /// How many chunks the document has now.
@@ -71,6 +73,9 @@ pub struct Document {
     pub source: String,
     pub file: Arc<str>,
     pub text: String,
+    pub page: Option<u32>,
+    /// One record per line (table rows): chunks hold whole lines, no overlap.
+    pub records: bool,
 }
 
 pub struct Chunker {
@@ -119,13 +124,18 @@ impl Chunker {
         if self.lightrag {
             return self.lightrag_chunks(tenant, doc, hash);
         }
-        let windows = self.windows(&doc.text);
+        let windows = if doc.records {
+            self.record_windows(&doc.text)
+        } else {
+            self.windows(&doc.text)
+        };
         let meta = Arc::new(DocMeta {
             tenant: tenant.clone(),
             doc_id: id::doc_id(&doc.key),
             source: doc.source,
             file: doc.file,
             key: doc.key.clone(),
+            page: doc.page,
             hash,
             chunk_count: windows.len() as u32,
             pending: std::sync::atomic::AtomicU32::new(0),
@@ -186,6 +196,7 @@ impl Chunker {
             source: name,
             file: doc.file,
             key: doc.key,
+            page: doc.page,
             hash,
             chunk_count: windows,
             pending: std::sync::atomic::AtomicU32::new(0),
@@ -202,6 +213,49 @@ impl Chunker {
                 extra: None,
             })
             .collect()
+    }
+
+    /// Whole lines packed greedily up to `size` tokens, with no overlap: a
+    /// table row is never cut in two or paid for twice. A single line over
+    /// `size` is cut like any text.
+    pub fn record_windows(&self, text: &str) -> Vec<Window> {
+        let offs = self.tok.offsets(text);
+        // The first token starting at or after a byte.
+        let tok_at = |byte: usize| offs.partition_point(|&o| (o as usize) < byte);
+        let mut ends: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).collect();
+        if ends.last() != Some(&text.len()) {
+            ends.push(text.len());
+        }
+        let mut out = Vec::new();
+        let (mut start_b, mut start_t) = (0usize, 0usize);
+        let mut fit: Option<(usize, usize)> = None;
+        for end_b in ends {
+            let end_t = tok_at(end_b);
+            if end_t - start_t <= self.size {
+                fit = Some((end_b, end_t));
+                continue;
+            }
+            if let Some((fb, ft)) = fit.take() {
+                push_trimmed(&mut out, text, start_b, fb, ft - start_t);
+                (start_b, start_t) = (fb, ft);
+                if end_t - start_t <= self.size {
+                    fit = Some((end_b, end_t));
+                    continue;
+                }
+            }
+            for w in self.windows(&text[start_b..end_b]) {
+                out.push(Window {
+                    start: start_b + w.start,
+                    end: start_b + w.end,
+                    tokens: w.tokens,
+                });
+            }
+            (start_b, start_t) = (end_b, end_t);
+        }
+        if let Some((fb, ft)) = fit {
+            push_trimmed(&mut out, text, start_b, fb, ft - start_t);
+        }
+        out
     }
 
     pub fn windows(&self, text: &str) -> Vec<Window> {
@@ -389,6 +443,30 @@ mod tests {
     }
 
     #[test]
+    fn record_windows_hold_whole_rows_without_overlap() {
+        let rows: String = (0..200)
+            .map(|i| format!("id: {i}; name: customer number {i}; city: Lisbon\n"))
+            .collect();
+        let c = chunker(100, 10);
+        let w = c.record_windows(&rows);
+        assert!(w.len() > 5, "{}", w.len());
+        let mut joined = String::new();
+        for x in &w {
+            let piece = &rows[x.start..x.end];
+            assert!(piece.starts_with("id: ") && piece.ends_with("Lisbon"), "{piece:?}");
+            assert!(x.tokens <= 100, "{}", x.tokens);
+            joined.push_str(piece);
+            joined.push('\n');
+        }
+        // Every row exactly once: no overlap, nothing lost.
+        assert_eq!(joined, rows);
+        // A row longer than a chunk is still cut, not dropped.
+        let long = format!("a: {}\nb: short\n", "word ".repeat(400));
+        let w = c.record_windows(&long);
+        assert!(w.len() >= 5 && long[w.last().unwrap().start..].starts_with("b: short"));
+    }
+
+    #[test]
     fn chunks_carry_ids_hashes_and_indexes() {
         let tenant: Arc<str> = Arc::from("t1");
         let doc = Document {
@@ -396,6 +474,8 @@ mod tests {
             source: "a.md".into(),
             file: Arc::from("a.md"),
             text: "alpha ".repeat(500),
+            page: None,
+            records: false,
         };
         let chunks = chunker(100, 10).chunk(&tenant, doc, String::new());
         assert!(chunks.len() > 3);

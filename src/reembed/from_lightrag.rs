@@ -56,6 +56,7 @@ impl Record {
                 ..Default::default()
             }),
             lightrag_id: true,
+            page: None,
             tenant: tenant.to_string(),
             doc_id: self.full_doc_id.unwrap_or_default(),
             source: self.file_path.unwrap_or_else(|| id.clone()),

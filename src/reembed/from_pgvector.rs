@@ -68,6 +68,8 @@ pub struct PgSource {
     kind: Kind,
     tenant: Option<String>,
     page: i64,
+    /// The column list, with vecload's `page` last when the table has it.
+    cols: String,
     /// Last (tenant, id) read.
     after: Option<(String, String)>,
     done: bool,
@@ -132,7 +134,13 @@ impl PgSource {
                 table.name
             );
         };
+        let page_col = if kind == Kind::Vecload && has("page") {
+            "page"
+        } else {
+            "NULL::int"
+        };
         Ok(PgSource {
+            cols: format!("{}, {page_col}", kind.select()),
             desc: format!("pgvector table {} at {}", table.name, target.describe()),
             client,
             table,
@@ -155,7 +163,7 @@ impl SourceStore for PgSource {
         if self.done {
             return Ok(None);
         }
-        let (t, cols, tc) = (&self.table.quoted, self.kind.select(), self.kind.tenant());
+        let (t, cols, tc) = (&self.table.quoted, &self.cols, self.kind.tenant());
         // Ids and tenants are never empty, so ("", "") sorts before every row.
         let (after_tenant, after_id) = self.after.clone().unwrap_or_default();
         let rows = match &self.tenant {
@@ -199,6 +207,7 @@ impl SourceStore for PgSource {
                     created_at: r.get(11),
                 }),
                 lightrag_id: lightrag,
+                page: r.get::<_, Option<i32>>(12).map(|p| p.max(0) as u32),
             })
             .collect();
         if let Some(last) = out.last() {

@@ -113,6 +113,7 @@ impl QdrantSource {
             doc_id: text(payload, "full_doc_id").unwrap_or_default(),
             source: text(payload, "file_path").unwrap_or_default(),
             tokens: None,
+            page: None,
             extra: Some(Extra {
                 entity_name: text(payload, "entity_name"),
                 src_id: text(payload, "src_id"),
@@ -194,6 +195,10 @@ impl SourceStore for QdrantSource {
                 chunk_index: match payload.get("chunk_index").and_then(|v| v.kind.as_ref()) {
                     Some(Kind::IntegerValue(i)) => (*i).clamp(0, u32::MAX as i64) as u32,
                     _ => 0,
+                },
+                page: match payload.get("page").and_then(|v| v.kind.as_ref()) {
+                    Some(Kind::IntegerValue(i)) => u32::try_from(*i).ok(),
+                    _ => None,
                 },
                 id,
                 tokens: None,

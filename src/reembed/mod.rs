@@ -59,6 +59,8 @@ pub struct Row {
     pub extra: Option<crate::chunk::Extra>,
     /// `id` is LightRAG's (not a UUID Qdrant takes as a point id).
     pub lightrag_id: bool,
+    /// The PDF page the text came from, carried to the new store.
+    pub page: Option<u32>,
 }
 
 /// A store texts are read back from, page by page, in a stable order.
@@ -417,6 +419,7 @@ fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
             file,
             hash: String::new(),
             chunk_count: 0,
+            page: r.page,
             pending: Default::default(),
         }),
         index: r.chunk_index,

@@ -1,12 +1,16 @@
 //! Reading one file into documents, by extension: plain text and Markdown as
 //! they are, HTML as its visible text, JSON and JSONL as the text field of
-//! each record (each record its own document, so chunks never mix records).
+//! each record (each record its own document, so chunks never mix records),
+//! CSV/TSV as row records, PDF and Office files through `extract` (a PDF
+//! page or a sheet is a document of its own), and a file without an
+//! extension as text when its content is text.
 
 use std::io::Read;
 use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::extract::{self, Kind, Part};
 use super::{FileEntry, Skip};
 use crate::chunk::Document;
 use crate::config::SourceConfig;
@@ -18,20 +22,73 @@ pub enum Format {
     Html,
     Json,
     JsonLines,
+    Csv,
+    Tsv,
+    /// Parsed in a child process (see `extract`).
+    Binary(Kind),
+    /// No extension: text if the content is UTF-8 without NUL bytes.
+    Sniffed,
 }
 
 impl Format {
     pub fn of(rel: &str) -> Option<Format> {
-        let ext = rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            return Some(Format::Sniffed);
+        };
+        // Dotfiles (.env, .npmrc) often hold secrets: never sniffed in.
+        if stem.is_empty() {
+            return None;
+        }
+        let ext = ext.to_ascii_lowercase();
         Some(match ext.as_str() {
-            "txt" | "text" => Format::Text,
+            "txt" | "text" | "rst" | "adoc" | "asciidoc" | "org" => Format::Text,
             "md" | "markdown" | "mdx" => Format::Markdown,
             "html" | "htm" | "xhtml" => Format::Html,
             "json" => Format::Json,
             "jsonl" | "ndjson" => Format::JsonLines,
+            "csv" => Format::Csv,
+            "tsv" | "tab" => Format::Tsv,
+            "pdf" => Format::Binary(Kind::Pdf),
+            "docx" | "docm" => Format::Binary(Kind::Docx),
+            "odt" => Format::Binary(Kind::Odt),
+            "pptx" | "pptm" => Format::Binary(Kind::Pptx),
+            "odp" => Format::Binary(Kind::Odp),
+            "xlsx" | "xlsm" => Format::Binary(Kind::Xlsx),
+            "xlsb" => Format::Binary(Kind::Xlsb),
+            "xls" => Format::Binary(Kind::Xls),
+            "ods" => Format::Binary(Kind::Ods),
             _ => return None,
         })
     }
+
+    /// The name files are counted under in `plan` and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Json => "json",
+            Format::JsonLines => "jsonl",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Binary(Kind::Pdf) => "pdf",
+            Format::Binary(Kind::Docx) => "docx",
+            Format::Binary(Kind::Odt) => "odt",
+            Format::Binary(Kind::Pptx) => "pptx",
+            Format::Binary(Kind::Odp) => "odp",
+            Format::Binary(Kind::Xlsx) => "xlsx",
+            Format::Binary(Kind::Xlsb) => "xlsb",
+            Format::Binary(Kind::Xls) => "xls",
+            Format::Binary(Kind::Ods) => "ods",
+            Format::Sniffed => "no extension",
+        }
+    }
+}
+
+/// The name a file is counted under: its format, or "other".
+pub fn format_name(rel: &str) -> &'static str {
+    Format::of(rel).map_or("other", Format::name)
 }
 
 /// Reads `file`; `Ok` holds at least one document with non-blank text.
@@ -53,6 +110,14 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
                 cfg.max_file_bytes / (1024 * 1024)
             ),
         ));
+    }
+    if meta.len() == 0 {
+        return Err(skip("empty", "file is empty".into()));
+    }
+    if let Format::Binary(kind) = format {
+        let parts = extract::extract(&file.path, kind, cfg.extract_timeout)
+            .map_err(|f| skip(f.reason.label(), f.detail))?;
+        return non_empty(file, format, parts_docs(file, parts, cfg.whole_files));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // `take` guards against a file that grew after the size check.
@@ -80,10 +145,15 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
         return Err(skip("binary", format!("NUL byte at offset {at}")));
     }
     let mut text = String::from_utf8(bytes).map_err(|e| {
-        skip(
-            "invalid UTF-8",
-            format!("invalid UTF-8 at byte {}", e.utf8_error().valid_up_to()),
-        )
+        let at = e.utf8_error().valid_up_to();
+        if format == Format::Sniffed {
+            skip(
+                "binary",
+                format!("no extension, and not UTF-8 text (byte {at})"),
+            )
+        } else {
+            skip("invalid UTF-8", format!("invalid UTF-8 at byte {at}"))
+        }
     })?;
     if text.starts_with('\u{feff}') {
         text.drain(..3);
@@ -93,9 +163,11 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
         source: file.rel.clone(),
         file: Arc::from(file.rel.as_str()),
         text,
+        page: None,
+        records: false,
     };
     let docs = match format {
-        Format::Text | Format::Markdown => vec![one(text)],
+        Format::Text | Format::Markdown | Format::Sniffed => vec![one(text)],
         Format::Html => vec![one(html_text(&text).map_err(|e| skip("unparsable", e))?)],
         Format::Json => {
             json_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
@@ -103,7 +175,18 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
         Format::JsonLines => {
             jsonl_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
         }
+        Format::Csv | Format::Tsv => {
+            let delimiter = if format == Format::Tsv { b'\t' } else { b',' };
+            let parts = extract::csv_parts(&text, delimiter)
+                .map_err(|f| skip(f.reason.label(), f.detail))?;
+            parts_docs(file, parts, cfg.whole_files)
+        }
+        Format::Binary(_) => Vec::new(),
     };
+    non_empty(file, format, docs)
+}
+
+fn non_empty(file: &FileEntry, format: Format, docs: Vec<Document>) -> Result<Vec<Document>, Skip> {
     let docs: Vec<Document> = docs
         .into_iter()
         .filter(|d| !d.text.trim().is_empty())
@@ -112,11 +195,50 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
         let why = match format {
             Format::Html => "no visible text",
             Format::Json | Format::JsonLines => "no record has text",
+            Format::Binary(_) | Format::Csv | Format::Tsv => "no text",
             _ => "only whitespace",
         };
-        return Err(skip("empty", why.into()));
+        return Err(Skip::new(&file.path, "empty", why));
     }
     Ok(docs)
+}
+
+/// Extracted parts as documents: a labelled part (a PDF page, a sheet) is
+/// `path#label`, its own document with its own ids; with `whole` the parts
+/// are joined into one document of the file.
+fn parts_docs(file: &FileEntry, parts: Vec<Part>, whole: bool) -> Vec<Document> {
+    if whole && !parts.is_empty() {
+        let text = parts
+            .iter()
+            .map(|p| p.text.trim_end())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        return vec![Document {
+            key: file.rel.clone(),
+            source: file.rel.clone(),
+            file: Arc::from(file.rel.as_str()),
+            text,
+            page: None,
+            records: false,
+        }];
+    }
+    parts
+        .into_iter()
+        .map(|p| {
+            let key = match &p.label {
+                Some(l) => format!("{}#{l}", file.rel),
+                None => file.rel.clone(),
+            };
+            Document {
+                key: key.clone(),
+                source: key,
+                file: Arc::from(file.rel.as_str()),
+                text: p.text,
+                page: p.page,
+                records: p.records,
+            }
+        })
+        .collect()
 }
 
 /// Visible text only: html2text drops script, style and head content. Raw
@@ -176,6 +298,8 @@ fn json_docs(file: &FileEntry, text: &str, field: &str) -> Result<Vec<Document>,
                 source: file.rel.clone(),
                 file: Arc::from(file.rel.as_str()),
                 text: t,
+                page: None,
+                records: false,
             }]),
             None => Err(format!("no string field {field:?} or \"text\"")),
         },
@@ -206,6 +330,8 @@ fn record(file: &FileEntry, n: &str, text: String) -> Document {
         source: key,
         file: Arc::from(file.rel.as_str()),
         text,
+        page: None,
+        records: false,
     }
 }
 
@@ -244,6 +370,10 @@ mod tests {
         assert_eq!(Format::of("a/B.MD"), Some(Format::Markdown));
         assert_eq!(Format::of("x.jsonl"), Some(Format::JsonLines));
         assert_eq!(Format::of("x.png"), None);
-        assert_eq!(Format::of("README"), None);
+        assert_eq!(Format::of("docs/README"), Some(Format::Sniffed));
+        assert_eq!(Format::of("a.b/LICENSE"), Some(Format::Sniffed));
+        assert_eq!(Format::of("app/.env"), None);
+        assert_eq!(Format::of("Q3.PDF"), Some(Format::Binary(Kind::Pdf)));
+        assert_eq!(Format::of("t.tsv"), Some(Format::Tsv));
     }
 }

@@ -4,6 +4,7 @@
 //! cannot be loaded becomes a `Skip` with its path and a reason; it never ends
 //! the run.
 
+pub mod extract;
 mod formats;
 pub mod walk;
 
@@ -11,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use formats::{Format, read_file};
+pub use formats::{Format, format_name, read_file};
 pub use walk::{FileEntry, Filter, Walk, walk};
 
 /// A file passed over. `reason` is a short fixed label for counting; `detail`

@@ -31,7 +31,7 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
     buf.put_i32(0); // header extension length
     for r in rows {
         let c = &r.chunk;
-        buf.put_i16(14);
+        buf.put_i16(15);
         put_text(&mut buf, &c.id);
         put_text(&mut buf, &c.doc.tenant);
         put_text(&mut buf, &c.doc.doc_id);
@@ -74,6 +74,13 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
             Some(t) => {
                 buf.put_i32(8);
                 buf.put_i64(t);
+            }
+            None => buf.put_i32(-1),
+        }
+        match c.doc.page {
+            Some(p) => {
+                buf.put_i32(4);
+                buf.put_i32(p as i32);
             }
             None => buf.put_i32(-1),
         }

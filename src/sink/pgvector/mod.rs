@@ -108,6 +108,15 @@ impl Sink for PgSink {
         )
         .await?;
         self.created_table = state.created;
+        if self.shape.layout == crate::layout::Layout::Vecload && !state.page_column {
+            tracing::info!(
+                "table {} has no `page` column (made by an earlier vecload): PDF pages are kept in \
+                 `source` as #page=N only; `ALTER TABLE {} ADD COLUMN page integer` adds it",
+                self.table.name,
+                self.table.quoted
+            );
+        }
+        self.shape.page_column = state.page_column;
         tracing::info!(
             "pgvector {version}: table {} {}",
             self.table.name,

@@ -147,7 +147,7 @@ fn version_lt(v: &str, min: (u32, u32)) -> bool {
 /// What is at the table's name now.
 pub enum TableCheck {
     Missing,
-    Compatible,
+    Compatible { page_column: bool },
     /// Exists but cannot take this run's rows; the message says why and what to do.
     Incompatible(String),
 }
@@ -232,13 +232,17 @@ pub async fn inspect_table(
             t = shape.tenant()
         )));
     }
-    Ok(TableCheck::Compatible)
+    Ok(TableCheck::Compatible {
+        page_column: find("page") == Some("integer"),
+    })
 }
 
 /// What `prepare` found: whether the table was made by this run (then nobody
 /// else uses it yet and the index can be built without CONCURRENTLY).
 pub struct TableState {
     pub created: bool,
+    /// vecload's optional `page` column is there.
+    pub page_column: bool,
 }
 
 pub async fn ensure_table(
@@ -249,18 +253,27 @@ pub async fn ensure_table(
     dim: usize,
 ) -> Result<TableState> {
     match inspect_table(client, table, shape, ty, dim).await? {
-        TableCheck::Compatible => Ok(TableState { created: false }),
+        TableCheck::Compatible { page_column } => Ok(TableState {
+            created: false,
+            page_column,
+        }),
         TableCheck::Incompatible(msg) => bail!(msg),
         TableCheck::Missing => {
             let ddl = shape.ddl(table, &column_type(ty, dim)).join(";\n");
             if let Err(e) = client.batch_execute(&ddl).await {
                 // Another load may have created it at the same moment.
                 return match inspect_table(client, table, shape, ty, dim).await? {
-                    TableCheck::Compatible => Ok(TableState { created: false }),
+                    TableCheck::Compatible { page_column } => Ok(TableState {
+                        created: false,
+                        page_column,
+                    }),
                     _ => bail!("cannot create table {}: {}", table.name, db_message(&e)),
                 };
             }
-            Ok(TableState { created: true })
+            Ok(TableState {
+                created: true,
+                page_column: shape.page_column,
+            })
         }
     }
 }
@@ -346,7 +359,7 @@ pub async fn check_target(
                 ));
             }
         }
-        TableCheck::Compatible => {
+        TableCheck::Compatible { .. } => {
             let row = client
                 .query_one(
                     "SELECT has_table_privilege($1, 'SELECT') AND has_table_privilege($1, 'INSERT') \

@@ -11,25 +11,32 @@ use crate::layout::{Layout, Namespace};
 
 pub struct Shape {
     pub layout: Layout,
+    /// The table has vecload's `page` column (tables made before it was
+    /// added have not; their pages are still in `source`, as `#page=N`).
+    pub page_column: bool,
 }
 
 /// Columns of the staging table, in the order rows are encoded.
 pub const STAGING_COLUMNS: &str = "id, tenant_id, doc_id, source, chunk_index, content, content_hash, \
-     embedding, tokens, entity_name, src_id, tgt_id, chunk_source, created_at";
+     embedding, tokens, entity_name, src_id, tgt_id, chunk_source, created_at, page";
 
 pub fn staging_ddl(vector_type: &str) -> String {
     format!(
         "CREATE TEMP TABLE IF NOT EXISTS vecload_staging (
             id text, tenant_id text, doc_id text, source text, chunk_index integer,
             content text, content_hash text, embedding {vector_type}, tokens integer,
-            entity_name text, src_id text, tgt_id text, chunk_source text, created_at bigint
+            entity_name text, src_id text, tgt_id text, chunk_source text, created_at bigint,
+            page integer
         ) ON COMMIT DELETE ROWS"
     )
 }
 
 impl Shape {
     pub fn new(layout: Layout) -> Shape {
-        Shape { layout }
+        Shape {
+            layout,
+            page_column: layout == Layout::Vecload,
+        }
     }
 
     pub fn tenant(&self) -> &'static str {
@@ -132,7 +139,7 @@ impl Shape {
                 "tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
                  source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
                  content_hash text NOT NULL, embedding {v} NOT NULL,
-                 updated_at timestamptz NOT NULL DEFAULT now(),
+                 updated_at timestamptz NOT NULL DEFAULT now(), page integer,
                  PRIMARY KEY (tenant_id, id)"
             ),
             // As LightRAG 1.5.7's TABLES[...]["ddl"].
@@ -182,15 +189,22 @@ impl Shape {
             "coalesce(to_timestamp(created_at)::timestamp(0), CURRENT_TIMESTAMP::timestamp(0))";
         let now = "CURRENT_TIMESTAMP::timestamp(0)";
         match self.layout {
-            Layout::Vecload => format!(
-                "INSERT INTO {t} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, updated_at)
-                 SELECT DISTINCT ON (tenant_id, id) tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, now()
+            Layout::Vecload => {
+                let (col, val, set) = if self.page_column {
+                    (", page", ", page", ", page = EXCLUDED.page")
+                } else {
+                    ("", "", "")
+                };
+                format!(
+                    "INSERT INTO {t} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, updated_at{col})
+                 SELECT DISTINCT ON (tenant_id, id) tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, now(){val}
                  {staged}
                  ON CONFLICT (tenant_id, id) DO UPDATE SET
                     doc_id = EXCLUDED.doc_id, source = EXCLUDED.source, chunk_index = EXCLUDED.chunk_index,
                     content = EXCLUDED.content, content_hash = EXCLUDED.content_hash,
-                    embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at"
-            ),
+                    embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at{set}"
+                )
+            }
             // The columns LightRAG's upsert_chunk / upsert_entity /
             // upsert_relationship write, and what they update on conflict.
             Layout::Lightrag(Namespace::Chunks) => format!(

@@ -63,7 +63,7 @@ impl SinkWriter for QdrantWriter {
 
 fn point(r: &Embedded, updated_at: &str) -> PointStruct {
     let c = &r.chunk;
-    let payload: HashMap<String, Value> = HashMap::from([
+    let mut payload: HashMap<String, Value> = HashMap::from([
         (TENANT_FIELD.to_string(), Value::from(&*c.doc.tenant)),
         (DOC_FIELD.to_string(), Value::from(c.doc.doc_id.as_str())),
         ("source".to_string(), Value::from(c.doc.source.as_str())),
@@ -75,6 +75,9 @@ fn point(r: &Embedded, updated_at: &str) -> PointStruct {
         ),
         ("updated_at".to_string(), Value::from(updated_at)),
     ]);
+    if let Some(page) = c.doc.page {
+        payload.insert("page".into(), Value::from(i64::from(page)));
+    }
     PointStruct::new(c.id.clone(), r.vector.clone(), payload)
 }
 
