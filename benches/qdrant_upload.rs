@@ -138,6 +138,7 @@ fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
         let key = format!("docs/file-{d}.md");
         let count = per_doc.min(n - d * per_doc) as u32;
         let doc = Arc::new(DocMeta {
+            page: None,
             tenant: tenant.clone(),
             doc_id: vecload::chunk::id::doc_id(&key),
             source: key.clone(),

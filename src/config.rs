@@ -736,6 +736,16 @@ pub fn check_pg_dimension(dim: usize, ty: PgType, index: IndexKind) -> Result<()
     )))
 }
 
+/// `--extract-timeout`: seconds, more than 0.
+pub fn extract_timeout(secs: f64) -> Result<std::time::Duration, ConfigError> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        return Err(ConfigError(format!(
+            "--extract-timeout must be a number of seconds from 0 to 86400 (not {secs})"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,14 +780,4 @@ mod tests {
         let s = Secret::new("sk-very-secret".into());
         assert_eq!(format!("{s:?}"), "<redacted>");
     }
-}
-
-/// `--extract-timeout`: seconds, more than 0.
-pub fn extract_timeout(secs: f64) -> Result<std::time::Duration, ConfigError> {
-    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        return Err(ConfigError(format!(
-            "--extract-timeout must be a number of seconds from 0 to 86400 (not {secs})"
-        )));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -106,7 +106,10 @@ fn extract(args: cli::ExtractArgs) -> ExitCode {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&docs).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&docs).unwrap_or_default()
+                );
             } else {
                 for d in &docs {
                     println!("==> {} <==\n{}", d.source, d.text.trim_end());
@@ -116,7 +119,10 @@ fn extract(args: cli::ExtractArgs) -> ExitCode {
         }
         Err(skip) => {
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&skip).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&skip).unwrap_or_default()
+                );
             }
             eprintln!(
                 "vecload: {} skipped ({}): {}",

@@ -453,7 +453,10 @@ mod tests {
         let mut joined = String::new();
         for x in &w {
             let piece = &rows[x.start..x.end];
-            assert!(piece.starts_with("id: ") && piece.ends_with("Lisbon"), "{piece:?}");
+            assert!(
+                piece.starts_with("id: ") && piece.ends_with("Lisbon"),
+                "{piece:?}"
+            );
             assert!(x.tokens <= 100, "{}", x.tokens);
             joined.push_str(piece);
             joined.push('\n');

@@ -72,6 +72,7 @@ mod tests {
 
     fn chunk(tokens: u32) -> Chunk {
         let doc = Arc::new(DocMeta {
+            page: None,
             tenant: Arc::from("t"),
             doc_id: "d".into(),
             source: "s".into(),

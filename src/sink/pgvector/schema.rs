@@ -147,7 +147,9 @@ fn version_lt(v: &str, min: (u32, u32)) -> bool {
 /// What is at the table's name now.
 pub enum TableCheck {
     Missing,
-    Compatible { page_column: bool },
+    Compatible {
+        page_column: bool,
+    },
     /// Exists but cannot take this run's rows; the message says why and what to do.
     Incompatible(String),
 }

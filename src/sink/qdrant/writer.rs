@@ -192,6 +192,7 @@ mod tests {
 
     fn row(text_len: usize, dim: usize) -> Embedded {
         let doc = Arc::new(DocMeta {
+            page: None,
             tenant: Arc::from("t"),
             doc_id: "doc-1".into(),
             source: "a.md".into(),

@@ -212,7 +212,11 @@ fn in_child(exe: &Path, path: &Path, kind: Kind, timeout: Duration) -> Extracted
         return result;
     }
     let last = String::from_utf8_lossy(&err);
-    let last = last.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = last
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
     Err(Failure::new(
         Reason::ParserCrashed,
         format!("the parser process ended with {status}{}", {
@@ -262,4 +266,71 @@ pub(crate) fn whole(text: String, empty: &str) -> Extracted {
         text,
         records: false,
     }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for the vecload binary: a real process that behaves badly.
+    fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_child_that_hangs_is_stopped_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = script(dir.path(), "hang", "exec sleep 30");
+        let t = Instant::now();
+        let e = in_child(
+            &exe,
+            Path::new("x.pdf"),
+            Kind::Pdf,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert_eq!(e.reason, Reason::TimedOut, "{e:?}");
+        assert!(e.detail.contains("--extract-timeout 0.3s"), "{}", e.detail);
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_child_that_crashes_is_reported_with_its_last_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = script(
+            dir.path(),
+            "crash",
+            "echo 'thread main has overflowed its stack' >&2; kill -SEGV $$",
+        );
+        let e = in_child(&exe, Path::new("x.pdf"), Kind::Pdf, Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.reason, Reason::ParserCrashed, "{e:?}");
+        assert!(e.detail.contains("overflowed its stack"), "{}", e.detail);
+        assert!(
+            e.detail.contains("SIGSEGV") || e.detail.contains("signal"),
+            "{}",
+            e.detail
+        );
+    }
+
+    #[test]
+    fn the_childs_answer_comes_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok: Extracted = Ok(vec![Part {
+            label: Some("page=2".into()),
+            page: Some(2),
+            text: "x".repeat(200_000),
+            records: false,
+        }]);
+        let file = dir.path().join("answer.json");
+        std::fs::write(&file, serde_json::to_string(&ok).unwrap()).unwrap();
+        let exe = script(dir.path(), "answer", &format!("cat {}", file.display()));
+        assert_eq!(
+            in_child(&exe, Path::new("x.pdf"), Kind::Pdf, Duration::from_secs(10)),
+            ok
+        );
+    }
 }

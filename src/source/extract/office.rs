@@ -335,7 +335,9 @@ fn rels(
     let mut reader = Reader::from_str(&xml);
     loop {
         match reader.read_event() {
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) if local(e.name().as_ref().as_bytes()) == b"Relationship" => {
+            Ok(Event::Start(e)) | Ok(Event::Empty(e))
+                if local(e.name().as_ref().as_bytes()) == b"Relationship" =>
+            {
                 let mut id = None;
                 let mut kind = String::new();
                 let mut target = None;

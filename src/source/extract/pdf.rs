@@ -23,7 +23,7 @@ pub fn pages(bytes: &[u8]) -> Extracted {
         return Err(Failure::new(Reason::Unparsable, "PDF: no pages"));
     }
     let mut parts = Vec::new();
-    let mut failed: Vec<(u32, String)> = Vec::new();
+    let mut failed: Vec<(u32, String, Reason)> = Vec::new();
     for n in &numbers {
         let mut text = String::new();
         let run = std::panic::AssertUnwindSafe(|| {
@@ -33,11 +33,11 @@ pub fn pages(bytes: &[u8]) -> Extracted {
         match std::panic::catch_unwind(run) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                failed.push((*n, describe(&e)));
+                failed.push((*n, describe(&e), Reason::Unparsable));
                 continue;
             }
             Err(p) => {
-                failed.push((*n, format!("parser panicked: {}", panic_message(&p))));
+                failed.push((*n, panic_message(&p), Reason::ParserPanicked));
                 continue;
             }
         }
@@ -53,10 +53,9 @@ pub fn pages(bytes: &[u8]) -> Extracted {
     }
     if parts.is_empty() {
         return Err(match failed.first() {
-            Some((n, why)) if failed.len() == numbers.len() => Failure::new(
-                Reason::Unparsable,
-                format!("no page could be read (page {n}: {why})"),
-            ),
+            Some((n, why, reason)) if failed.len() == numbers.len() => {
+                Failure::new(*reason, format!("no page could be read (page {n}: {why})"))
+            }
             _ => Failure::new(
                 Reason::NoTextLayer,
                 format!(
@@ -66,7 +65,7 @@ pub fn pages(bytes: &[u8]) -> Extracted {
             ),
         });
     }
-    if let Some((n, why)) = failed.first() {
+    if let Some((n, why, _)) = failed.first() {
         tracing::warn!(
             "{} of {} pages could not be read and were left out (page {n}: {why})",
             failed.len(),
