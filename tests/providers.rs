@@ -250,3 +250,37 @@ fn ollama_input_over_the_context_is_embedded_in_parts_not_cut() {
     };
     over_long_inputs_go_in_parts("ollama", &pg, 300);
 }
+
+/// OpenAI-compatible servers are asked for base64 vectors (a quarter of the
+/// bytes of JSON floats); one that refuses base64 gets floats after a
+/// single retry, and every vector is its text's either way.
+#[test]
+fn openai_vectors_come_as_base64_and_as_floats_from_servers_without_it() {
+    let Some(pg) = pg_url("openai_vectors_come_as_base64") else {
+        return;
+    };
+    for (flags, base64) in [(&[][..], true), (&["--float-only"][..], false)] {
+        let server = EmbedServer::start(&[&["--dim", "16"][..], flags].concat());
+        let table = unique_table("openai_encoding");
+        let r = run(provider_cmd("openai", &[&server.url], &pg, &table)
+            .args(["--embed-model", "test-model"])
+            .arg(fixtures()));
+        assert_eq!(r.code, 0, "{}", r.all_output());
+        assert_vectors(&pg, &table, None);
+        let stats = server.stats();
+        let requests = stats["requests"].as_u64().unwrap_or(0);
+        if base64 {
+            assert_eq!(stats["base64_answers"].as_u64(), Some(requests), "{stats}");
+        } else {
+            assert_eq!(stats["base64_answers"].as_u64(), Some(0), "{stats}");
+            // The refusal was tried once (or once per request already in
+            // flight), then floats only.
+            assert!(stats["rejected"].as_u64().unwrap_or(0) <= 4, "{stats}");
+            assert!(
+                r.all_output().contains("asking for floats"),
+                "{}",
+                r.all_output()
+            );
+        }
+    }
+}

@@ -163,6 +163,38 @@ pub(super) fn lenient_floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<V
     Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
 }
 
+/// A vector as floats (nulls as NaN, as above) or as OpenAI's
+/// `encoding_format: "base64"` string of little-endian f32 bytes.
+pub(super) fn floats_or_base64<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<f32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Floats(Vec<Option<f32>>),
+        Base64(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Floats(v) => Ok(v.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect()),
+        Either::Base64(s) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(|e| serde::de::Error::custom(format!("base64 embedding: {e}")))?;
+            if bytes.len() % 4 != 0 {
+                return Err(serde::de::Error::custom(format!(
+                    "base64 embedding of {} bytes is not a whole number of f32s",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
+        }
+    }
+}
+
 /// The client every HTTP provider uses.
 pub(super) fn client(cfg: &crate::config::EmbedConfig) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()

@@ -1,6 +1,8 @@
 //! OpenAI-compatible `POST {base}/embeddings` (OpenAI, Azure-style gateways,
 //! vLLM, LiteLLM, TEI's and Ollama's compatibility routes, ...).
 
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,33 @@ pub struct OpenAiEmbedder {
     model: String,
     dimensions: Option<usize>,
     key: Option<Secret>,
+    /// Whether to ask for base64 vectors (see `Encoding`).
+    encoding: AtomicU8,
+}
+
+/// Vectors as base64 of their f32 bytes are a quarter of the JSON floats'
+/// size and far cheaper to decode on both ends: at 1024 dimensions decoding
+/// float JSON costs more CPU than anything else vecload does. OpenAI's own
+/// client asks for base64 for this reason. Not every compatible server
+/// knows it: one that refuses it gets floats from then on, and one that
+/// ignores it answers floats, which are read as well.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Encoding {
+    /// No answer yet: base64 is asked for, and a refusal is retried with floats.
+    Untried = 0,
+    Base64 = 1,
+    Float = 2,
+}
+
+impl Encoding {
+    fn from_u8(v: u8) -> Encoding {
+        match v {
+            1 => Encoding::Base64,
+            2 => Encoding::Float,
+            _ => Encoding::Untried,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -33,7 +62,7 @@ struct Response {
 #[derive(Deserialize)]
 struct Item {
     index: usize,
-    #[serde(deserialize_with = "http::lenient_floats")]
+    #[serde(deserialize_with = "http::floats_or_base64")]
     embedding: Vec<f32>,
 }
 
@@ -45,21 +74,19 @@ impl OpenAiEmbedder {
             model: cfg.model.clone(),
             dimensions: cfg.send_dimensions.then_some(cfg.dim),
             key: cfg.api_key.clone(),
+            encoding: AtomicU8::new(Encoding::Untried as u8),
         })
     }
-}
 
-#[async_trait]
-impl Embedder for OpenAiEmbedder {
-    fn describe(&self) -> String {
-        format!("{} (model {})", self.endpoints.describe(), self.model)
-    }
-
-    async fn embed(&self, inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    async fn request(
+        &self,
+        inputs: &[&str],
+        encoding: &'static str,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         let body = Request {
             model: &self.model,
             input: inputs,
-            encoding_format: "float",
+            encoding_format: encoding,
             dimensions: self.dimensions,
         };
         let endpoint = self.endpoints.pick();
@@ -70,6 +97,38 @@ impl Embedder for OpenAiEmbedder {
         let bytes = http::send(req, self.key.as_ref()).await?;
         let parsed: Response = http::parse(&bytes)?;
         place_by_index(parsed.data, inputs.len())
+    }
+}
+
+#[async_trait]
+impl Embedder for OpenAiEmbedder {
+    fn describe(&self) -> String {
+        format!("{} (model {})", self.endpoints.describe(), self.model)
+    }
+
+    async fn embed(&self, inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match Encoding::from_u8(self.encoding.load(Relaxed)) {
+            Encoding::Float => self.request(inputs, "float").await,
+            Encoding::Base64 => self.request(inputs, "base64").await,
+            Encoding::Untried => match self.request(inputs, "base64").await {
+                Ok(v) => {
+                    self.encoding.store(Encoding::Base64 as u8, Relaxed);
+                    Ok(v)
+                }
+                // Refused outright: maybe the encoding. Floats decide it.
+                Err(EmbedError::Rejected(first) | EmbedError::Fatal(first)) => {
+                    let floats = self.request(inputs, "float").await;
+                    if floats.is_ok() {
+                        tracing::info!(
+                            "the endpoint refuses encoding_format \"base64\" ({first}); asking for floats"
+                        );
+                        self.encoding.store(Encoding::Float as u8, Relaxed);
+                    }
+                    floats
+                }
+                Err(e) => Err(e),
+            },
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub(super) struct Parsed {
     pub inputs: Vec<String>,
     pub dimensions: Option<usize>,
     pub truncate: bool,
+    /// OpenAI's `encoding_format: "base64"`: each vector as the base64 of
+    /// its little-endian f32 bytes.
+    pub base64: bool,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +84,7 @@ struct OpenAiRequest {
     model: Option<String>,
     input: Input,
     dimensions: Option<usize>,
+    encoding_format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -109,11 +113,21 @@ pub(super) fn parse(proto: Protocol, body: &[u8]) -> Result<Parsed, String> {
     Ok(match proto {
         Protocol::Openai => {
             let r: OpenAiRequest = serde_json::from_slice(body).map_err(bad)?;
+            let base64 = match r.encoding_format.as_deref() {
+                None | Some("float") => false,
+                Some("base64") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "'{other}' is not one of ['float', 'base64'] - 'encoding_format'"
+                    ));
+                }
+            };
             Parsed {
                 model: r.model,
                 inputs: r.input.into_vec(),
                 dimensions: r.dimensions,
                 truncate: false,
+                base64,
             }
         }
         Protocol::Tei => {
@@ -123,6 +137,7 @@ pub(super) fn parse(proto: Protocol, body: &[u8]) -> Result<Parsed, String> {
                 inputs: r.inputs.into_vec(),
                 dimensions: None,
                 truncate: r.truncate,
+                base64: false,
             }
         }
         Protocol::Ollama => {
@@ -132,6 +147,7 @@ pub(super) fn parse(proto: Protocol, body: &[u8]) -> Result<Parsed, String> {
                 inputs: r.input.into_vec(),
                 dimensions: r.dimensions,
                 truncate: r.truncate,
+                base64: false,
             }
         }
     })
@@ -294,8 +310,24 @@ pub(super) fn error(proto: Protocol, fault: Fault, msg: &str, retry_after: Optio
 struct Item {
     object: &'static str,
     index: usize,
+    embedding: Embedding,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedding {
     /// `None` is written as null: how orjson writes NaN.
-    embedding: Vec<Option<f32>>,
+    Floats(Vec<Option<f32>>),
+    Base64(String),
+}
+
+fn base64_of(v: &[Option<f32>]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v
+        .iter()
+        .flat_map(|x| x.unwrap_or(f32::NAN).to_le_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[derive(Serialize)]
@@ -329,6 +361,7 @@ pub(super) fn success(
     vectors: Vec<Vec<Option<f32>>>,
     model: String,
     shuffle: bool,
+    base64: bool,
 ) -> serde_json::Result<Vec<u8>> {
     let tokens: usize = inputs.iter().map(|s| s.len() / 4 + 1).sum();
     match proto {
@@ -339,7 +372,11 @@ pub(super) fn success(
                 .map(|(index, embedding)| Item {
                     object: "embedding",
                     index,
-                    embedding,
+                    embedding: if base64 {
+                        Embedding::Base64(base64_of(&embedding))
+                    } else {
+                        Embedding::Floats(embedding)
+                    },
                 })
                 .collect();
             if shuffle {
