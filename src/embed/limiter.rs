@@ -17,18 +17,33 @@ pub struct Limiter {
 struct State {
     limit: f64,
     in_flight: usize,
-    /// Requests started since the last decrease. A burst of 429s from
-    /// requests sent before that decrease is one signal, not many.
-    started_since_cut: usize,
-    /// The limit at the last 429: climbing back towards it is quick, going
-    /// past it is probed four times slower, so a small capacity is not hit
-    /// every other round.
+    /// Counts the cuts. A 429 answering a request sent before the last cut
+    /// is old news: a burst of them is one signal, not many.
+    epoch: u64,
+    /// Below the requests in flight when the last 429'd one was sent:
+    /// climbing back towards it is quick, going past it is probed four
+    /// times slower, so a small capacity is not hit every other round.
     last_throttled_at: f64,
 }
 
 /// One request slot; frees itself when dropped.
 pub struct Permit {
     limiter: Arc<Limiter>,
+    sent: Sent,
+}
+
+/// What a request's slot knew when it was taken: how many were in flight
+/// with it, and the cut it came after.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    in_flight: usize,
+    epoch: u64,
+}
+
+impl Permit {
+    pub fn sent(&self) -> Sent {
+        self.sent
+    }
 }
 
 impl Limiter {
@@ -39,7 +54,7 @@ impl Limiter {
             state: Mutex::new(State {
                 limit: max,
                 in_flight: 0,
-                started_since_cut: 0,
+                epoch: 0,
                 last_throttled_at: f64::INFINITY,
             }),
             freed: Notify::new(),
@@ -57,9 +72,12 @@ impl Limiter {
                 let mut s = self.lock();
                 if (s.in_flight as f64) < s.limit.floor().max(1.0) {
                     s.in_flight += 1;
-                    s.started_since_cut += 1;
                     return Permit {
                         limiter: self.clone(),
+                        sent: Sent {
+                            in_flight: s.in_flight,
+                            epoch: s.epoch,
+                        },
                     };
                 }
             }
@@ -79,19 +97,25 @@ impl Limiter {
         self.freed.notify_waiters();
     }
 
-    pub fn throttled(&self) {
+    /// A 429 for the request sent with `sent`. The endpoint refused it with
+    /// `sent.in_flight` of ours in flight, so (as far as ours go) it takes
+    /// fewer: the limit drops to one below that, but by at most a quarter
+    /// per signal, so that clients sharing an endpoint still converge.
+    /// Cutting only to the evidence instead of by a fixed fraction keeps a
+    /// lone client at the capacity instead of oscillating far below it.
+    pub fn throttled(&self, sent: Sent) {
         let mut s = self.lock();
-        if s.started_since_cut >= s.limit.floor() as usize || s.limit >= self.max {
-            s.last_throttled_at = s.limit;
-            // A quarter, not half: halving from just over the capacity
-            // leaves the endpoint idle for most of the climb back.
-            s.limit = (s.limit * 0.75).max(1.0);
-            s.started_since_cut = 0;
-            tracing::info!(
-                "endpoint is rate limiting: at most {} requests in flight now",
-                s.limit.floor()
-            );
+        if sent.epoch != s.epoch {
+            return;
         }
+        let evidence = (sent.in_flight as f64 - 1.0).max(1.0);
+        s.last_throttled_at = evidence;
+        s.limit = evidence.min(s.limit).max(s.limit * 0.75).max(1.0);
+        s.epoch += 1;
+        tracing::info!(
+            "endpoint is rate limiting: at most {} requests in flight now",
+            s.limit.floor()
+        );
     }
 
     pub fn limit(&self) -> usize {
@@ -111,30 +135,58 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn cuts_to_the_evidence_by_at_most_a_quarter() {
+        let l = Arc::new(Limiter::new(32));
+        let permits: Vec<_> = futures::future::join_all((0..32).map(|_| l.acquire())).await;
+        // The 20th request was refused: capacity under 20, but one signal
+        // cuts a quarter at most.
+        l.throttled(permits[19].sent());
+        assert_eq!(l.limit(), 24);
+        // More 429s from requests sent before the cut count once.
+        l.throttled(permits[17].sent());
+        l.throttled(permits[30].sent());
+        assert_eq!(l.limit(), 24);
+        drop(permits);
+        // After the cut: a refusal at 20 in flight puts the limit at 19.
+        let permits: Vec<_> = futures::future::join_all((0..20).map(|_| l.acquire())).await;
+        l.throttled(permits[19].sent());
+        assert_eq!(l.limit(), 19);
+    }
+
+    #[tokio::test]
     async fn cuts_on_429_and_grows_back_one_per_round() {
         let l = Arc::new(Limiter::new(16));
         let permits: Vec<_> = futures::future::join_all((0..16).map(|_| l.acquire())).await;
         assert_eq!(l.limit(), 16);
-        l.throttled();
-        assert_eq!(l.limit(), 12);
-        // More 429s from requests sent before the cut count once.
-        l.throttled();
-        l.throttled();
+        // Refused with 16 in flight, but by at most a quarter: 12.
+        l.throttled(permits[15].sent());
+        assert_eq!(l.limit(), 15);
+        let sent = permits[0].sent();
+        drop(permits);
+        l.throttled(sent);
+        assert_eq!(l.limit(), 15, "a request from before the cut is no signal");
+        // Another client took most of the capacity: a refusal at 4 in
+        // flight still cuts a quarter at a time.
+        let permits: Vec<_> = futures::future::join_all((0..4).map(|_| l.acquire())).await;
+        l.throttled(permits[3].sent());
+        assert_eq!(l.limit(), 11);
+        drop(permits);
+        let l = Arc::new(Limiter::new(16));
+        let permits: Vec<_> = futures::future::join_all((0..16).map(|_| l.acquire())).await;
+        l.throttled(permits[12].sent());
         assert_eq!(l.limit(), 12);
         drop(permits);
-        for _ in 0..13 {
+        // Past the point of the last 429, probed four times slower than one
+        // more per round of successes.
+        for _ in 0..12 * 3 {
             l.succeeded();
         }
-        assert_eq!(l.limit(), 13, "about one more per round of successes");
-        for _ in 0..14 * 3 {
+        assert_eq!(l.limit(), 12);
+        for _ in 0..12 * 2 {
             l.succeeded();
         }
-        assert_eq!(
-            l.limit(),
-            15,
-            "slower past the limit where the last 429 came"
-        );
-        for _ in 0..500 {
+        assert_eq!(l.limit(), 13, "about a quarter more per round");
+        for _ in 0..2000 {
             l.succeeded();
         }
         assert_eq!(l.limit(), 16, "never above --concurrency");

@@ -133,6 +133,7 @@ impl EmbedStage {
                 .await
                 .and_then(|v| self.check(&batch, v));
             drop(inputs);
+            let sent = slot.sent();
             // The slot is free while this batch backs off.
             drop(slot);
             let (message, retry_after) = match result {
@@ -163,7 +164,7 @@ impl EmbedStage {
                     message,
                     retry_after,
                 }) => {
-                    self.limiter.throttled();
+                    self.limiter.throttled(sent);
                     (message, retry_after)
                 }
                 Err(EmbedError::Transient {
