@@ -71,6 +71,9 @@ pub struct State {
     path: PathBuf,
 }
 
+/// The state file's page cache (see `State::open`).
+const STATE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl State {
     pub fn open(path: &Path) -> Result<State> {
         if let Some(dir) = path.parent()
@@ -83,7 +86,13 @@ impl State {
                 )
             })?;
         }
-        let db = Database::create(path).map_err(|e| {
+        // redb caches up to 1 GiB by default, and a million-chunk load would
+        // keep most of its state file in that cache; the operating system's
+        // page cache serves the same pages without counting against us.
+        let db = redb::Builder::new()
+            .set_cache_size(STATE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| {
             anyhow::anyhow!(
                 "cannot open the state file {}: {e} (is another vecload run using it? else set --state)",
                 path.display()
@@ -106,12 +115,15 @@ impl State {
         if !path.exists() {
             return Ok(None);
         }
-        let db = Database::open(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the state file {}: {e} (is a load running?)",
-                path.display()
-            )
-        })?;
+        let db = redb::Builder::new()
+            .set_cache_size(STATE_CACHE_BYTES)
+            .open(path)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the state file {}: {e} (is a load running?)",
+                    path.display()
+                )
+            })?;
         Ok(Some(State {
             db,
             path: path.to_path_buf(),
