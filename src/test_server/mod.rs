@@ -89,6 +89,10 @@ pub struct Opts {
     /// Answer with vectors of this length whatever is asked.
     #[arg(long)]
     pub force_dim: Option<usize>,
+    /// Refuse `encoding_format: "base64"` with a 400, as some
+    /// OpenAI-compatible servers do.
+    #[arg(long)]
+    pub float_only: bool,
 }
 
 /// The vector for `text`: unit length, derived from SHA-256 of the text.
@@ -126,9 +130,19 @@ struct Counters {
     max_batch: AtomicU64,
     /// Requests that asked the server to truncate.
     truncating: AtomicU64,
+    /// Inputs of successful answers, and the span from the first request's
+    /// arrival to the last successful answer (microseconds since start + 1;
+    /// 0 is unset): a client's sustained rate, without its start-up and
+    /// shut-down.
+    inputs_ok: AtomicU64,
+    /// Successful answers with base64 vectors.
+    base64: AtomicU64,
+    first_us: AtomicU64,
+    last_us: AtomicU64,
 }
 
 struct State {
+    started: std::time::Instant,
     opts: Opts,
     c: Counters,
     /// Ollama embeds one request at a time.
@@ -162,6 +176,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
                 "max_in_flight": c.max_in_flight.load(SeqCst),
                 "max_batch": c.max_batch.load(SeqCst),
                 "truncating": c.truncating.load(SeqCst),
+                "inputs_ok": c.inputs_ok.load(SeqCst),
+                "base64_answers": c.base64.load(SeqCst),
+                "busy_seconds": c.last_us.load(SeqCst).saturating_sub(c.first_us.load(SeqCst)) as f64 / 1e6,
             }),
             None,
         ));
@@ -178,6 +195,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
         ));
     }
     let c = &state.c;
+    let since = |s: &State| s.started.elapsed().as_micros() as u64 + 1;
+    let _ = c
+        .first_us
+        .compare_exchange(0, since(&state), SeqCst, SeqCst);
     let n = c.requests.fetch_add(1, SeqCst) + 1;
     let now = c.in_flight.fetch_add(1, SeqCst) + 1;
     c.max_in_flight.fetch_max(now, SeqCst);
@@ -185,6 +206,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     c.in_flight.fetch_sub(1, SeqCst);
     if !resp.status().is_success() {
         c.rejected.fetch_add(1, SeqCst);
+    } else {
+        c.last_us.fetch_max(since(&state), SeqCst);
     }
     Ok(resp)
 }
@@ -282,6 +305,9 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
         }
     }
     state.c.inputs.fetch_add(inputs.len() as u64, SeqCst);
+    // Counted as answered here; an answer failing after this point is
+    // counted in `rejected` as well.
+    state.c.inputs_ok.fetch_add(inputs.len() as u64, SeqCst);
     let dim = o.force_dim.or(parsed.dimensions).unwrap_or(o.dim);
     let vectors: Vec<Vec<Option<f32>>> = inputs
         .iter()
@@ -295,7 +321,16 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
         })
         .collect();
     let model = parsed.model.unwrap_or_default();
-    match protocol::success(proto, &inputs, vectors, model, o.shuffle) {
+    if parsed.base64 && o.float_only {
+        return fail(
+            Fault::Status(StatusCode::BAD_REQUEST),
+            "encoding_format: only 'float' is supported",
+        );
+    }
+    if parsed.base64 {
+        state.c.base64.fetch_add(1, SeqCst);
+    }
+    match protocol::success(proto, &inputs, vectors, model, o.shuffle, parsed.base64) {
         Ok(bytes) => Response::builder()
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
@@ -324,6 +359,7 @@ pub async fn serve(opts: Opts) -> anyhow::Result<()> {
         out.flush()?;
     }
     let state = Arc::new(State {
+        started: std::time::Instant::now(),
         opts,
         c: Counters::default(),
         serial: tokio::sync::Mutex::new(()),
