@@ -1,101 +1,228 @@
 #!/usr/bin/env bash
-# Benchmarks, each a ratio against a ceiling measured in the same run:
-#   1. embed stage vs the endpoint's capacity (C requests in flight x batch / latency),
-#      once with --concurrency = C and once with the capacity unknown (--concurrency 2C,
-#      the server answers 429 above C),
-#   2. chunking vs a plain tokenizer pass (benches/chunking.rs),
-#   3. the Qdrant sink vs the bfb upload pattern on the same server
-#      (benches/qdrant_upload.rs), when QDRANT_URL is set or `qdrant` is on PATH.
-# Writes target/bench/results.md. Needs nothing but this repo (starts PostgreSQL).
+# Every benchmark of issue 7, each a ratio against a ceiling measured in the
+# same run on the same machine, into target/bench/results.md:
+#   embed    the embed stage vs the endpoint's capacity (C requests in flight x
+#            batch / latency): --concurrency = C, and the capacity unknown
+#            (--concurrency 2C; the server answers 429 above C); the stage
+#            alone (benches/embed_stage.rs), then the whole pipeline
+#   chunking the chunker vs a plain tokenizer pass (benches/chunking.rs)
+#   pgvector the pgvector sink vs raw binary COPY, 1024 and 1536 dims, HNSW
+#            built after the load in both (benches/pgvector_upload.rs)
+#   qdrant   the Qdrant sink vs the bfb upload pattern (benches/qdrant_upload.rs)
+#   memory   peak RSS of `vecload load` at 10k, 100k and 1M chunks of 1024 dims
+#   python   vecload vs the script it replaces (benches/migrate_to_qdrant.py),
+#            same corpus, endpoint and Qdrant
+#
+#   scripts/bench.sh                  all of it
+#   scripts/bench.sh embed memory     only these parts
+#
+# Starts what it needs: PostgreSQL (scripts/pg.sh), the embedding test
+# server, a Qdrant from PATH (qdrant and python are skipped, loudly, without
+# QDRANT_URL or a `qdrant` binary), a venv for the Python script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python)
+want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
 cargo build --release --quiet
 eval "$(scripts/pg.sh start)"
+export VECLOAD_TEST_PG_URL
 out=target/bench; mkdir -p "$out"
+bin=./target/release
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
 
-records=${BENCH_RECORDS:-60000}
-latency_ms=${BENCH_LATENCY_MS:-100}
-capacity=${BENCH_CAPACITY:-16}
-batch=${BENCH_BATCH:-64}
-dim=${BENCH_DIM:-256}
-corpus="$out/corpus"
-if [ ! -f "$corpus/records-$records.jsonl" ]; then
-  rm -rf "$corpus"; mkdir -p "$corpus"
-  python3 - "$records" > "$corpus/records-$records.jsonl" <<'PY'
+# corpus N: N JSONL records of ~60 tokens (one chunk each), made once.
+corpus() {
+  local n=$1 dir="$out/corpus-$1"
+  if [ ! -f "$dir/records.jsonl" ]; then
+    mkdir -p "$dir"
+    python3 - "$n" > "$dir/records.jsonl.tmp" <<'PY'
 import json, random, sys
 random.seed(7)
 words = "vector index tenant chunk embedding model query latency shard replica batch token cosine table collection payload filter".split()
 for i in range(int(sys.argv[1])):
     print(json.dumps({"content": f"Record {i}: " + " ".join(random.choice(words) for _ in range(40))}))
 PY
-fi
-
-server_out=$(mktemp)
-./target/release/embedding-test-server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1 > "$server_out" &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$server_out"' EXIT
-for _ in $(seq 50); do [ -s "$server_out" ] && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$server_out")
-ceiling=$(python3 -c "print($capacity * $batch / ($latency_ms / 1000))")
-
-embed_run() { # name concurrency
-  local report="$out/embed-$1.json" run_id="$1_$(date +%s)"
-  # A fresh table and state file each time: the state would (rightly) skip
-  # everything a previous run wrote.
-  ./target/release/vecload load "$corpus" --quiet --progress none \
-    --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_embed_$run_id" --index none \
-    --state "$out/state-$run_id.redb" \
-    --embed-url "$url" --embed-model bench --embed-dim "$dim" \
-    --batch-size "$batch" --concurrency "$2" --report "$report" || true
-  python3 - "$report" "$ceiling" "$1" "$2" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); ceiling = float(sys.argv[2])
-rate = r["vectors_written"] / r["elapsed_seconds"]
-print(f"| embed, capacity {'known' if sys.argv[3]=='known' else 'unknown'} (--concurrency {sys.argv[4]}) | {rate:.0f} vectors/s | {ceiling:.0f} | {rate/ceiling:.2f} | {r['embed_requests']} requests, {r['embed_retries']} retries, {r['failed_chunks']} failed |")
-PY
+    mv "$dir/records.jsonl.tmp" "$dir/records.jsonl"
+  fi
+  echo "$dir"
 }
 
-qdrant_bench() {
-  if [ -z "${QDRANT_URL:-}" ]; then
-    if ! command -v qdrant >/dev/null; then
-      echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="
-      return
-    fi
-    local dir http grpc
-    dir=$(mktemp -d)
-    read -r http grpc < <(python3 -c 'import socket
+# server ARGS...: starts an embedding test server, sets $url and $server_pid.
+server() {
+  local log; log=$(mktemp)
+  "$bin/embedding-test-server" "$@" > "$log" &
+  server_pid=$!; pids+=("$server_pid")
+  for _ in $(seq 100); do [ -s "$log" ] && break; sleep 0.05; done
+  url=$(sed -n 's/^listening on //p' "$log"); rm -f "$log"
+}
+
+# qdrant_start: a Qdrant from PATH unless QDRANT_URL is set; false if none.
+qdrant_start() {
+  if [ -n "${QDRANT_URL:-}" ]; then return 0; fi
+  command -v qdrant >/dev/null || return 1
+  local dir http grpc
+  dir=$(mktemp -d)
+  read -r http grpc < <(python3 -c 'import socket
 s=[socket.socket() for _ in range(2)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print(*[x.getsockname()[1] for x in s])')
-    (cd "$dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http \
-      QDRANT__SERVICE__GRPC_PORT=$grpc QDRANT__STORAGE__STORAGE_PATH=$dir/storage \
-      QDRANT__STORAGE__SNAPSHOTS_PATH=$dir/snapshots QDRANT__TELEMETRY_DISABLED=true \
-      QDRANT__LOG_LEVEL=WARN exec qdrant >/dev/null 2>&1) &
-    local qpid=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break; sleep 0.2; done
-    QDRANT_URL=http://127.0.0.1:$http QDRANT_GRPC_URL=http://127.0.0.1:$grpc \
-      cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
-    kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true; rm -rf "$dir"
-  else
-    cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
-  fi
+  (cd "$dir" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http \
+    QDRANT__SERVICE__GRPC_PORT=$grpc QDRANT__STORAGE__STORAGE_PATH=$dir/storage \
+    QDRANT__STORAGE__SNAPSHOTS_PATH=$dir/snapshots QDRANT__TELEMETRY_DISABLED=true \
+    QDRANT__LOG_LEVEL=WARN exec qdrant >/dev/null 2>&1) &
+  pids+=("$!")
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break; sleep 0.2; done
+  export QDRANT_URL=http://127.0.0.1:$http QDRANT_GRPC_URL=http://127.0.0.1:$grpc
 }
 
-{
-  echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores)"
+embed_part() {
+  local records=${BENCH_RECORDS:-60000} latency_ms=${BENCH_LATENCY_MS:-100}
+  local capacity=${BENCH_CAPACITY:-16} batch=${BENCH_BATCH:-64} dim=${BENCH_DIM:-256}
+  local dir; dir=$(corpus "$records")
+  local ceiling; ceiling=$(python3 -c "print($capacity * $batch / ($latency_ms / 1000))")
+  echo "## Embed stage vs the endpoint's capacity"
   echo
-  echo "Embed stage: $records records, batch $batch, endpoint latency ${latency_ms} ms, capacity $capacity in flight (429 above), dim $dim, pgvector sink, whole run timed."
+  echo "The stage alone (benches/embed_stage.rs): the real embed stage fed as fast as it takes chunks, its output drained."
   echo
-  echo "| measure | vecload | ceiling | ratio | notes |"
-  echo "|---|---|---|---|---|"
-  embed_run known "$capacity"
-  embed_run unknown "$((capacity * 2))"
+  BENCH_LATENCY_MS=$latency_ms BENCH_CAPACITY=$capacity BENCH_BATCH=$batch BENCH_DIM=$dim \
+    cargo bench --quiet --bench embed_stage 2>/dev/null | sed -n '/^chunks/,$p'
   echo
-  echo "Chunking (o200k_base, 1200/100):"
+  echo "The whole pipeline: $records JSONL records (one chunk each), batch $batch, endpoint latency ${latency_ms} ms, capacity $capacity requests in flight (429 above, Retry-After 1 s), dim $dim, into pgvector with the state file. Ceiling = $capacity x $batch / ${latency_ms} ms = ${ceiling%.*} vectors/s. *Sustained* is vectors over the time from the endpoint's first request to its last answer; *whole run* includes start-up, the last partial wave, the index and the final count."
+  echo
+  echo "| run | sustained vectors/s | ratio | whole run vectors/s | ratio | requests | 429s |"
+  echo "|---|---|---|---|---|---|---|"
+  local name conc
+  for name in known unknown; do
+    conc=$capacity; [ $name = unknown ] && conc=$((capacity * 2))
+    server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1
+    local run_id="${name}_$(date +%s%N)" report="$out/embed-$name.json"
+    "$bin/vecload" load "$dir" --quiet --progress none \
+      --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_embed_$run_id" --index none \
+      --state "$out/state-$run_id.redb" \
+      --embed-url "$url" --embed-model bench --embed-dim "$dim" \
+      --batch-size "$batch" --concurrency "$conc" --report "$report" >/dev/null || true
+    curl -sf "${url%/v1}/stats" > "$out/embed-$name-server.json"
+    kill "$server_pid" 2>/dev/null || true
+    python3 - "$report" "$out/embed-$name-server.json" "$ceiling" "$name" "$conc" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); ceiling = float(sys.argv[3])
+n = r["vectors_written"]
+sustained = n / s["busy_seconds"]; whole = n / r["elapsed_seconds"]
+print(f"| capacity {sys.argv[4]} (--concurrency {sys.argv[5]}) | {sustained:.0f} | {sustained/ceiling:.2f} | {whole:.0f} | {whole/ceiling:.2f} | {s['requests']} | {s['rejected']} |")
+PY
+    rm -f "$out/state-$run_id.redb"*
+  done
+  echo
+}
+
+chunking_part() {
+  echo "## Chunking vs a plain tokenizer pass"
   echo
   cargo bench --quiet --bench chunking 2>/dev/null | sed -n '/^corpus/,$p'
   echo
-  echo "Qdrant sink vs the bfb upload pattern:"
+}
+
+pgvector_part() {
+  echo "## pgvector sink vs raw binary COPY"
   echo
-  qdrant_bench
+  cargo bench --quiet --bench pgvector_upload 2>/dev/null | sed -n '/^rows/,$p'
+  echo
+}
+
+qdrant_part() {
+  echo "## Qdrant sink vs the bfb upload pattern"
+  echo
+  if ! qdrant_start; then
+    echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="; echo; return
+  fi
+  cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
+  echo
+}
+
+memory_part() {
+  local sizes=${BENCH_MEMORY_SIZES:-"10000 100000 1000000"} dim=1024
+  echo "## Memory: peak RSS by corpus size"
+  echo
+  echo "\`vecload load\` of N JSONL records (one chunk each) at $dim dims into pgvector (state file on, no index), endpoint without latency. Peak RSS from GNU time."
+  echo
+  echo "| chunks | peak RSS | vectors/s | elapsed |"
+  echo "|---|---|---|---|"
+  local n dir
+  for n in $sizes; do
+    dir=$(corpus "$n")
+    server --dim $dim
+    local run_id="mem_${n}_$(date +%s%N)" report="$out/memory-$n.json"
+    /usr/bin/time -f '%M' -o "$out/memory-$n.rss" "$bin/vecload" load "$dir" --quiet --progress none \
+      --pg-url "$VECLOAD_TEST_PG_URL" --table "bench_$run_id" --index none \
+      --state "$out/state-$run_id.redb" --embed-url "$url" --embed-model bench \
+      --embed-dim $dim --batch-size 128 --concurrency 4 --report "$report" >/dev/null || true
+    kill "$server_pid" 2>/dev/null || true
+    python3 - "$report" "$out/memory-$n.rss" "$n" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); kb = int(open(sys.argv[2]).read().split()[-1])
+print(f"| {int(sys.argv[3]):,} | {kb/1024:.0f} MB | {r['vectors_written']/r['elapsed_seconds']:.0f} | {r['elapsed_seconds']:.0f} s |")
+PY
+    psql_drop "bench_$run_id"
+    rm -f "$out/state-$run_id.redb"*
+  done
+  echo
+}
+
+# Big tables are dropped at once: the disk is not the benchmark's.
+psql_drop() {
+  scripts/pg.sh psql -qc "DROP TABLE IF EXISTS \"$1\"" >/dev/null 2>&1 || true
+}
+
+python_part() {
+  local records=${BENCH_PY_RECORDS:-20000} latency_ms=${BENCH_LATENCY_MS:-100}
+  local capacity=${BENCH_PY_CAPACITY:-32} dim=${BENCH_DIM:-256}
+  echo "## vecload vs migrate_to_qdrant.py"
+  echo
+  if ! qdrant_start; then
+    echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="; echo; return
+  fi
+  local dir; dir=$(corpus "$records")
+  echo "$records JSONL records, endpoint latency ${latency_ms} ms, capacity $capacity in flight, dim $dim, into Qdrant. The script: \`migrate_to_qdrant.py --source-docs DIR --tenant-id bench --batch-size 100\` (benches/, pinned in benches/requirements-migrate.txt): embed 100, upsert them (wait=true), next. vecload: \`vecload load DIR --sink qdrant --tenant bench --concurrency $capacity\` (batch 64, state file on)."
+  echo
+  echo "| run | vectors | seconds | vectors/s | speedup |"
+  echo "|---|---|---|---|---|"
+  server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1
+  local stamp; stamp=$(date +%s)
+  EMBEDDING_BINDING_HOST="$url" EMBEDDING_MODEL=bench EMBEDDING_DIM=$dim \
+    scripts/bench_python.sh --source-docs "$dir" --tenant-id bench --batch-size 100 \
+    --collection "bench_py_$stamp" --json-out "$out/python.json" > "$out/python.log" 2>&1 || true
+  "$bin/vecload" load "$dir" --quiet --progress none --sink qdrant --collection "bench_vl_$stamp" \
+    --tenant bench --embed-url "$url" --embed-model bench --embed-dim "$dim" \
+    --batch-size 64 --concurrency "$capacity" --state "$out/state-py-$stamp.redb" \
+    --report "$out/python-vecload.json" >/dev/null || true
+  kill "$server_pid" 2>/dev/null || true
+  python3 - "$out/python.json" "$out/python-vecload.json" <<'PY'
+import json, sys
+try:
+    p = json.load(open(sys.argv[1]))
+except Exception as e:
+    print(f"| migrate_to_qdrant.py | failed: {e} (see target/bench/python.log) | | | |"); sys.exit()
+v = json.load(open(sys.argv[2]))
+pr = p["vectors_written"] / p["elapsed_seconds"]; vr = v["vectors_written"] / v["elapsed_seconds"]
+print(f"| migrate_to_qdrant.py | {p['vectors_written']} | {p['elapsed_seconds']:.1f} | {pr:.0f} | 1.0x |")
+print(f"| vecload | {v['vectors_written']} | {v['elapsed_seconds']:.1f} | {vr:.0f} | {vr/pr:.1f}x |")
+PY
+  rm -f "$out/state-py-$stamp.redb"*
+  echo
+}
+
+{
+  echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
+  echo
+  want embed && embed_part
+  want chunking && chunking_part
+  want pgvector && pgvector_part
+  want qdrant && qdrant_part
+  want memory && memory_part
+  want python && python_part
+  true
 } | tee "$out/results.md"

@@ -5,6 +5,7 @@
 #   scripts/pg.sh start   install if needed, init if needed, start; prints `export VECLOAD_TEST_PG_URL=...`
 #   scripts/pg.sh stop    stop the server (data is kept)
 #   scripts/pg.sh url     print the connection URL
+#   scripts/pg.sh psql .. run its psql on the database (e.g. psql -c "select 1")
 #   scripts/pg.sh wipe    stop and delete the data directory
 #
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres`
@@ -98,6 +99,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   url) echo "$URL" ;;
+  psql) shift; PGPASSWORD="$PASSWORD" "$(bin_dir)/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d "$DB" "$@" ;;
   wipe) stop; rm -rf "$DATA" "$SOCK" ;;
-  *) echo "usage: $0 start|stop|url|wipe" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|url|psql [ARGS]|wipe" >&2; exit 2 ;;
 esac

@@ -1,0 +1,318 @@
+//! The pgvector sink against its ceiling: raw binary COPY of the same rows
+//! straight into the final table on the same server in the same run (no
+//! staging table, no upsert, no state), with the HNSW index built after the
+//! load in both. At 1024 and 1536 dimensions (BENCH_PG_DIMS), BENCH_PG_ROWS
+//! rows (20000).
+//!
+//!   VECLOAD_TEST_PG_URL=postgres://... cargo bench --bench pgvector_upload
+//!
+//! vecload's side is its real sink stage (`SinkStage` + `PgSink`: binary COPY
+//! into a temp staging table, `INSERT ... ON CONFLICT` into the table, the
+//! state file's intents and acknowledgements), fed pre-made vectors 64 at a
+//! time as from the embed stage, then `finish` (index and exact count). The
+//! ceiling's COPY streams use as many connections as vecload's writers (2)
+//! and the same rows per transaction (500), and encode inside the timed
+//! loop too. Best of two alternating rounds. Without `--bench` (under
+//! `cargo test`) it does a small pass when a database is set.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vecload::chunk::{Chunk, DocMeta};
+use vecload::cli::{Distance, IndexKind, PgType};
+use vecload::config::PgConfig;
+use vecload::embed::Embedded;
+use vecload::embed::stage::Fatal;
+use vecload::incremental::Ledger;
+use vecload::report::Stats;
+use vecload::sink::Sink;
+use vecload::sink::pgvector::{PgSink, PgTarget};
+use vecload::sink::stage::SinkStage;
+use vecload::state::State;
+
+const WRITERS: usize = 2;
+const ROWS_PER_COPY: usize = 500;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let Some(url) = std::env::var("VECLOAD_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!(
+            "=== SKIPPED pgvector_upload benchmark: set VECLOAD_TEST_PG_URL (scripts/bench.sh does) ==="
+        );
+        return;
+    };
+    let n = if full {
+        env_usize("BENCH_PG_ROWS", 20_000)
+    } else {
+        1_000
+    };
+    let dims: Vec<usize> = std::env::var("BENCH_PG_DIMS")
+        .unwrap_or_else(|_| "1024,1536".into())
+        .split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect();
+    let target = PgTarget::from_settings(Some(url), None, None, None, None, None, None, None)
+        .expect("PostgreSQL settings");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("rows: {n} per run, {WRITERS} writers, {ROWS_PER_COPY} rows per transaction");
+    println!();
+    println!(
+        "| dim | raw COPY rows/s (load) | vecload rows/s (load) | ratio (load) | raw, load + HNSW | vecload, load + HNSW | ratio (load + HNSW) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let stamp = std::process::id();
+    for dim in dims {
+        let rows = make_rows(n, dim);
+        let mut raw = (0.0f64, 0.0f64);
+        let mut ours = (0.0f64, 0.0f64);
+        for round in 0..2 {
+            let r = rt.block_on(raw_copy(
+                &target,
+                &format!("bench_raw_{stamp}_{dim}_{round}"),
+                &rows,
+                dim,
+            ));
+            let v = rt.block_on(vecload_copy(
+                &target,
+                &format!("bench_vecload_{stamp}_{dim}_{round}"),
+                rows.clone(),
+                dim,
+            ));
+            eprintln!(
+                "dim {dim} round {round}: raw {:.0} / {:.0}, vecload {:.0} / {:.0} rows/s (load / load + index)",
+                r.0, r.1, v.0, v.1
+            );
+            raw = (raw.0.max(r.0), raw.1.max(r.1));
+            ours = (ours.0.max(v.0), ours.1.max(v.1));
+        }
+        println!(
+            "| {dim} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} |",
+            raw.0,
+            ours.0,
+            ours.0 / raw.0,
+            raw.1,
+            ours.1,
+            ours.1 / raw.1
+        );
+    }
+}
+
+fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
+    let words = "vector index tenant chunk embedding model query latency shard replica batch \
+                 token cosine table collection payload filter"
+        .split(' ')
+        .collect::<Vec<_>>();
+    let per_doc = 8;
+    let tenant: Arc<str> = Arc::from("bench");
+    let mut rows = Vec::with_capacity(n);
+    for d in 0..n.div_ceil(per_doc) {
+        let key = format!("docs/file-{d}.md");
+        let count = per_doc.min(n - d * per_doc) as u32;
+        let doc = Arc::new(DocMeta {
+            page: None,
+            tenant: tenant.clone(),
+            doc_id: vecload::chunk::id::doc_id(&key),
+            source: key.clone(),
+            file: Arc::from(key.as_str()),
+            key: key.clone(),
+            hash: format!("h{d}"),
+            chunk_count: count,
+            pending: count.into(),
+        });
+        for i in 0..count {
+            // About a 1200-token chunk's worth of text would dwarf the
+            // vectors; ~60 words is the JSONL benchmark's record.
+            let text: String = (0..60)
+                .map(|w| words[(d * 7 + i as usize * 3 + w) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ");
+            rows.push(Embedded {
+                vector: vecload::test_server::vector_for(&text, dim),
+                chunk: Chunk {
+                    id: vecload::chunk::id::chunk_id(&tenant, &key, i),
+                    doc: doc.clone(),
+                    index: i,
+                    content_hash: vecload::chunk::id::content_hash(&text),
+                    text,
+                    tokens: 60,
+                    extra: None,
+                },
+            });
+        }
+    }
+    rows
+}
+
+/// The table vecload makes, so both sides write the same bytes.
+fn ddl(table: &str, dim: usize) -> String {
+    format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (
+            tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
+            source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
+            content_hash text NOT NULL, embedding vector({dim}) NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(), page integer,
+            PRIMARY KEY (tenant_id, id))"
+    )
+}
+
+fn index_sql(table: &str) -> String {
+    format!("CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops); ANALYZE {table}")
+}
+
+fn put_text(buf: &mut BytesMut, s: &str) {
+    buf.put_i32(s.len() as i32);
+    buf.put_slice(s.as_bytes());
+}
+
+/// Binary COPY rows for (tenant_id, id, doc_id, source, chunk_index,
+/// content, content_hash, embedding).
+fn encode(rows: &[Embedded]) -> bytes::Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0);
+    buf.put_i32(0);
+    for r in rows {
+        let c = &r.chunk;
+        buf.put_i16(8);
+        put_text(&mut buf, &c.doc.tenant);
+        put_text(&mut buf, &c.id);
+        put_text(&mut buf, &c.doc.doc_id);
+        put_text(&mut buf, &c.doc.source);
+        buf.put_i32(4);
+        buf.put_i32(c.index as i32);
+        put_text(&mut buf, &c.text);
+        put_text(&mut buf, &c.content_hash);
+        buf.put_i32((4 + 4 * r.vector.len()) as i32);
+        buf.put_i16(r.vector.len() as i16);
+        buf.put_i16(0);
+        for v in &r.vector {
+            buf.put_f32(*v);
+        }
+    }
+    buf.put_i16(-1);
+    buf.freeze()
+}
+
+/// (rows/s of the load, rows/s of load + index).
+async fn raw_copy(target: &PgTarget, table: &str, rows: &[Embedded], dim: usize) -> (f64, f64) {
+    let admin = target.connect().await.expect("connect");
+    admin.batch_execute(&ddl(table, dim)).await.expect("create");
+    let mut clients = Vec::new();
+    for _ in 0..WRITERS {
+        clients.push(target.connect().await.expect("connect"));
+    }
+    let copy = format!(
+        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding) \
+         FROM STDIN (FORMAT binary)"
+    );
+    let t = Instant::now();
+    let parts: Vec<&[Embedded]> = rows.chunks(ROWS_PER_COPY).collect();
+    let per_writer = parts.len().div_ceil(WRITERS);
+    let writers = clients
+        .iter_mut()
+        .zip(parts.chunks(per_writer.max(1)))
+        .map(|(client, mine)| {
+            let copy = copy.clone();
+            async move {
+                for part in mine {
+                    let tx = client.transaction().await.expect("begin");
+                    let sink = tx.copy_in::<_, bytes::Bytes>(&copy).await.expect("copy in");
+                    futures::pin_mut!(sink);
+                    sink.send(encode(part)).await.expect("send");
+                    sink.as_mut().finish().await.expect("finish copy");
+                    tx.commit().await.expect("commit");
+                }
+            }
+        });
+    futures::stream::iter(writers)
+        .buffer_unordered(WRITERS)
+        .collect::<Vec<()>>()
+        .await;
+    let load = t.elapsed().as_secs_f64();
+    admin.batch_execute(&index_sql(table)).await.expect("index");
+    let total = t.elapsed().as_secs_f64();
+    let _ = admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await;
+    (rows.len() as f64 / load, rows.len() as f64 / total)
+}
+
+async fn vecload_copy(
+    target: &PgTarget,
+    table: &str,
+    rows: Vec<Embedded>,
+    dim: usize,
+) -> (f64, f64) {
+    let n = rows.len();
+    let admin = target.connect().await.expect("connect");
+    let _ = admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await;
+    let cfg = PgConfig {
+        target: target.clone(),
+        table: table.to_string(),
+        layout: vecload::layout::Layout::Vecload,
+        pg_type: PgType::Vector,
+        index: IndexKind::Hnsw,
+        distance: Distance::Cosine,
+        index_memory: None,
+        write_batch: ROWS_PER_COPY,
+        write_concurrency: WRITERS,
+    };
+    let mut sink = PgSink::new(cfg, dim);
+    sink.prepare().await.expect("prepare");
+    let sink: Arc<dyn Sink> = Arc::new(sink);
+    let stats = Arc::new(Stats::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = Some(State::open(&dir.path().join("state.redb")).expect("state"));
+    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
+    let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
+    let stage = SinkStage {
+        sink: sink.clone(),
+        ledger,
+        stats: stats.clone(),
+        cancel: CancellationToken::new(),
+        fatal: Fatal::default(),
+    };
+    let t = Instant::now();
+    let run = tokio::spawn(stage.run(rx));
+    let mut rows = rows;
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(64));
+        tx.send(std::mem::replace(&mut rows, rest))
+            .await
+            .expect("sink stage alive");
+    }
+    drop(tx);
+    run.await.expect("sink stage");
+    let load = t.elapsed().as_secs_f64();
+    assert_eq!(
+        Stats::get(&stats.vectors_written) as usize,
+        n,
+        "every row written"
+    );
+    let summary = sink.finish("bench", true).await.expect("finish");
+    let total = t.elapsed().as_secs_f64();
+    assert_eq!(summary.tenant_rows as usize, n, "exact count");
+    let _ = admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await;
+    (n as f64 / load, n as f64 / total)
+}
