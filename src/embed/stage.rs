@@ -104,11 +104,14 @@ impl EmbedStage {
         let tx = tx.clone();
         tasks.spawn(async move {
             let out = this.embed_with_retries(batch).await;
-            drop(permit);
             if let Some(rows) = out {
                 // The sink drains until the end, so this only fails if it died.
                 let _ = tx.send(rows).await;
             }
+            // Held until the rows are handed over: when the sink is slower
+            // than the endpoint, finished batches must not pile up here
+            // (they did, at 4 KB a vector, until memory grew with the corpus).
+            drop(permit);
         });
         true
     }
@@ -329,4 +332,99 @@ fn names_one_input(msg: &str) -> bool {
     .iter()
     .any(|k| m.contains(k))
         && !m.contains("too many")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::DocMeta;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    /// Answers at once: the sink, not the endpoint, is the slow side.
+    struct Instant(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Embedder for Instant {
+        fn describe(&self) -> String {
+            "instant".into()
+        }
+        async fn embed(&self, inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.0.fetch_add(1, SeqCst);
+            Ok(inputs.iter().map(|_| vec![0.5; 4]).collect())
+        }
+    }
+
+    fn chunk(i: usize) -> Chunk {
+        let doc = Arc::new(DocMeta {
+            page: None,
+            tenant: Arc::from("t"),
+            doc_id: format!("d{i}"),
+            source: format!("s{i}"),
+            file: Arc::from("s"),
+            key: format!("s{i}"),
+            hash: String::new(),
+            chunk_count: 1,
+            pending: Default::default(),
+        });
+        Chunk {
+            id: format!("{i}"),
+            doc,
+            index: 0,
+            text: format!("chunk {i}"),
+            content_hash: String::new(),
+            tokens: 2,
+            extra: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sink_stops_the_embedding_instead_of_filling_memory() {
+        let embedder = Arc::new(Instant(AtomicUsize::new(0)));
+        let cfg = EmbedConfig {
+            provider: crate::config::Provider::OpenAi,
+            urls: vec![],
+            model_dir: None,
+            truncate: false,
+            model: "m".into(),
+            dim: 4,
+            api_key: None,
+            send_dimensions: false,
+            batch_size: 4,
+            max_request_tokens: 1000,
+            concurrency: 2,
+            rpm: None,
+            tpm: None,
+            request_timeout: Duration::from_secs(5),
+            max_retries: 0,
+        };
+        let stage = EmbedStage {
+            embedder: embedder.clone(),
+            limiter: Arc::new(Limiter::new(2)),
+            pace: super::super::pace::Pace::new(None, None),
+            batch_cap: Arc::new(std::sync::atomic::AtomicUsize::new(4)),
+            cfg,
+            stats: Arc::new(Stats::default()),
+            cancel: CancellationToken::new(),
+            fatal: Fatal::default(),
+        };
+        let (ctx, crx) = mpsc::channel(16);
+        // The sink's queue holds one batch and nobody reads it.
+        let (etx, _erx) = mpsc::channel(1);
+        let run = tokio::spawn(stage.run(crx, etx));
+        let feed = tokio::spawn(async move {
+            for i in 0..1000 {
+                if ctx.send(chunk(i)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // One batch in the queue, and at most 2 x concurrency formed: a
+        // fixed bound, not the 250 batches of the input.
+        let calls = embedder.0.load(SeqCst);
+        assert!((1..=5).contains(&calls), "{calls} batches embedded");
+        run.abort();
+        feed.abort();
+    }
 }
