@@ -28,8 +28,11 @@ pub struct Ledger {
     state: Option<State>,
     sink: Arc<dyn Sink>,
     stats: Arc<Stats>,
-    /// Documents seen this run, for --prune.
-    seen: Mutex<HashSet<String>>,
+    /// Documents seen this run, for --prune only, as 64-bit hashes of their
+    /// state keys: 8 bytes a document instead of its key (a collision can
+    /// only keep a document --prune would have deleted).
+    seen: Option<Mutex<HashSet<u64>>>,
+    seen_hasher: std::hash::RandomState,
     /// `plan`: decide and count, but change nothing in the state or sink.
     dry_run: bool,
     intents: IntentLog,
@@ -97,7 +100,8 @@ impl Ledger {
             state,
             sink,
             stats,
-            seen: Mutex::new(HashSet::new()),
+            seen: None,
+            seen_hasher: Default::default(),
             dry_run: false,
             intents: IntentLog::default(),
             tenant_scoped: false,
@@ -106,6 +110,17 @@ impl Ledger {
 
     /// For sinks whose ids repeat across tenants (`--layout lightrag`):
     /// two tenants loading the same file must not share state records.
+    /// Remember the documents this run sees, for `prune`.
+    pub fn for_prune(mut self, on: bool) -> Ledger {
+        self.seen = on.then(Default::default);
+        self
+    }
+
+    fn seen_hash(&self, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.seen_hasher.hash_one(key)
+    }
+
     pub fn tenant_scoped_ids(mut self, on: bool) -> Ledger {
         self.tenant_scoped = on;
         self
@@ -168,10 +183,11 @@ impl Ledger {
         let key = doc_key(tenant, &doc.key);
         let hash = chunker.doc_hash(&doc.text);
         if let Some(state) = &self.state {
-            self.seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone());
+            if let Some(seen) = &self.seen {
+                seen.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(self.seen_hash(&key));
+            }
             if let Some(chunks) = state.unchanged_doc(&key, &hash)? {
                 return Ok(DocWork::Unchanged { chunks });
             }
@@ -333,13 +349,16 @@ impl Ledger {
 
     /// `--prune`: deletes documents of `tenant` that this run did not see.
     pub async fn prune(&self, tenant: &str) -> Result<()> {
-        let Some(state) = &self.state else {
+        let (Some(state), Some(seen)) = (&self.state, &self.seen) else {
             return Ok(());
         };
         let known = tokio::task::block_in_place(|| state.docs_of_tenant(tenant))?;
         let gone: Vec<String> = {
-            let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            known.into_iter().filter(|d| !seen.contains(d)).collect()
+            let seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            known
+                .into_iter()
+                .filter(|d| !seen.contains(&self.seen_hash(d)))
+                .collect()
         };
         for doc in gone {
             let ids = tokio::task::block_in_place(|| state.doc_chunks(&doc))?;

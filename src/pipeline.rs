@@ -57,7 +57,8 @@ pub async fn load(
     }
     let ledger = Arc::new(
         Ledger::new(state, sink.clone(), stats.clone())
-            .tenant_scoped_ids(crate::config::sink_layout(&cfg.sink).is_lightrag()),
+            .tenant_scoped_ids(crate::config::sink_layout(&cfg.sink).is_lightrag())
+            .for_prune(cfg.prune),
     );
     ledger.reconcile().await.map_err(SetupError)?;
     if let Err(e) = sink.begin().await {

@@ -109,7 +109,8 @@ pub async fn plan(args: PlanArgs) -> Plan {
     plan.state_file = state.as_ref().map(|s| s.path().display().to_string());
     let ledger = Arc::new(
         Ledger::dry_run(state, Arc::from(sink), stats.clone())
-            .tenant_scoped_ids(crate::config::sink_layout(&cfg.sink).is_lightrag()),
+            .tenant_scoped_ids(crate::config::sink_layout(&cfg.sink).is_lightrag())
+            .for_prune(cfg.prune),
     );
     let (requests, tokens) = match count(&cfg, filter, stats.clone(), ledger.clone()).await {
         Ok(counts) => counts,
