@@ -34,19 +34,23 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# corpus N: N JSONL records of ~60 tokens (one chunk each), made once.
+# corpus N: N JSONL records of ~60 tokens (one chunk each), made once, in
+# files of at most 50,000 records (~15 MB, under --max-file-mb).
 corpus() {
   local n=$1 dir="$out/corpus-$1"
-  if [ ! -f "$dir/records.jsonl" ]; then
-    mkdir -p "$dir"
-    python3 - "$n" > "$dir/records.jsonl.tmp" <<'PY'
+  if [ ! -f "$dir/.done" ]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    python3 - "$n" "$dir" <<'PY'
 import json, random, sys
 random.seed(7)
 words = "vector index tenant chunk embedding model query latency shard replica batch token cosine table collection payload filter".split()
-for i in range(int(sys.argv[1])):
-    print(json.dumps({"content": f"Record {i}: " + " ".join(random.choice(words) for _ in range(40))}))
+n, d = int(sys.argv[1]), sys.argv[2]
+for f in range(0, n, 50000):
+    with open(f"{d}/records-{f // 50000:03}.jsonl", "w") as out:
+        for i in range(f, min(n, f + 50000)):
+            out.write(json.dumps({"content": f"Record {i}: " + " ".join(random.choice(words) for _ in range(40))}) + "\n")
 PY
-    mv "$dir/records.jsonl.tmp" "$dir/records.jsonl"
+    touch "$dir/.done"
   fi
   echo "$dir"
 }
