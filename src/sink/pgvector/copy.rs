@@ -14,7 +14,19 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0";
 /// Largest finite float16 value; halfvec cannot hold more.
 const HALF_MAX: f32 = 65504.0;
 
-pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
+/// The columns a COPY fills: the staging table's (every field of either
+/// layout), or straight into a vecload table (`DIRECT_COLUMNS`, plus `page`
+/// when the table has it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    Staging,
+    Direct { page: bool },
+}
+
+pub const DIRECT_COLUMNS: &str =
+    "tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding";
+
+pub fn encode(rows: &[Embedded], ty: PgType, cols: Columns) -> Result<BytesMut, String> {
     let per_value = match ty {
         PgType::Vector => 4,
         PgType::Halfvec => 2,
@@ -31,9 +43,20 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
     buf.put_i32(0); // header extension length
     for r in rows {
         let c = &r.chunk;
-        buf.put_i16(15);
-        put_text(&mut buf, &c.id);
-        put_text(&mut buf, &c.doc.tenant);
+        let direct = match cols {
+            Columns::Staging => {
+                buf.put_i16(15);
+                put_text(&mut buf, &c.id);
+                put_text(&mut buf, &c.doc.tenant);
+                false
+            }
+            Columns::Direct { page } => {
+                buf.put_i16(if page { 9 } else { 8 });
+                put_text(&mut buf, &c.doc.tenant);
+                put_text(&mut buf, &c.id);
+                true
+            }
+        };
         put_text(&mut buf, &c.doc.doc_id);
         put_text(&mut buf, &c.doc.source);
         buf.put_i32(4);
@@ -62,6 +85,12 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
                 }
             }
         }
+        if direct {
+            if cols == (Columns::Direct { page: true }) {
+                put_page(&mut buf, c.doc.page);
+            }
+            continue;
+        }
         // What only LightRAG's layout stores (see shape::STAGING_COLUMNS).
         buf.put_i32(4);
         buf.put_i32(c.tokens as i32);
@@ -77,16 +106,20 @@ pub fn encode(rows: &[Embedded], ty: PgType) -> Result<BytesMut, String> {
             }
             None => buf.put_i32(-1),
         }
-        match c.doc.page {
-            Some(p) => {
-                buf.put_i32(4);
-                buf.put_i32(p as i32);
-            }
-            None => buf.put_i32(-1),
-        }
+        put_page(&mut buf, c.doc.page);
     }
     buf.put_i16(-1);
     Ok(buf)
+}
+
+fn put_page(buf: &mut BytesMut, page: Option<u32>) {
+    match page {
+        Some(p) => {
+            buf.put_i32(4);
+            buf.put_i32(p as i32);
+        }
+        None => buf.put_i32(-1),
+    }
 }
 
 /// A text, or NULL.

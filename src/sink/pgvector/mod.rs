@@ -28,6 +28,8 @@ pub struct PgSink {
     created_table: bool,
     /// One connection for deletes and look-ups, made on first use.
     maintenance: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// Writers may COPY straight into the table (see writer.rs).
+    direct_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PgSink {
@@ -40,6 +42,7 @@ impl PgSink {
             dim,
             created_table: false,
             maintenance: Default::default(),
+            direct_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
 }
@@ -165,8 +168,15 @@ impl Sink for PgSink {
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         let client = self.cfg.target.connect().await?;
         let w =
-            writer::PgWriter::open(client, &self.table, &self.shape, self.cfg.pg_type, self.dim)
-                .await?;
+            writer::PgWriter::open(
+                client,
+                &self.table,
+                &self.shape,
+                self.cfg.pg_type,
+                self.dim,
+                self.direct_ok.clone(),
+            )
+            .await?;
         Ok(Box::new(w))
     }
 

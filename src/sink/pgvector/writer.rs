@@ -4,17 +4,28 @@
 //! Upserting by (tenant_id, id) makes a rerun rewrite rows instead of adding
 //! them, and only ever touches rows of the ids in the batch, so other tenants
 //! are never affected. The staging table empties itself at each commit.
+//!
+//! Until a batch meets a row already in the table, batches of vecload's
+//! layout skip the staging table and COPY straight into the table (see
+//! `insert`): a unique key violation rolls that batch back, and it and every
+//! later batch of the run are upserted as above.
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use futures::SinkExt;
 use tokio_postgres::Client;
 
-use super::copy::encode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use tokio_postgres::error::SqlState;
+
+use super::copy::{Columns, DIRECT_COLUMNS, encode};
 use super::schema::{Table, column_type, db_message};
 use super::shape::{STAGING_COLUMNS, Shape, staging_ddl};
 use crate::cli::PgType;
 use crate::embed::Embedded;
+use crate::layout::Layout;
 use crate::sink::{SinkWriter, WriteError};
 
 pub struct PgWriter {
@@ -22,6 +33,11 @@ pub struct PgWriter {
     ty: PgType,
     upsert: String,
     copy: String,
+    /// COPY straight into the table, and its columns (vecload's layout).
+    direct: Option<(String, Columns)>,
+    /// Shared by the run's writers: cleared at the first batch that meets
+    /// rows already in the table.
+    direct_ok: Arc<AtomicBool>,
 }
 
 impl PgWriter {
@@ -31,6 +47,7 @@ impl PgWriter {
         shape: &Shape,
         ty: PgType,
         dim: usize,
+        direct_ok: Arc<AtomicBool>,
     ) -> Result<PgWriter> {
         client
             .batch_execute(&staging_ddl(&column_type(ty, dim)))
@@ -39,19 +56,72 @@ impl PgWriter {
         let upsert = shape.upsert(table);
         let copy =
             format!("COPY pg_temp.vecload_staging ({STAGING_COLUMNS}) FROM STDIN (FORMAT binary)");
+        let direct = (shape.layout == Layout::Vecload).then(|| {
+            let page = shape.page_column;
+            (
+                format!(
+                    "COPY {} ({DIRECT_COLUMNS}{}) FROM STDIN (FORMAT binary)",
+                    table.quoted,
+                    if page { ", page" } else { "" }
+                ),
+                Columns::Direct { page },
+            )
+        });
         Ok(PgWriter {
             client,
             ty,
             upsert,
             copy,
+            direct,
+            direct_ok,
         })
+    }
+
+    /// The batch straight into the table, as plain inserts: half the work
+    /// of staging and upserting, and most batches of a reindex or a new
+    /// tenant are new rows. Ok(false) when a row is already there (a rerun,
+    /// a resumed run): nothing was written, and the caller upserts.
+    async fn insert(&mut self, rows: &[Embedded]) -> Result<bool, WriteError> {
+        let Some((copy, cols)) = &self.direct else {
+            return Ok(false);
+        };
+        let data = encode(rows, self.ty, *cols).map_err(WriteError::Rejected)?;
+        let tx = self.client.transaction().await.context("BEGIN")?;
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(copy)
+            .await
+            .map_err(|e| anyhow::anyhow!("COPY: {}", db_message(&e)))?;
+        futures::pin_mut!(sink);
+        let sent = match sink.send(data.freeze()).await {
+            Ok(()) => sink.finish().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                // The transaction is rolled back when dropped.
+                return Ok(false);
+            }
+            return Err(anyhow::anyhow!("COPY: {}", db_message(&e)).into());
+        }
+        // A batch counts as written only once this returns.
+        tx.commit()
+            .await
+            .map_err(|e| anyhow::anyhow!("COMMIT: {}", db_message(&e)))?;
+        Ok(true)
     }
 }
 
 #[async_trait]
 impl SinkWriter for PgWriter {
     async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
-        let data = encode(rows, self.ty).map_err(WriteError::Rejected)?;
+        if self.direct_ok.load(Relaxed) {
+            if self.insert(rows).await? {
+                return Ok(());
+            }
+            tracing::debug!("rows already in the table: upserting from here on");
+            self.direct_ok.store(false, Relaxed);
+        }
+        let data = encode(rows, self.ty, Columns::Staging).map_err(WriteError::Rejected)?;
         let tx = self.client.transaction().await.context("BEGIN")?;
         let sink = tx
             .copy_in::<_, bytes::Bytes>(&self.copy)
