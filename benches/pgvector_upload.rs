@@ -15,24 +15,18 @@
 //! loop too. Best of two alternating rounds. Without `--bench` (under
 //! `cargo test`) it does a small pass when a database is set.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use vecload::chunk::{Chunk, DocMeta};
 use vecload::cli::{Distance, IndexKind, PgType};
 use vecload::config::PgConfig;
 use vecload::embed::Embedded;
-use vecload::embed::stage::Fatal;
-use vecload::incremental::Ledger;
-use vecload::report::Stats;
 use vecload::sink::Sink;
 use vecload::sink::pgvector::{PgSink, PgTarget};
-use vecload::sink::stage::SinkStage;
-use vecload::state::State;
 
 const WRITERS: usize = 2;
 const ROWS_PER_COPY: usize = 500;
@@ -79,7 +73,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|");
     let stamp = std::process::id();
     for dim in dims {
-        let rows = make_rows(n, dim);
+        let rows = common::make_rows(n, dim);
         let mut raw = (0.0f64, 0.0f64);
         let mut ours = (0.0f64, 0.0f64);
         for round in 0..2 {
@@ -112,52 +106,6 @@ fn main() {
             ours.1 / raw.1
         );
     }
-}
-
-fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
-    let words = "vector index tenant chunk embedding model query latency shard replica batch \
-                 token cosine table collection payload filter"
-        .split(' ')
-        .collect::<Vec<_>>();
-    let per_doc = 8;
-    let tenant: Arc<str> = Arc::from("bench");
-    let mut rows = Vec::with_capacity(n);
-    for d in 0..n.div_ceil(per_doc) {
-        let key = format!("docs/file-{d}.md");
-        let count = per_doc.min(n - d * per_doc) as u32;
-        let doc = Arc::new(DocMeta {
-            page: None,
-            tenant: tenant.clone(),
-            doc_id: vecload::chunk::id::doc_id(&key),
-            source: key.clone(),
-            file: Arc::from(key.as_str()),
-            key: key.clone(),
-            hash: format!("h{d}"),
-            chunk_count: count,
-            pending: count.into(),
-        });
-        for i in 0..count {
-            // About a 1200-token chunk's worth of text would dwarf the
-            // vectors; ~60 words is the JSONL benchmark's record.
-            let text: String = (0..60)
-                .map(|w| words[(d * 7 + i as usize * 3 + w) % words.len()])
-                .collect::<Vec<_>>()
-                .join(" ");
-            rows.push(Embedded {
-                vector: vecload::test_server::vector_for(&text, dim),
-                chunk: Chunk {
-                    id: vecload::chunk::id::chunk_id(&tenant, &key, i),
-                    doc: doc.clone(),
-                    index: i,
-                    content_hash: vecload::chunk::id::content_hash(&text),
-                    text,
-                    tokens: 60,
-                    extra: None,
-                },
-            });
-        }
-    }
-    rows
 }
 
 /// The table vecload makes, so both sides write the same bytes.
@@ -279,37 +227,10 @@ async fn vecload_copy(
     let mut sink = PgSink::new(cfg, dim);
     sink.prepare().await.expect("prepare");
     let sink: Arc<dyn Sink> = Arc::new(sink);
-    let stats = Arc::new(Stats::default());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let state = Some(State::open(&dir.path().join("state.redb")).expect("state"));
-    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
-    let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
-    let stage = SinkStage {
-        sink: sink.clone(),
-        ledger,
-        stats: stats.clone(),
-        cancel: CancellationToken::new(),
-        fatal: Fatal::default(),
-    };
+    let load = common::sink_stage(sink.clone(), rows).await;
     let t = Instant::now();
-    let run = tokio::spawn(stage.run(rx));
-    let mut rows = rows;
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(64));
-        tx.send(std::mem::replace(&mut rows, rest))
-            .await
-            .expect("sink stage alive");
-    }
-    drop(tx);
-    run.await.expect("sink stage");
-    let load = t.elapsed().as_secs_f64();
-    assert_eq!(
-        Stats::get(&stats.vectors_written) as usize,
-        n,
-        "every row written"
-    );
     let summary = sink.finish("bench", true).await.expect("finish");
-    let total = t.elapsed().as_secs_f64();
+    let total = load + t.elapsed().as_secs_f64();
     assert_eq!(summary.tenant_rows as usize, n, "exact count");
     let _ = admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))

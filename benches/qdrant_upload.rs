@@ -13,6 +13,8 @@
 //! Without `--bench` (under `cargo test`) it does a small pass when a server
 //! is set and says SKIPPED otherwise.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,19 +24,11 @@ use qdrant_client::qdrant::{
     CreateCollectionBuilder, Distance, HnswConfigDiffBuilder, PointStruct, UpsertPointsBuilder,
     VectorParamsBuilder,
 };
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use vecload::chunk::{Chunk, DocMeta};
 use vecload::cli::Distance as VDistance;
 use vecload::config::QdrantConfig;
 use vecload::embed::Embedded;
-use vecload::embed::stage::Fatal;
-use vecload::incremental::Ledger;
-use vecload::report::Stats;
 use vecload::sink::Sink;
 use vecload::sink::qdrant::{QdrantSink, QdrantTarget};
-use vecload::sink::stage::SinkStage;
-use vecload::state::State;
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -71,7 +65,7 @@ fn main() {
         Duration::from_secs(60),
     )
     .expect("Qdrant settings");
-    let rows = make_rows(n, dim);
+    let rows = common::make_rows(n, dim);
     let bytes: usize = rows.iter().map(|r| r.chunk.text.len()).sum();
     println!(
         "points: {n} x {dim}-d, {:.0} bytes of content each; server {}",
@@ -124,51 +118,6 @@ fn main() {
         "| vecload Qdrant sink (batch 256, 4 writers, state file) | {ours:.0} | {:.2} |",
         ours / ceiling
     );
-}
-
-fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
-    let words = "vector index tenant chunk embedding model query latency shard replica batch \
-                 token cosine table collection payload filter"
-        .split(' ')
-        .collect::<Vec<_>>();
-    let per_doc = 8;
-    let mut rows = Vec::with_capacity(n);
-    let tenant: Arc<str> = Arc::from("bench");
-    for d in 0..n.div_ceil(per_doc) {
-        let key = format!("docs/file-{d}.md");
-        let count = per_doc.min(n - d * per_doc) as u32;
-        let doc = Arc::new(DocMeta {
-            page: None,
-            tenant: tenant.clone(),
-            doc_id: vecload::chunk::id::doc_id(&key),
-            source: key.clone(),
-            file: Arc::from(key.as_str()),
-            key: key.clone(),
-            hash: format!("h{d}"),
-            chunk_count: count,
-            pending: count.into(),
-        });
-        for i in 0..count {
-            let text: String = (0..60)
-                .map(|w| words[(d * 7 + i as usize * 3 + w) % words.len()])
-                .collect::<Vec<_>>()
-                .join(" ");
-            let vector = vecload::test_server::vector_for(&text, dim);
-            rows.push(Embedded {
-                chunk: Chunk {
-                    id: vecload::chunk::id::chunk_id(&tenant, &key, i),
-                    doc: doc.clone(),
-                    index: i,
-                    content_hash: vecload::chunk::id::content_hash(&text),
-                    text,
-                    tokens: 60,
-                    extra: None,
-                },
-                vector,
-            });
-        }
-    }
-    rows
 }
 
 /// A plain client loop: `batch` points per upsert, `parallel` in flight.
@@ -242,36 +191,7 @@ async fn vecload_upload(target: &QdrantTarget, name: &str, rows: Vec<Embedded>, 
     sink.prepare().await.expect("prepare");
     sink.begin().await.expect("bulk mode");
     let sink: Arc<dyn Sink> = Arc::new(sink);
-    let stats = Arc::new(Stats::default());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let state = match std::env::var("BENCH_NO_STATE").is_ok_and(|v| v == "1") {
-        true => None,
-        false => Some(State::open(&dir.path().join("state.redb")).expect("state")),
-    };
-    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
-    let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
-    let stage = SinkStage {
-        sink: sink.clone(),
-        ledger,
-        stats: stats.clone(),
-        cancel: CancellationToken::new(),
-        fatal: Fatal::default(),
-    };
-    let t = Instant::now();
-    let run = tokio::spawn(stage.run(rx));
-    // As the embed stage hands them over: one request's worth at a time.
-    let mut rows = rows;
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(64));
-        tx.send(std::mem::replace(&mut rows, rest))
-            .await
-            .expect("sink stage alive");
-    }
-    drop(tx);
-    run.await.expect("sink stage");
-    let secs = t.elapsed().as_secs_f64();
-    let written = Stats::get(&stats.vectors_written) as usize;
-    assert_eq!(written, n, "every point written");
+    let secs = common::sink_stage(sink.clone(), rows).await;
     let summary = sink.finish("bench", true).await.expect("finish");
     assert_eq!(summary.tenant_rows as usize, n, "exact count");
     if let Ok(c) = QdrantTarget::connect(target) {

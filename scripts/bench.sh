@@ -38,7 +38,8 @@ trap cleanup EXIT
 # files of at most 50,000 records (~15 MB, under --max-file-mb).
 corpus() {
   local n=$1 dir="$out/corpus-$1"
-  if [ ! -f "$dir/.done" ]; then
+  # The marker sits beside the folder: inside, it would be walked too.
+  if [ ! -f "$dir.done" ]; then
     rm -rf "$dir"; mkdir -p "$dir"
     python3 - "$n" "$dir" <<'PY'
 import json, random, sys
@@ -50,7 +51,7 @@ for f in range(0, n, 50000):
         for i in range(f, min(n, f + 50000)):
             out.write(json.dumps({"content": f"Record {i}: " + " ".join(random.choice(words) for _ in range(40))}) + "\n")
 PY
-    touch "$dir/.done"
+    touch "$dir.done"
   fi
   echo "$dir"
 }
@@ -182,7 +183,7 @@ psql_drop() {
 }
 
 python_part() {
-  local records=${BENCH_PY_RECORDS:-20000} latency_ms=${BENCH_LATENCY_MS:-100}
+  local records=${BENCH_PY_RECORDS:-40000} latencies=${BENCH_PY_LATENCIES:-"100 300"}
   local capacity=${BENCH_PY_CAPACITY:-32} dim=${BENCH_DIM:-256}
   echo "## vecload vs migrate_to_qdrant.py"
   echo
@@ -190,32 +191,36 @@ python_part() {
     echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="; echo; return
   fi
   local dir; dir=$(corpus "$records")
-  echo "$records JSONL records, endpoint latency ${latency_ms} ms, capacity $capacity in flight, dim $dim, into Qdrant. The script: \`migrate_to_qdrant.py --source-docs DIR --tenant-id bench --batch-size 100\` (benches/, pinned in benches/requirements-migrate.txt): embed 100, upsert them (wait=true), next. vecload: \`vecload load DIR --sink qdrant --tenant bench --concurrency $capacity\` (batch 64, state file on)."
+  echo "$records JSONL records, an endpoint with capacity $capacity in flight, dim $dim, into Qdrant, at two endpoint latencies (the script waits for every answer, so its speed is set by the latency; vecload's by the capacity and the sink). The script: \`migrate_to_qdrant.py --source-docs DIR --tenant-id bench --batch-size 100\` (benches/, pinned in benches/requirements-migrate.txt): embed 100, upsert them (wait=true), next. vecload: \`vecload load DIR --sink qdrant --tenant bench --concurrency $capacity\` (batch 64, state file on)."
   echo
-  echo "| run | vectors | seconds | vectors/s | speedup |"
-  echo "|---|---|---|---|---|"
-  server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1
-  local stamp; stamp=$(date +%s)
-  EMBEDDING_BINDING_HOST="$url" EMBEDDING_MODEL=bench EMBEDDING_DIM=$dim \
-    scripts/bench_python.sh --source-docs "$dir" --tenant-id bench --batch-size 100 \
-    --collection "bench_py_$stamp" --json-out "$out/python.json" > "$out/python.log" 2>&1 || true
-  "$bin/vecload" load "$dir" --quiet --progress none --sink qdrant --collection "bench_vl_$stamp" \
-    --tenant bench --embed-url "$url" --embed-model bench --embed-dim "$dim" \
-    --batch-size 64 --concurrency "$capacity" --state "$out/state-py-$stamp.redb" \
-    --report "$out/python-vecload.json" >/dev/null || true
-  kill "$server_pid" 2>/dev/null || true
-  python3 - "$out/python.json" "$out/python-vecload.json" <<'PY'
+  echo "| latency | run | vectors | seconds | vectors/s | speedup |"
+  echo "|---|---|---|---|---|---|"
+  local latency_ms stamp
+  for latency_ms in $latencies; do
+    server --dim "$dim" --latency-ms "$latency_ms" --capacity "$capacity" --retry-after 1
+    stamp=$(date +%s%N)
+    EMBEDDING_BINDING_HOST="$url" EMBEDDING_MODEL=bench EMBEDDING_DIM=$dim \
+      scripts/bench_python.sh --source-docs "$dir" --tenant-id bench --batch-size 100 \
+      --collection "bench_py_$stamp" --json-out "$out/python.json" > "$out/python.log" 2>&1 || true
+    "$bin/vecload" load "$dir" --quiet --progress none --sink qdrant --collection "bench_vl_$stamp" \
+      --tenant bench --embed-url "$url" --embed-model bench --embed-dim "$dim" \
+      --batch-size 64 --concurrency "$capacity" --state "$out/state-py-$stamp.redb" \
+      --report "$out/python-vecload.json" >/dev/null || true
+    kill "$server_pid" 2>/dev/null || true
+    python3 - "$out/python.json" "$out/python-vecload.json" "$latency_ms" <<'PY'
 import json, sys
+lat = sys.argv[3]
 try:
     p = json.load(open(sys.argv[1]))
 except Exception as e:
-    print(f"| migrate_to_qdrant.py | failed: {e} (see target/bench/python.log) | | | |"); sys.exit()
+    print(f"| {lat} ms | migrate_to_qdrant.py | failed: {e} (see target/bench/python.log) | | | |"); sys.exit()
 v = json.load(open(sys.argv[2]))
 pr = p["vectors_written"] / p["elapsed_seconds"]; vr = v["vectors_written"] / v["elapsed_seconds"]
-print(f"| migrate_to_qdrant.py | {p['vectors_written']} | {p['elapsed_seconds']:.1f} | {pr:.0f} | 1.0x |")
-print(f"| vecload | {v['vectors_written']} | {v['elapsed_seconds']:.1f} | {vr:.0f} | {vr/pr:.1f}x |")
+print(f"| {lat} ms | migrate_to_qdrant.py | {p['vectors_written']} | {p['elapsed_seconds']:.1f} | {pr:.0f} | 1.0x |")
+print(f"| {lat} ms | vecload | {v['vectors_written']} | {v['elapsed_seconds']:.1f} | {vr:.0f} | {vr/pr:.1f}x |")
 PY
-  rm -f "$out/state-py-$stamp.redb"*
+    rm -f "$out/state-py-$stamp.redb"* "$out/python.json"
+  done
   echo
 }
 

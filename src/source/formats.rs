@@ -158,14 +158,7 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
     if text.starts_with('\u{feff}') {
         text.drain(..3);
     }
-    let one = |text: String| Document {
-        key: file.rel.clone(),
-        source: file.rel.clone(),
-        file: Arc::from(file.rel.as_str()),
-        text,
-        page: None,
-        records: false,
-    };
+    let one = |text: String| whole_file(file, text);
     let docs = match format {
         Format::Text | Format::Markdown | Format::Sniffed => vec![one(text)],
         Format::Html => vec![one(html_text(&text).map_err(|e| skip("unparsable", e))?)],
@@ -203,6 +196,18 @@ fn non_empty(file: &FileEntry, format: Format, docs: Vec<Document>) -> Result<Ve
     Ok(docs)
 }
 
+/// The file as one document, named by its path.
+fn whole_file(file: &FileEntry, text: String) -> Document {
+    Document {
+        key: file.rel.clone(),
+        source: file.rel.clone(),
+        file: Arc::from(file.rel.as_str()),
+        text,
+        page: None,
+        records: false,
+    }
+}
+
 /// Extracted parts as documents: a labelled part (a PDF page, a sheet) is
 /// `path#label`, its own document with its own ids; with `whole` the parts
 /// are joined into one document of the file.
@@ -213,14 +218,7 @@ fn parts_docs(file: &FileEntry, parts: Vec<Part>, whole: bool) -> Vec<Document> 
             .map(|p| p.text.trim_end())
             .collect::<Vec<_>>()
             .join("\n\n");
-        return vec![Document {
-            key: file.rel.clone(),
-            source: file.rel.clone(),
-            file: Arc::from(file.rel.as_str()),
-            text,
-            page: None,
-            records: false,
-        }];
+        return vec![whole_file(file, text)];
     }
     parts
         .into_iter()
@@ -293,14 +291,7 @@ fn json_docs(file: &FileEntry, text: &str, field: &str) -> Result<Vec<Document>,
             })
             .collect()),
         Value::Object(_) => match record_text(&v, field) {
-            Some(t) => Ok(vec![Document {
-                key: file.rel.clone(),
-                source: file.rel.clone(),
-                file: Arc::from(file.rel.as_str()),
-                text: t,
-                page: None,
-                records: false,
-            }]),
+            Some(t) => Ok(vec![whole_file(file, t)]),
             None => Err(format!("no string field {field:?} or \"text\"")),
         },
         _ => Err("top level is neither an object nor an array".into()),

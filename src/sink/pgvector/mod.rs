@@ -167,16 +167,15 @@ impl Sink for PgSink {
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         let client = self.cfg.target.connect().await?;
-        let w =
-            writer::PgWriter::open(
-                client,
-                &self.table,
-                &self.shape,
-                self.cfg.pg_type,
-                self.dim,
-                self.direct_ok.clone(),
-            )
-            .await?;
+        let w = writer::PgWriter::open(
+            client,
+            &self.table,
+            &self.shape,
+            self.cfg.pg_type,
+            self.dim,
+            self.direct_ok.clone(),
+        )
+        .await?;
         Ok(Box::new(w))
     }
 

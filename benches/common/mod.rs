@@ -1,0 +1,102 @@
+//! What the sink benchmarks share: the rows both sides write, and vecload's
+//! side, its real sink stage fed as the embed stage feeds it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use vecload::chunk::{Chunk, DocMeta};
+use vecload::embed::Embedded;
+use vecload::embed::stage::Fatal;
+use vecload::incremental::Ledger;
+use vecload::report::Stats;
+use vecload::sink::Sink;
+use vecload::sink::stage::SinkStage;
+use vecload::state::State;
+
+/// `n` rows of ~60 words (8 chunks a document) with the test server's
+/// vectors of `dim`.
+pub fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
+    let words = "vector index tenant chunk embedding model query latency shard replica batch \
+                 token cosine table collection payload filter"
+        .split(' ')
+        .collect::<Vec<_>>();
+    let per_doc = 8;
+    let mut rows = Vec::with_capacity(n);
+    let tenant: Arc<str> = Arc::from("bench");
+    for d in 0..n.div_ceil(per_doc) {
+        let key = format!("docs/file-{d}.md");
+        let count = per_doc.min(n - d * per_doc) as u32;
+        let doc = Arc::new(DocMeta {
+            page: None,
+            tenant: tenant.clone(),
+            doc_id: vecload::chunk::id::doc_id(&key),
+            source: key.clone(),
+            file: Arc::from(key.as_str()),
+            key: key.clone(),
+            hash: format!("h{d}"),
+            chunk_count: count,
+            pending: count.into(),
+        });
+        for i in 0..count {
+            let text: String = (0..60)
+                .map(|w| words[(d * 7 + i as usize * 3 + w) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ");
+            rows.push(Embedded {
+                vector: vecload::test_server::vector_for(&text, dim),
+                chunk: Chunk {
+                    id: vecload::chunk::id::chunk_id(&tenant, &key, i),
+                    doc: doc.clone(),
+                    index: i,
+                    content_hash: vecload::chunk::id::content_hash(&text),
+                    text,
+                    tokens: 60,
+                    extra: None,
+                },
+            });
+        }
+    }
+    rows
+}
+
+/// Runs vecload's sink stage over `rows`, handed over 64 at a time as the
+/// embed stage hands them, with a state file unless BENCH_NO_STATE=1.
+/// Returns the seconds until every row was acknowledged.
+pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
+    let n = rows.len();
+    let stats = Arc::new(Stats::default());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = match std::env::var("BENCH_NO_STATE").is_ok_and(|v| v == "1") {
+        true => None,
+        false => Some(State::open(&dir.path().join("state.redb")).expect("state")),
+    };
+    let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
+    let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
+    let stage = SinkStage {
+        sink,
+        ledger,
+        stats: stats.clone(),
+        cancel: CancellationToken::new(),
+        fatal: Fatal::default(),
+    };
+    let t = Instant::now();
+    let run = tokio::spawn(stage.run(rx));
+    let mut rows = rows;
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(64));
+        tx.send(std::mem::replace(&mut rows, rest))
+            .await
+            .expect("sink stage alive");
+    }
+    drop(tx);
+    run.await.expect("sink stage");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(
+        Stats::get(&stats.vectors_written) as usize,
+        n,
+        "every row written"
+    );
+    secs
+}
