@@ -97,7 +97,11 @@ fn extract(args: cli::ExtractArgs) -> ExitCode {
     };
     match source::read_file(&entry, &cfg) {
         Ok(docs) => {
-            if args.json {
+            // Written, not println!ed: `vecload extract big.pdf | head`
+            // closes the pipe early, which is no error.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = if args.json {
                 let docs: Vec<_> = docs
                     .iter()
                     .map(|d| {
@@ -106,15 +110,15 @@ fn extract(args: cli::ExtractArgs) -> ExitCode {
                         })
                     })
                     .collect();
-                println!(
+                writeln!(
+                    out,
                     "{}",
                     serde_json::to_string_pretty(&docs).unwrap_or_default()
-                );
+                )
             } else {
-                for d in &docs {
-                    println!("==> {} <==\n{}", d.source, d.text.trim_end());
-                }
-            }
+                docs.iter()
+                    .try_for_each(|d| writeln!(out, "==> {} <==\n{}", d.source, d.text.trim_end()))
+            };
             ExitCode::from(EXIT_OK)
         }
         Err(skip) => {

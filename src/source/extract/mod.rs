@@ -159,13 +159,18 @@ fn in_child(exe: &Path, path: &Path, kind: Kind, timeout: Duration) -> Extracted
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let mut child = Command::new(exe)
-        .args(["extract", "--json", "--kind", &kind_arg, "--"])
+    let mut cmd = Command::new(exe);
+    cmd.args(["extract", "--json", "--kind", &kind_arg, "--"])
         .arg(path)
+        // The parser sees untrusted input: it gets none of the keys and
+        // passwords in this process's environment.
+        .env_clear()
         .env("VECLOAD_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    limit_memory(&mut cmd);
+    let mut child = cmd
         .spawn()
         .map_err(|e| Failure::new(Reason::ParserCrashed, format!("starting {exe:?}: {e}")))?;
     // Drained on threads of their own so a full pipe never blocks the child.
@@ -228,6 +233,33 @@ fn in_child(exe: &Path, path: &Path, kind: Kind, timeout: Duration) -> Extracted
         }),
     ))
 }
+
+/// Address space a parser child may use: a document that makes its parser
+/// allocate without end fails alone ("parser crashed: memory allocation of
+/// N bytes failed") instead of taking the machine's memory.
+const CHILD_MEMORY: u64 = 4 << 30;
+
+#[cfg(target_os = "linux")]
+fn limit_memory(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; setrlimit is a plain
+    // system call (async-signal-safe) and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: CHILD_MEMORY,
+                rlim_max: CHILD_MEMORY,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn limit_memory(_cmd: &mut Command) {}
 
 /// Text cleanup shared by the parsers: NULs out (PostgreSQL text cannot
 /// hold them), trailing spaces cut, runs of blank lines folded.
@@ -311,6 +343,24 @@ mod tests {
         assert!(e.detail.contains("overflowed its stack"), "{}", e.detail);
         assert!(
             e.detail.contains("SIGSEGV") || e.detail.contains("signal"),
+            "{}",
+            e.detail
+        );
+    }
+
+    #[test]
+    fn a_child_gets_no_environment_and_bounded_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = script(
+            dir.path(),
+            "env",
+            "echo \"HOME=${HOME:-unset} limit=$(ulimit -v)\" >&2; exit 3",
+        );
+        let e = in_child(&exe, Path::new("x.pdf"), Kind::Pdf, Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.reason, Reason::ParserCrashed, "{e:?}");
+        assert!(e.detail.contains("HOME=unset"), "{}", e.detail);
+        assert!(
+            e.detail.contains(&format!("limit={}", CHILD_MEMORY / 1024)),
             "{}",
             e.detail
         );
