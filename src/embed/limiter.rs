@@ -1,8 +1,9 @@
 //! How many embedding requests may be in flight: at most `--concurrency`,
-//! cut by a quarter when the endpoint says 429 (multiplicative decrease) and
-//! grown back by about one per round of successful requests (additive
-//! increase), as TCP does. The endpoint's real capacity is usually unknown
-//! and shared with other clients; this finds it and follows it.
+//! cut when the endpoint says 429 to just under what it refused (by at most
+//! a quarter per signal: multiplicative decrease) and grown back by a
+//! quarter of a request per round of successes (additive increase), as TCP
+//! does. The endpoint's real capacity is usually unknown and shared with
+//! other clients; this finds it and follows it.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,10 +21,6 @@ struct State {
     /// Counts the cuts. A 429 answering a request sent before the last cut
     /// is old news: a burst of them is one signal, not many.
     epoch: u64,
-    /// Below the requests in flight when the last 429'd one was sent:
-    /// climbing back towards it is quick, going past it is probed four
-    /// times slower, so a small capacity is not hit every other round.
-    last_throttled_at: f64,
 }
 
 /// One request slot; frees itself when dropped.
@@ -55,7 +52,6 @@ impl Limiter {
                 limit: max,
                 in_flight: 0,
                 epoch: 0,
-                last_throttled_at: f64::INFINITY,
             }),
             freed: Notify::new(),
         }
@@ -85,14 +81,12 @@ impl Limiter {
         }
     }
 
+    /// After a cut the limit sits just under what the endpoint refused, so
+    /// going past it is probed slowly: a quarter of a request more per round
+    /// of successes, so a small capacity is not hit every other round.
     pub fn succeeded(&self) {
         let mut s = self.lock();
-        let step = if s.limit + 1.0 > s.last_throttled_at {
-            0.25
-        } else {
-            1.0
-        };
-        s.limit = (s.limit + step / s.limit).min(self.max);
+        s.limit = (s.limit + 0.25 / s.limit).min(self.max);
         drop(s);
         self.freed.notify_waiters();
     }
@@ -109,7 +103,6 @@ impl Limiter {
             return;
         }
         let evidence = (sent.in_flight as f64 - 1.0).max(1.0);
-        s.last_throttled_at = evidence;
         s.limit = evidence.min(s.limit).max(s.limit * 0.75).max(1.0);
         s.epoch += 1;
         tracing::info!(
@@ -154,7 +147,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cuts_on_429_and_grows_back_one_per_round() {
+    async fn cuts_on_429_and_grows_back_a_quarter_per_round() {
         let l = Arc::new(Limiter::new(16));
         let permits: Vec<_> = futures::future::join_all((0..16).map(|_| l.acquire())).await;
         assert_eq!(l.limit(), 16);
