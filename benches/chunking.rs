@@ -13,9 +13,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use vecload::chunk::settings::ChunkSettings;
 use vecload::chunk::{Chunker, Tokenizer};
-use vecload::cli::TokenizerName;
-use vecload::config::{ChunkConfig, SourceConfig};
+use vecload::settings::TokenizerName;
+use vecload::source::settings::SourceSettings;
 use vecload::source::{Filter, read_file, walk};
 
 fn main() {
@@ -26,7 +27,7 @@ fn main() {
         None if full => rust_docs(),
         None => vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/docs")],
     };
-    let src = SourceConfig {
+    let src = SourceSettings {
         include: vec![],
         exclude: vec![],
         default_excludes: true,
@@ -37,6 +38,8 @@ fn main() {
         unique_file_names: false,
         whole_files: false,
         extract_timeout: std::time::Duration::from_secs(60),
+        encoding: None,
+        s3: Default::default(),
     };
     let filter = Filter::new(&src).expect("filter");
     let files = walk(&corpus, &filter).files;
@@ -44,7 +47,7 @@ fn main() {
     let texts: Vec<String> = files
         .par_iter()
         .filter_map(|f| read_file(f, &src).ok())
-        .flatten()
+        .flat_map(|f| f.docs)
         .map(|d| d.text)
         .collect();
     let extract_s = t.elapsed().as_secs_f64();
@@ -56,7 +59,7 @@ fn main() {
         texts.len()
     );
 
-    let cfg = ChunkConfig {
+    let cfg = ChunkSettings {
         tokens: 1200,
         overlap: 100,
         tokenizer: TokenizerName::O200kBase,

@@ -22,17 +22,26 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vecload::chunk::{Chunk, DocMeta};
-use vecload::config::{EmbedConfig, Provider};
-use vecload::embed::Embedded;
-use vecload::embed::stage::{EmbedStage, Fatal};
-use vecload::report::Stats;
+use vecload::embed::settings::EmbedSettings;
+use vecload::embed::stage::EmbedStage;
+use vecload::records::{Chunk, DocMeta, Embedded};
+use vecload::report::{Fatal, Stats};
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(d)
+}
+
+/// The embedding-test-server binary, which `cargo bench` here builds beside
+/// the benchmarks (target/<profile>/).
+fn test_server_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .expect("the target folder")
+        .join("embedding-test-server")
 }
 
 struct Server {
@@ -42,7 +51,7 @@ struct Server {
 
 impl Server {
     fn start(latency_ms: usize, capacity: usize, dim: usize) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_embedding-test-server"))
+        let mut child = Command::new(test_server_bin())
             .args(["--dim", &dim.to_string()])
             .args(["--latency-ms", &latency_ms.to_string()])
             .args(["--capacity", &capacity.to_string(), "--retry-after", "1"])
@@ -129,7 +138,7 @@ fn chunks(n: usize) -> Vec<Chunk> {
                 id: vecload::chunk::id::chunk_id(&tenant, &key, 0),
                 doc,
                 index: 0,
-                content_hash: vecload::chunk::id::content_hash(&text),
+                content_hash: vecload::records::content_hash(&text),
                 text,
                 tokens: 60,
                 extra: None,
@@ -146,8 +155,8 @@ async fn run_stage(
     batch: usize,
     conc: usize,
 ) -> (usize, f64) {
-    let cfg = EmbedConfig {
-        provider: Provider::OpenAi,
+    let cfg = EmbedSettings {
+        provider: &vecload::embed::providers::openai::OPENAI,
         urls: vec![url.to_string()],
         model_dir: None,
         truncate: false,
@@ -162,19 +171,17 @@ async fn run_stage(
         tpm: None,
         request_timeout: Duration::from_secs(60),
         max_retries: 10,
+        ..EmbedSettings::default()
     };
     let (embedder, cfg) = vecload::embed::connect(&cfg).await.expect("embedder");
     let stats = Arc::new(Stats::default());
-    let stage = EmbedStage {
+    let stage = EmbedStage::new(
         embedder,
-        limiter: Arc::new(vecload::embed::limiter::Limiter::new(cfg.concurrency)),
-        pace: vecload::embed::pace::Pace::new(None, None),
-        batch_cap: Arc::new(std::sync::atomic::AtomicUsize::new(cfg.batch_size)),
-        cfg: cfg.clone(),
-        stats: stats.clone(),
-        cancel: CancellationToken::new(),
-        fatal: Fatal::default(),
-    };
+        cfg.clone(),
+        stats.clone(),
+        CancellationToken::new(),
+        Fatal::default(),
+    );
     // The queues the pipeline gives the stage.
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(cfg.batch_size * cfg.concurrency * 2);
     let (emb_tx, mut emb_rx) = mpsc::channel::<Vec<Embedded>>(cfg.concurrency * 2);

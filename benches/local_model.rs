@@ -43,26 +43,44 @@ fn main() {
         refs.len(),
         refs.len() as f64 / secs
     );
-    // Two batches at once (`--concurrency 2`): one batch's single-threaded
-    // steps (softmax, layer norm, GELU) overlap the other's matrix products.
+    // Two batches at once (`--concurrency 2`), through the provider as a
+    // load runs it: on the model's own pool, awaited from tokio. One batch's
+    // single-threaded steps (softmax, layer norm, GELU) overlap the other's
+    // matrix products.
+    let embedder = match vecload::embed::local::LocalEmbedder::new(model) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot start the model's pool: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start tokio: {e}");
+            std::process::exit(1);
+        }
+    };
     let started = Instant::now();
-    let batches: Vec<&[&str]> = refs.chunks(32).collect();
-    std::thread::scope(|s| {
-        for half in batches.chunks(batches.len().div_ceil(2)) {
-            let model = &model;
-            s.spawn(move || {
-                for batch in half {
-                    if let Err(e) = model.embed(batch) {
-                        eprintln!("embedding failed: {e}");
-                        std::process::exit(1);
-                    }
-                }
-            });
+    rt.block_on(async {
+        use futures::StreamExt;
+        use vecload::embed::Embedder;
+        let mut done = futures::stream::iter(refs.chunks(32))
+            .map(|batch| embedder.embed(batch))
+            .buffer_unordered(2);
+        while let Some(r) = done.next().await {
+            if let Err(e) = r {
+                eprintln!("embedding failed: {e}");
+                std::process::exit(1);
+            }
         }
     });
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "local model, two batches at once: {} chunks in {secs:.2}s = {:.1} chunks/s",
+        "local provider (model pool), two batches at once: {} chunks in {secs:.2}s = {:.1} chunks/s",
         refs.len(),
         refs.len() as f64 / secs
     );

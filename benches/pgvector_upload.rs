@@ -22,11 +22,11 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use futures::{SinkExt, StreamExt};
-use vecload::cli::{Distance, IndexKind, PgType};
-use vecload::config::PgConfig;
-use vecload::embed::Embedded;
-use vecload::sink::Sink;
-use vecload::sink::pgvector::{PgSink, PgTarget};
+use vecload::records::Embedded;
+use vecload::settings::{Distance, IndexKind, PgType};
+use vecload::store::Sink;
+use vecload::store::pgvector::PgSettings;
+use vecload::store::pgvector::{PgSink, PgTarget};
 
 const WRITERS: usize = 2;
 const ROWS_PER_COPY: usize = 500;
@@ -213,7 +213,7 @@ async fn vecload_copy(
     let _ = admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
         .await;
-    let cfg = PgConfig {
+    let cfg = PgSettings {
         target: target.clone(),
         table: table.to_string(),
         layout: vecload::layout::Layout::Vecload,

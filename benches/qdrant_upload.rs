@@ -24,11 +24,11 @@ use qdrant_client::qdrant::{
     CreateCollectionBuilder, Distance, HnswConfigDiffBuilder, PointStruct, UpsertPointsBuilder,
     VectorParamsBuilder,
 };
-use vecload::cli::Distance as VDistance;
-use vecload::config::QdrantConfig;
-use vecload::embed::Embedded;
-use vecload::sink::Sink;
-use vecload::sink::qdrant::{QdrantSink, QdrantTarget};
+use vecload::records::Embedded;
+use vecload::settings::Distance as VDistance;
+use vecload::store::Sink;
+use vecload::store::qdrant::QdrantSettings;
+use vecload::store::qdrant::{QdrantSink, QdrantTarget};
 
 fn env_usize(k: &str, d: usize) -> usize {
     std::env::var(k)
@@ -61,7 +61,7 @@ fn main() {
         grpc,
         std::env::var("QDRANT_API_KEY")
             .ok()
-            .map(vecload::config::Secret::new),
+            .map(vecload::settings::Secret::new),
         Duration::from_secs(60),
     )
     .expect("Qdrant settings");
@@ -175,7 +175,7 @@ async fn raw_upload(
 
 async fn vecload_upload(target: &QdrantTarget, name: &str, rows: Vec<Embedded>, dim: usize) -> f64 {
     let n = rows.len();
-    let cfg = QdrantConfig {
+    let cfg = QdrantSettings {
         layout: vecload::layout::Layout::Vecload,
         target: target.clone(),
         collection: name.to_string(),

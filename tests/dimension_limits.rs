@@ -44,7 +44,7 @@ fn dim_3072_as_halfvec_loads_and_gets_an_hnsw_index() {
     for row in rows {
         let content: String = row.get(0);
         let v: pgvector::HalfVector = row.get(1);
-        let want = vecload::test_server::vector_for(&content, 3072);
+        let want = embedding_test_server::vector_for(&content, 3072);
         for (a, b) in v.to_vec().iter().zip(&want) {
             assert!(
                 (a.to_f32() - b).abs() < 1e-3,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use vecload::test_server::vector_for;
+use embedding_test_server::vector_for;
 
 const DIM: usize = 16;
 
@@ -381,5 +381,105 @@ fn pdf_pages_are_in_the_qdrant_payload() {
             (2, "manual.pdf#page=2".to_string()),
             (3, "manual.pdf#page=3".to_string())
         ]
+    );
+}
+
+fn encodings() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encodings")
+}
+
+/// Issue 16: text files in legacy encodings (made by iconv from the UTF-8
+/// sources in fixtures/encodings-src) are decoded and stored with their
+/// original characters; the report says which file came from which
+/// encoding; a file too short to tell is skipped as `unknown encoding`,
+/// never stored as mojibake.
+#[test]
+fn legacy_encodings_load_with_their_original_characters() {
+    let Some(pg) = pg_url("legacy_encodings") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let table = unique_table("enc");
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(encodings())
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = read_report(&report);
+    let decoded: BTreeMap<String, String> = rep["decoded"]
+        .as_array()
+        .expect("decoded list")
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_string(),
+                d["encoding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("big5-handbook.txt", "Big5"),
+        ("gb18030-notes.txt", "GBK"),
+        ("gbk-policy.txt", "GBK"),
+        ("latin1.txt", "windows-1252"),
+        ("shiftjis-runbook.txt", "Shift_JIS"),
+        ("utf16-memo.txt", "UTF-16LE"),
+        ("windows1252-export.csv", "windows-1252"),
+    ]
+    .iter()
+    .map(|(p, e)| (p.to_string(), e.to_string()))
+    .collect();
+    assert_eq!(decoded, want);
+    assert_eq!(rep["files_decoded"]["GBK"], 2);
+    assert!(
+        r.stdout.contains("decoded from legacy encodings"),
+        "{}",
+        r.stdout
+    );
+    let skips = skipped(&rep);
+    let title = skips
+        .iter()
+        .find(|(p, _)| p.ends_with("gbk-title.txt"))
+        .map(|(_, reason)| reason.as_str());
+    assert_eq!(title, Some("unknown encoding"), "{skips:?}");
+
+    let db = Db::connect(&pg);
+    let stored = rows(&db, &table);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encodings-src");
+    for name in [
+        "big5-handbook.txt",
+        "gb18030-notes.txt",
+        "gbk-policy.txt",
+        "latin1.txt",
+        "shiftjis-runbook.txt",
+        "utf16-memo.txt",
+    ] {
+        let original = std::fs::read_to_string(src.join(name)).unwrap();
+        let row = stored
+            .iter()
+            .find(|r| r.0 == name)
+            .unwrap_or_else(|| panic!("{name} stored"));
+        assert_eq!(row.2, original.trim(), "{name}: the original characters");
+        assert_eq!(row.3, vector_for(&row.2, DIM), "{name}: its own vector");
+    }
+    // The CSV is read as row records, its accents and guillemets intact.
+    let csv: Vec<&Row> = stored
+        .iter()
+        .filter(|r| r.0 == "windows1252-export.csv")
+        .collect();
+    let text: String = csv.iter().map(|r| r.2.as_str()).collect();
+    for needle in [
+        "Société Générale",
+        "Zürich",
+        "« très satisfait »",
+        "contrat renouvelé – échéance",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text:?}");
+    }
+    assert!(
+        stored.iter().all(|r| !r.2.contains('\u{fffd}')),
+        "no replacement characters stored"
     );
 }

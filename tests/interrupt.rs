@@ -70,3 +70,158 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
         "the rerun completed the table without duplicates"
     );
 }
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig}");
+}
+
+/// Waits for `child` to exit within `limit`; None if it is still running.
+fn exits_within(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Waits until the file at `path` contains `needle`.
+fn wait_for_log(path: &std::path::Path, needle: &str, limit: Duration) -> String {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no {needle:?} in the log after {limit:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 16: a stage that is stuck (here the sink, blocked by a lock another
+/// session holds on the table) is named by the stall warning, the first
+/// SIGTERM cannot drain it, and the second one ends the process at once.
+#[test]
+fn a_stuck_sink_is_reported_and_a_second_signal_exits_at_once() {
+    let Some(pg) = pg_url("stuck_sink_second_signal") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let table = unique_table("stuck");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &table, 16)
+            .arg(fixtures().join("guides"))
+            .arg("--no-state"))
+        .code,
+        0
+    );
+    // Readers may go on; writers (COPY, INSERT) wait for this transaction.
+    let db = Db::connect(&pg);
+    db.execute(&format!("BEGIN; LOCK TABLE \"{table}\" IN SHARE MODE"));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    // Another tenant: the store holds none of its rows, so it must write.
+    let mut child = load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures().join("guides"))
+        .args(["--no-state", "--tenant", "other"])
+        .env("VECLOAD_STALL_SECS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = wait_for_log(&log, "stalled", Duration::from_secs(60));
+    assert!(
+        text.contains("waiting on the vector store"),
+        "the warning names the stuck stage:\n{text}"
+    );
+    signal(&child, "-TERM");
+    assert_eq!(
+        exits_within(&mut child, Duration::from_secs(2)),
+        None,
+        "the first signal waits for the write it cannot finish"
+    );
+    signal(&child, "-TERM");
+    let code = exits_within(&mut child, Duration::from_secs(5));
+    db.execute("COMMIT");
+    if code.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(
+        code,
+        Some(130),
+        "the second signal exits at once:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// ECS stops a task with SIGTERM and, 30 s later, SIGKILL; a slow drain may
+/// be cut short. Whatever the kill hit, the rerun completes the table as one
+/// clean run would, paying again at most for the requests in flight.
+#[test]
+fn sigterm_then_sigkill_as_ecs_stops_a_task_then_the_rerun_completes_it() {
+    let Some(pg) = pg_url("sigterm_then_sigkill") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "300"]);
+    let sizing = [
+        "--chunk-tokens",
+        "50",
+        "--chunk-overlap",
+        "5",
+        "--batch-size",
+        "3",
+        "--concurrency",
+        "2",
+        "--write-batch",
+        "4",
+    ];
+    let clean = unique_table("ecsclean");
+    assert_eq!(
+        run(load_cmd(&server, &pg, &clean, 16)
+            .arg(fixtures())
+            .args(sizing)
+            .arg("--no-state"))
+        .code,
+        0
+    );
+    let db = Db::connect(&pg);
+    let want = table_rows(&db, &clean);
+    let chunks = want.len() as u64;
+    let table = unique_table("ecs");
+    let sent_before = server.stats()["inputs"].as_u64().unwrap();
+    let mut child = load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures())
+        .args(sizing)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "-TERM");
+    std::thread::sleep(Duration::from_millis(150));
+    let _ = child.kill();
+    child.wait().unwrap();
+    let rows_killed = db.count(&table) as u64;
+    assert!(
+        rows_killed < chunks,
+        "stopped mid-run ({rows_killed} of {chunks})"
+    );
+    let r = run(load_cmd(&server, &pg, &table, 16)
+        .arg(fixtures())
+        .args(sizing));
+    assert_eq!(r.code, 0);
+    assert_eq!(table_rows(&db, &table), want, "equal to one clean run");
+    let paid = server.stats()["inputs"].as_u64().unwrap() - sent_before;
+    // As for kill -9 (tests/resume.rs): at most the requests in flight
+    // (2 x 3) and one unacknowledged write batch (4) are paid again.
+    assert!(paid <= chunks + 6 + 4, "paid {paid} for {chunks} chunks");
+}

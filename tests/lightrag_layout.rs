@@ -13,7 +13,7 @@ use std::process::Command;
 
 use common::qdrant::qdrant;
 use common::*;
-use vecload::test_server::vector_for;
+use embedding_test_server::vector_for;
 
 const DIM: usize = 24;
 const WORKSPACE: &str = "acme";

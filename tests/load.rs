@@ -6,8 +6,8 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 
 use common::*;
+use embedding_test_server::vector_for;
 use pgvector::Vector;
-use vecload::test_server::vector_for;
 
 const DIM: usize = 32;
 
@@ -97,7 +97,7 @@ fn every_stored_vector_belongs_to_its_content_under_shuffled_responses() {
         assert_eq!(content.trim(), content, "chunks are trimmed");
         assert!(ids.insert(r.get::<_, String>(1)), "ids are unique");
         let hash: String = r.get(6);
-        assert_eq!(hash, vecload::chunk::id::content_hash(&content));
+        assert_eq!(hash, vecload::records::content_hash(&content));
         by_doc
             .entry(r.get::<_, String>(2))
             .or_default()
@@ -156,7 +156,7 @@ fn every_stored_vector_belongs_to_its_content_under_shuffled_responses() {
 }
 
 #[test]
-fn rerun_adds_no_rows_and_without_state_rewrites_the_same_ids() {
+fn rerun_adds_no_rows_and_without_state_the_store_is_the_record() {
     let Some(pg) = pg_url("rerun_adds_no_rows") else {
         return;
     };
@@ -188,13 +188,31 @@ fn rerun_adds_no_rows_and_without_state_rewrites_the_same_ids() {
     assert_eq!(table_rows(&db, &table), first);
     assert_eq!(chrono_free::max_updated(&db, &table), before);
 
-    // Without it: everything embedded again and upserted onto the same ids.
+    // Without it (a new machine): the store is the record, so nothing is
+    // paid for again either.
     let r = run(load_cmd(&server, &pg, &table, DIM)
         .arg(fixtures())
         .args(args)
         .arg("--no-state"));
     assert_eq!(r.code, 0);
-    assert!(server.requests() > sent);
+    assert_eq!(server.requests(), sent, "{}", r.stdout);
+    assert_eq!(table_rows(&db, &table), first);
+
+    // Rows gone from the store, or holding other text, are embedded again
+    // onto the same ids; only those.
+    db.execute(&format!(
+        "DELETE FROM \"{table}\" WHERE id IN (SELECT id FROM \"{table}\" ORDER BY id LIMIT 3)"
+    ));
+    db.execute(&format!(
+        "UPDATE \"{table}\" SET content_hash = 'stale' WHERE id = (SELECT max(id) FROM \"{table}\")"
+    ));
+    let inputs = server.stats()["inputs"].as_u64().unwrap_or(0);
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(fixtures())
+        .args(args)
+        .arg("--no-state"));
+    assert_eq!(r.code, 0);
+    assert_eq!(server.stats()["inputs"].as_u64().unwrap_or(0) - inputs, 4);
     assert_eq!(
         table_rows(&db, &table),
         first,

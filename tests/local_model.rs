@@ -221,8 +221,151 @@ fn local_provider_names_the_file_it_cannot_use() {
 
     let mut c = vecload();
     base(&mut c);
-    c.args(["--embed-provider", "azure_openai"]);
+    c.args(["--embed-provider", "huggingface"]);
     let out = run(&mut c);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("EMBEDDING_BINDING"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("EMBEDDING_BINDING") && out.stderr.contains("\"huggingface\""),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Deterministic English-like text: `n` paragraphs from a fixed vocabulary.
+fn generated_text(seed: u64, n: usize) -> String {
+    const WORDS: &[&str] = &[
+        "tenant",
+        "vector",
+        "index",
+        "query",
+        "document",
+        "chunk",
+        "embedding",
+        "latency",
+        "cluster",
+        "replica",
+        "backup",
+        "policy",
+        "invoice",
+        "customer",
+        "contract",
+        "server",
+        "storage",
+        "network",
+        "budget",
+        "report",
+        "schedule",
+        "meeting",
+        "release",
+        "feature",
+        "ownership",
+        "borrow",
+        "memory",
+        "thread",
+        "signal",
+        "queue",
+        "request",
+        "answer",
+    ];
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as usize
+    };
+    let mut out = String::new();
+    for _ in 0..n {
+        for _ in 0..4 {
+            let len = 6 + next() % 8;
+            let words: Vec<&str> = (0..len).map(|_| WORDS[next() % WORDS.len()]).collect();
+            out.push_str(&words.join(" "));
+            out.push_str(". ");
+        }
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// Issue 16: with the chunkers on rayon's global pool, a corpus bigger than
+/// the chunk queue hung for good: the chunkers blocked on the full queue
+/// while the model, which drains it, waited for a thread of the same pool.
+/// Hundreds of chunks (several times the queue of 128) through the real
+/// binary into the real PostgreSQL, under a deadline, each stored vector
+/// checked against the model run on the stored text.
+#[test]
+fn local_model_loads_a_corpus_many_times_larger_than_its_queues() {
+    let test = "local_model_loads_a_corpus_many_times_larger_than_its_queues";
+    let (Some(dir), Some(pg)) = (model_dir(test), pg_url(test)) else {
+        return;
+    };
+    let docs = tempfile::tempdir().expect("tempdir");
+    for f in 0..30 {
+        std::fs::write(
+            docs.path().join(format!("doc{f:02}.md")),
+            generated_text(f, 16),
+        )
+        .expect("write");
+    }
+    let table = unique_table("localbig");
+    let report = docs.path().join("../localbig-report.json");
+    let log = docs.path().join("../localbig-stderr.log");
+    let mut child = vecload()
+        .arg("load")
+        .arg(docs.path())
+        .args(["--embed-provider", "local", "--embed-model-dir"])
+        .arg(&dir)
+        .args(["--pg-url", &pg, "--table", &table, "--progress", "log"])
+        .args(["--chunk-tokens", "40", "--chunk-overlap", "4", "--no-state"])
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start vecload");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the load stalled: not done after 300 s\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let rep = read_report(&report);
+    let chunks = rep["chunks"].as_u64().expect("chunks");
+    assert!(
+        chunks >= 4 * 128,
+        "the corpus is several times the chunk queue: {chunks} chunks"
+    );
+    assert_eq!(rep["vectors_written"].as_u64(), Some(chunks));
+    assert_eq!(rep["failed_chunks"], 0);
+
+    let db = Db::connect(&pg);
+    let rows = db.query(
+        &format!("SELECT content, embedding FROM \"{table}\" ORDER BY source, chunk_index"),
+        &[],
+    );
+    assert_eq!(rows.len() as u64, chunks, "every chunk is stored once");
+    let model = LocalModel::open(&dir).expect("model loads");
+    let texts: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    for (i, part) in texts.chunks(64).enumerate() {
+        let refs: Vec<&str> = part.iter().map(String::as_str).collect();
+        let want = model.embed(&refs).expect("embed");
+        for (j, w) in want.iter().enumerate() {
+            let got = rows[i * 64 + j].get::<_, pgvector::Vector>(1).to_vec();
+            let c = cosine(&got, w);
+            assert!(c > 0.9999, "row {}: cosine {c} to its own text", i * 64 + j);
+        }
+    }
 }

@@ -35,7 +35,7 @@ fn assert_vectors(pg: &str, table: &str, max: Option<usize>) {
         let got = row.get::<_, pgvector::Vector>(1).to_vec();
         let want = match max {
             Some(m) => vector_in_parts(&content, m, 16),
-            None => vecload::test_server::vector_for(&content, 16),
+            None => embedding_test_server::vector_for(&content, 16),
         };
         let diff = got
             .iter()
@@ -151,7 +151,7 @@ fn tei_input_over_max_input_length_is_embedded_in_parts_unless_truncation_is_ask
     }
     assert_eq!(
         long[0].get::<_, pgvector::Vector>(1).to_vec(),
-        vecload::test_server::vector_for(&content[..cut], 16),
+        embedding_test_server::vector_for(&content[..cut], 16),
         "with --embed-truncate the vector is the server's, of the cut text"
     );
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::qdrant::{QdrantServer, Stored, qdrant};
 use common::*;
-use vecload::test_server::vector_for;
+use embedding_test_server::vector_for;
 
 const OLD: usize = 16;
 const NEW: usize = 24;

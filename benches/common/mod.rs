@@ -6,14 +6,11 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vecload::chunk::{Chunk, DocMeta};
-use vecload::embed::Embedded;
-use vecload::embed::stage::Fatal;
-use vecload::incremental::Ledger;
-use vecload::report::Stats;
-use vecload::sink::Sink;
-use vecload::sink::stage::SinkStage;
-use vecload::state::State;
+use vecload::records::{Chunk, DocMeta, Embedded};
+use vecload::report::{Fatal, Stats};
+use vecload::state::{Ledger, State};
+use vecload::store::Sink;
+use vecload::store::stage::SinkStage;
 
 /// `n` rows of ~60 words (8 chunks a document) with the test server's
 /// vectors of `dim`.
@@ -45,12 +42,12 @@ pub fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
                 .collect::<Vec<_>>()
                 .join(" ");
             rows.push(Embedded {
-                vector: vecload::test_server::vector_for(&text, dim),
+                vector: embedding_test_server::vector_for(&text, dim),
                 chunk: Chunk {
                     id: vecload::chunk::id::chunk_id(&tenant, &key, i),
                     doc: doc.clone(),
                     index: i,
-                    content_hash: vecload::chunk::id::content_hash(&text),
+                    content_hash: vecload::records::content_hash(&text),
                     text,
                     tokens: 60,
                     extra: None,
@@ -74,13 +71,13 @@ pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
     };
     let ledger = Arc::new(Ledger::new(state, sink.clone(), stats.clone()));
     let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
-    let stage = SinkStage {
+    let stage = SinkStage::new(
         sink,
         ledger,
-        stats: stats.clone(),
-        cancel: CancellationToken::new(),
-        fatal: Fatal::default(),
-    };
+        stats.clone(),
+        CancellationToken::new(),
+        Fatal::default(),
+    );
     let t = Instant::now();
     let run = tokio::spawn(stage.run(rx));
     let mut rows = rows;

@@ -32,10 +32,6 @@ pub fn doc_id(doc_key: &str) -> String {
     )
 }
 
-pub fn content_hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

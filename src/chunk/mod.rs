@@ -10,77 +10,19 @@
 //! order of magnitude slower (see BENCHMARKS.md).
 
 pub mod id;
+pub mod settings;
 pub mod tokenizer;
 
 use std::sync::Arc;
 
 pub use tokenizer::Tokenizer;
 
-use crate::config::ChunkConfig;
-
-/// What every chunk of one document shares.
-#[derive(Debug)]
-pub struct DocMeta {
-    pub tenant: Arc<str>,
-    pub doc_id: String,
-    /// Path relative to the PATH given (plus `#record` for JSON records).
-    pub source: String,
-    /// The file it came from, relative to the PATH given.
-    pub file: Arc<str>,
-    /// The document's key within its tenant (what ids are derived from).
-    pub key: String,
-    /// The PDF page the document is, stored with its chunks for citing.
-    pub page: Option<u32>,
-    /// Hash of the text and the chunk settings: unchanged means same chunks.
-    pub hash: String,
-    /// How many chunks the document has now.
-    pub chunk_count: u32,
-    /// Chunks still to be acknowledged by the sink in this run; the document
-    /// is complete (and its stale chunks can go) when this reaches zero.
-    pub pending: std::sync::atomic::AtomicU32,
-}
-
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub id: String,
-    pub doc: Arc<DocMeta>,
-    pub index: u32,
-    pub text: String,
-    pub content_hash: String,
-    pub tokens: u32,
-    /// LightRAG's entity and relationship fields, carried by re-embedding.
-    pub extra: Option<Arc<Extra>>,
-}
-
-/// What LightRAG's entity and relationship records carry besides their
-/// text, kept unchanged when they are embedded again.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra {
-    pub entity_name: Option<String>,
-    pub src_id: Option<String>,
-    pub tgt_id: Option<String>,
-    /// Chunk ids the record was extracted from, joined by "<SEP>".
-    pub source_id: Option<String>,
-    /// When the record was first stored (Unix seconds).
-    pub created_at: Option<i64>,
-}
-
-/// A document ready to chunk. `key` identifies it within the tenant and
-/// feeds the ids; `source` is what is stored and shown.
-#[derive(Debug)]
-pub struct Document {
-    pub key: String,
-    pub source: String,
-    pub file: Arc<str>,
-    pub text: String,
-    pub page: Option<u32>,
-    /// One record per line (table rows): chunks hold whole lines, no overlap.
-    pub records: bool,
-}
+use crate::chunk::settings::ChunkSettings;
+use crate::records::{Chunk, DocMeta, Document};
 
 pub struct Chunker {
     tok: &'static Tokenizer,
-    tok_name: crate::cli::TokenizerName,
+    tok_name: crate::settings::TokenizerName,
     size: usize,
     overlap: usize,
     lightrag: bool,
@@ -95,7 +37,7 @@ pub struct Window {
 }
 
 impl Chunker {
-    pub fn new(cfg: &ChunkConfig) -> Chunker {
+    pub fn new(cfg: &ChunkSettings) -> Chunker {
         Chunker {
             tok: Tokenizer::get(cfg.tokenizer),
             tok_name: cfg.tokenizer,
@@ -149,7 +91,7 @@ impl Chunker {
                     id: id::chunk_id(tenant, &doc.key, i as u32),
                     doc: meta.clone(),
                     index: i as u32,
-                    content_hash: id::content_hash(&text),
+                    content_hash: crate::records::content_hash(&text),
                     text,
                     tokens: w.tokens as u32,
                     extra: None,
@@ -207,7 +149,7 @@ impl Chunker {
                 id: crate::layout::chunk_id(&doc_id, order),
                 doc: meta.clone(),
                 index: order,
-                content_hash: id::content_hash(&text),
+                content_hash: crate::records::content_hash(&text),
                 text,
                 tokens,
                 extra: None,
@@ -360,10 +302,10 @@ fn score(b: &[u8], p: u32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::TokenizerName;
+    use crate::settings::TokenizerName;
 
     fn chunker(tokens: usize, overlap: usize) -> Chunker {
-        Chunker::new(&ChunkConfig {
+        Chunker::new(&ChunkSettings {
             tokens,
             overlap,
             tokenizer: TokenizerName::O200kBase,
@@ -485,52 +427,8 @@ mod tests {
         for (i, c) in chunks.iter().enumerate() {
             assert_eq!(c.index as usize, i);
             assert_eq!(c.id, id::chunk_id("t1", "a.md", i as u32));
-            assert_eq!(c.content_hash, id::content_hash(&c.text));
+            assert_eq!(c.content_hash, crate::records::content_hash(&c.text));
             assert!(!c.text.trim().is_empty());
         }
-    }
-}
-
-/// `text` cut in two at the break nearest its middle (paragraph, line,
-/// sentence, then word; else the character boundary nearest the middle), for
-/// an input the model calls too long. None if there is nothing to cut.
-pub fn halves(text: &str) -> Option<(&str, &str)> {
-    // Fewer than two characters: nothing to cut.
-    text.chars().nth(1)?;
-    let mid = text.len() / 2;
-    let window = text.len() / 4;
-    for sep in ["\n\n", "\n", ". ", "。", "! ", "? ", " "] {
-        let best = text
-            .match_indices(sep)
-            .map(|(i, _)| i + sep.len())
-            .filter(|&i| i > 0 && i < text.len() && i.abs_diff(mid) <= window)
-            .min_by_key(|&i| i.abs_diff(mid));
-        if let Some(i) = best {
-            return Some(text.split_at(i));
-        }
-    }
-    let i = (mid..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .filter(|&i| i > 0 && i < text.len())
-        .or_else(|| (1..mid).rev().find(|&i| text.is_char_boundary(i)))?;
-    Some(text.split_at(i))
-}
-
-#[cfg(test)]
-mod halves_tests {
-    use super::halves;
-
-    #[test]
-    fn cuts_at_the_break_nearest_the_middle_and_never_inside_a_character() {
-        let t = "First paragraph here.\n\nSecond paragraph, a bit longer.";
-        let (a, b) = halves(t).unwrap();
-        assert_eq!(format!("{a}{b}"), t);
-        assert!(a.ends_with("\n\n"), "{a:?}");
-        let zh = "向量检索是检索增强生成系统的核心组件";
-        let (a, b) = halves(zh).unwrap();
-        assert_eq!(format!("{a}{b}"), zh);
-        assert!(!a.is_empty() && !b.is_empty());
-        assert!(halves("x").is_none());
-        assert_eq!(halves("ab"), Some(("a", "b")));
     }
 }

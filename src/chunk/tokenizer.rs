@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use tiktoken_rs::CoreBPE;
 
-use crate::cli::TokenizerName;
+use crate::settings::TokenizerName;
 
 pub struct Tokenizer {
     bpe: &'static CoreBPE,

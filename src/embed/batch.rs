@@ -1,7 +1,7 @@
 //! Groups chunks into requests: at most `max_inputs` inputs and
 //! `max_tokens` tokens each (a chunk over the budget goes alone).
 
-use crate::chunk::Chunk;
+use crate::records::Chunk;
 
 pub struct Batcher {
     max_inputs: usize,
@@ -67,7 +67,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::DocMeta;
+    use crate::records::DocMeta;
     use std::sync::Arc;
 
     fn chunk(tokens: u32) -> Chunk {

@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 use super::EmbedError;
-use crate::config::Secret;
+use crate::settings::Secret;
 
 /// Several servers of one model (`--embed-url` given more than once, or
 /// comma-separated). Each request goes to the server with the fewest
@@ -196,7 +196,9 @@ pub(super) fn floats_or_base64<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The client every HTTP provider uses.
-pub(super) fn client(cfg: &crate::config::EmbedConfig) -> anyhow::Result<reqwest::Client> {
+pub(super) fn client(
+    cfg: &crate::embed::settings::EmbedSettings,
+) -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(cfg.request_timeout)
         .connect_timeout(Duration::from_secs(10))
@@ -212,11 +214,17 @@ pub(super) fn error_message(body: &[u8]) -> String {
     serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| {
-            let e = v.get("error")?;
-            e.get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-                .or_else(|| e.as_str().map(str::to_string))
+            // OpenAI, Azure, Gemini: {"error": {"message"}}; TEI, Ollama:
+            // {"error": "..."}; Voyage, Jina (FastAPI): {"detail"};
+            // Bedrock: {"message"}.
+            let text = |x: &serde_json::Value| x.as_str().map(str::to_string);
+            match v.get("error") {
+                Some(e) => e.get("message").and_then(text).or_else(|| text(e)),
+                None => v
+                    .get("detail")
+                    .and_then(|d| text(d).or_else(|| Some(d.to_string())))
+                    .or_else(|| v.get("message").and_then(text)),
+            }
         })
         .unwrap_or_else(|| text.chars().take(300).collect())
 }
@@ -375,6 +383,35 @@ fn go_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_providers_error_body_gives_its_message() {
+        for (body, want) in [
+            (
+                r#"{"error": {"message": "bad key", "type": "x"}}"#,
+                "bad key",
+            ),
+            (
+                r#"{"error": "Model is overloaded", "error_type": "Overloaded"}"#,
+                "Model is overloaded",
+            ),
+            (
+                r#"{"detail": "The batch size limit is 128."}"#,
+                "The batch size limit is 128.",
+            ),
+            (
+                r#"{"message": "Malformed input request"}"#,
+                "Malformed input request",
+            ),
+            (
+                r#"{"error": {"code": 429, "message": "Resource has been exhausted", "status": "RESOURCE_EXHAUSTED"}}"#,
+                "Resource has been exhausted",
+            ),
+            ("upstream connect error", "upstream connect error"),
+        ] {
+            assert_eq!(error_message(body.as_bytes()), want);
+        }
+    }
 
     #[test]
     fn a_request_goes_to_the_least_busy_server() {

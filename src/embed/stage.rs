@@ -5,51 +5,58 @@
 //! endpoint is slow the stage stops pulling chunks and the chunkers block
 //! behind the bounded queue, instead of memory filling up.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff;
 use super::batch::Batcher;
 use super::limiter::Limiter;
-use super::{EmbedError, Embedded, Embedder};
-use crate::chunk::Chunk;
-use crate::config::EmbedConfig;
-use crate::report::Stats;
-
-/// Set once by whichever stage hits an error that ends the run.
-#[derive(Default, Clone)]
-pub struct Fatal(Arc<Mutex<Option<String>>>);
-
-impl Fatal {
-    pub fn set(&self, msg: String, cancel: &CancellationToken) {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if g.is_none() {
-            tracing::error!("{msg}");
-            *g = Some(msg);
-        }
-        cancel.cancel();
-    }
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
+use super::limits::Limits;
+use super::{EmbedError, Embedder};
+use crate::backoff;
+use crate::embed::settings::EmbedSettings;
+use crate::records::{Chunk, Embedded};
+use crate::report::{Fatal, Gauges, InFlight, Stats};
 
 pub struct EmbedStage {
-    pub embedder: Arc<dyn Embedder>,
-    pub cfg: EmbedConfig,
-    pub stats: Arc<Stats>,
-    pub cancel: CancellationToken,
-    pub fatal: Fatal,
-    pub limiter: Arc<Limiter>,
-    pub pace: super::pace::Pace,
-    /// Most inputs per request; halved when the endpoint says a batch is too large.
-    pub batch_cap: Arc<std::sync::atomic::AtomicUsize>,
+    embedder: Arc<dyn Embedder>,
+    cfg: EmbedSettings,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    fatal: Fatal,
+    limiter: Arc<Limiter>,
+    pace: super::pace::Pace,
+    /// Inputs per request and the longest input, as learned from refusals.
+    limits: Arc<Limits>,
 }
 
 impl EmbedStage {
+    /// The stage for `embedder` with the limits of `cfg` (concurrency,
+    /// --rpm/--tpm pacing, batch size), counting into `stats`.
+    pub fn new(
+        embedder: Arc<dyn Embedder>,
+        cfg: EmbedSettings,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+        fatal: Fatal,
+    ) -> EmbedStage {
+        EmbedStage {
+            limiter: Arc::new(Limiter::new(cfg.concurrency)),
+            pace: super::pace::Pace::new(cfg.rpm, cfg.tpm),
+            limits: Arc::new(Limits::new(
+                cfg.batch_size,
+                cfg.provider.max_input_chars(&cfg.model),
+            )),
+            embedder,
+            cfg,
+            stats,
+            cancel,
+            fatal,
+        }
+    }
+
     pub async fn run(self, mut rx: mpsc::Receiver<Chunk>, tx: mpsc::Sender<Vec<Embedded>>) {
         let this = Arc::new(self);
         // Batches formed and waiting for a request slot (or backing off)
@@ -57,7 +64,7 @@ impl EmbedStage {
         let permits = Arc::new(Semaphore::new(this.cfg.concurrency * 2));
         let mut tasks = JoinSet::new();
         let mut batcher = Batcher::new(this.cfg.batch_size, this.cfg.max_request_tokens)
-            .with_cap(this.batch_cap.clone());
+            .with_cap(this.limits.inputs.clone());
         loop {
             let next = tokio::select! {
                 biased;
@@ -65,6 +72,7 @@ impl EmbedStage {
                 c = rx.recv() => c,
             };
             let Some(chunk) = next else { break };
+            Gauges::add(&this.stats.gauges.chunks_queued, -1);
             if let Some(batch) = batcher.push(chunk)
                 && !this.dispatch(batch, &permits, &mut tasks, &tx).await
             {
@@ -105,8 +113,12 @@ impl EmbedStage {
         tasks.spawn(async move {
             let out = this.embed_with_retries(batch).await;
             if let Some(rows) = out {
+                let n = rows.len() as i64;
+                Gauges::add(&this.stats.gauges.rows_queued, n);
                 // The sink drains until the end, so this only fails if it died.
-                let _ = tx.send(rows).await;
+                if tx.send(rows).await.is_err() {
+                    Gauges::add(&this.stats.gauges.rows_queued, -n);
+                }
             }
             // Held until the rows are handed over: when the sink is slower
             // than the endpoint, finished batches must not pile up here
@@ -117,6 +129,33 @@ impl EmbedStage {
     }
 
     async fn embed_with_retries(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
+        // What the endpoint is known to refuse is not sent: an input over its
+        // limit goes in parts, a batch formed before a smaller limit was
+        // learned goes in pieces.
+        if batch.iter().any(|c| self.limits.too_long(&c.text)) {
+            let (long, fits): (Vec<Chunk>, Vec<Chunk>) = batch
+                .into_iter()
+                .partition(|c| self.limits.too_long(&c.text));
+            let mut out = Vec::new();
+            for c in long {
+                if let Some(e) =
+                    Box::pin(self.in_parts(c, "longer than the endpoint takes".into())).await
+                {
+                    out.push(e);
+                }
+            }
+            if !fits.is_empty() {
+                out.extend(
+                    Box::pin(self.embed_with_retries(fits))
+                        .await
+                        .unwrap_or_default(),
+                );
+            }
+            return (!out.is_empty()).then_some(out);
+        }
+        if batch.len() > self.limits.max_inputs() {
+            return Box::pin(self.in_pieces(batch)).await;
+        }
         let mut attempt = 0u32;
         loop {
             let slot = tokio::select! {
@@ -130,11 +169,13 @@ impl EmbedStage {
             }
             Stats::add(&self.stats.embed_requests, 1);
             let inputs: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+            let in_flight = InFlight::new(&self.stats.gauges.requests_in_flight);
             let result = self
                 .embedder
                 .embed(&inputs)
                 .await
                 .and_then(|v| self.check(&batch, v));
+            drop(in_flight);
             drop(inputs);
             let sent = slot.sent();
             // The slot is free while this batch backs off.
@@ -192,30 +233,68 @@ impl EmbedStage {
         }
     }
 
-    /// The endpoint found the request too big: later batches get half as
-    /// many inputs, and this one is sent again in two halves. A single input
-    /// that is still too long is embedded in parts (`in_parts`).
+    /// The endpoint found the request too big. One input refused alone
+    /// bounds the inputs it takes (`Limits`), and is embedded in parts. A
+    /// batch refused for one long input sends its longest input alone and
+    /// the rest together; one refused for its size lowers the inputs per
+    /// request (to the number the refusal states, else by half) and goes
+    /// again in pieces of that size.
     async fn split(&self, mut batch: Vec<Chunk>, msg: String) -> Option<Vec<Embedded>> {
-        use std::sync::atomic::Ordering::Relaxed;
         if batch.len() == 1 {
             let chunk = batch.pop()?;
+            let bound = self.limits.refused_input(chunk.text.len(), &msg);
+            tracing::debug!(
+                "an input of {} bytes was refused: inputs of {bound} bytes or more go in parts",
+                chunk.text.len()
+            );
             return Box::pin(self.in_parts(chunk, msg)).await.map(|e| vec![e]);
         }
-        let half = batch.len() / 2;
-        // An input over the model's limit says nothing about batch size:
-        // halving finds it without making every later request smaller.
-        if !names_one_input(&msg) && self.batch_cap.fetch_min(half, Relaxed) > half {
-            tracing::warn!("{msg}: sending at most {half} inputs per request from now on");
-        }
-        let second = batch.split_off(half);
-        let mut out = Box::pin(self.embed_with_retries(batch))
-            .await
-            .unwrap_or_default();
-        out.extend(
-            Box::pin(self.embed_with_retries(second))
+        if names_one_input(&msg) {
+            let longest = (0..batch.len()).max_by_key(|&i| batch[i].text.len())?;
+            let alone = batch.swap_remove(longest);
+            let mut out = Box::pin(self.embed_with_retries(batch))
                 .await
-                .unwrap_or_default(),
-        );
+                .unwrap_or_default();
+            out.extend(
+                Box::pin(self.embed_with_retries(vec![alone]))
+                    .await
+                    .unwrap_or_default(),
+            );
+            return (!out.is_empty()).then_some(out);
+        }
+        if let Some(to) = self.limits.refused_batch(batch.len(), &msg) {
+            tracing::warn!("{msg}: sending at most {to} inputs per request from now on");
+        }
+        if batch.len() <= self.limits.max_inputs() {
+            // Refused for its size although within the limit another
+            // refusal set: halve it.
+            let second = batch.split_off(batch.len() / 2);
+            let mut out = Box::pin(self.embed_with_retries(batch))
+                .await
+                .unwrap_or_default();
+            out.extend(
+                Box::pin(self.embed_with_retries(second))
+                    .await
+                    .unwrap_or_default(),
+            );
+            return (!out.is_empty()).then_some(out);
+        }
+        Box::pin(self.in_pieces(batch)).await
+    }
+
+    /// `batch` sent as pieces of at most the current inputs per request.
+    async fn in_pieces(&self, mut batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
+        let size = self.limits.max_inputs();
+        let mut out = Vec::new();
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(size));
+            out.extend(
+                Box::pin(self.embed_with_retries(batch))
+                    .await
+                    .unwrap_or_default(),
+            );
+            batch = rest;
+        }
         (!out.is_empty()).then_some(out)
     }
 
@@ -227,14 +306,14 @@ impl EmbedStage {
     /// rerun stay as they are; the summary counts these chunks and says to
     /// lower --chunk-tokens.
     async fn in_parts(&self, chunk: Chunk, msg: String) -> Option<Embedded> {
-        let Some((a, b)) = crate::chunk::halves(&chunk.text) else {
+        let Some((a, b)) = super::parts::halves(&chunk.text) else {
             let msg = format!("{msg} (this input cannot be split further)");
             tracing::warn!("{msg}");
             self.stats.fail(std::slice::from_ref(&chunk), &msg);
             return None;
         };
         // Parts keep the chunk's hash; only the whole chunk's text matches it.
-        let whole = crate::chunk::id::content_hash(&chunk.text) == chunk.content_hash;
+        let whole = crate::records::content_hash(&chunk.text) == chunk.content_hash;
         if whole {
             tracing::info!(
                 "chunk {} of {} is too long for the model: embedding it in parts ({msg})",
@@ -328,6 +407,8 @@ fn names_one_input(msg: &str) -> bool {
         "maximum input",
         "sequence length",
         "must have less than",
+        // Voyage: "The example at index 3 in your batch has ... tokens".
+        "example at index",
     ]
     .iter()
     .any(|k| m.contains(k))
@@ -337,7 +418,7 @@ fn names_one_input(msg: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::DocMeta;
+    use crate::records::DocMeta;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::time::Duration;
 
@@ -381,8 +462,8 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_sink_stops_the_embedding_instead_of_filling_memory() {
         let embedder = Arc::new(Instant(AtomicUsize::new(0)));
-        let cfg = EmbedConfig {
-            provider: crate::config::Provider::OpenAi,
+        let cfg = EmbedSettings {
+            provider: &crate::embed::providers::openai::OPENAI,
             urls: vec![],
             model_dir: None,
             truncate: false,
@@ -397,17 +478,15 @@ mod tests {
             tpm: None,
             request_timeout: Duration::from_secs(5),
             max_retries: 0,
+            ..EmbedSettings::default()
         };
-        let stage = EmbedStage {
-            embedder: embedder.clone(),
-            limiter: Arc::new(Limiter::new(2)),
-            pace: super::super::pace::Pace::new(None, None),
-            batch_cap: Arc::new(std::sync::atomic::AtomicUsize::new(4)),
+        let stage = EmbedStage::new(
+            embedder.clone(),
             cfg,
-            stats: Arc::new(Stats::default()),
-            cancel: CancellationToken::new(),
-            fatal: Fatal::default(),
-        };
+            Arc::new(Stats::default()),
+            CancellationToken::new(),
+            Fatal::default(),
+        );
         let (ctx, crx) = mpsc::channel(16);
         // The sink's queue holds one batch and nobody reads it.
         let (etx, _erx) = mpsc::channel(1);

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::FileEntry;
+use super::encoding;
 use super::extract::{self, Kind, Part};
-use super::{FileEntry, Skip};
-use crate::chunk::Document;
-use crate::config::SourceConfig;
+use super::settings::SourceSettings;
+use crate::records::{Document, Skip};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -91,8 +92,17 @@ pub fn format_name(rel: &str) -> &'static str {
     Format::of(rel).map_or("other", Format::name)
 }
 
-/// Reads `file`; `Ok` holds at least one document with non-blank text.
-pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, Skip> {
+/// The documents of one file.
+#[derive(Debug)]
+pub struct FileDocs {
+    /// At least one, each with non-blank text.
+    pub docs: Vec<Document>,
+    /// The legacy encoding the text was decoded from, when not UTF-8.
+    pub decoded_from: Option<&'static str>,
+}
+
+/// Reads `file`.
+pub fn read_file(file: &FileEntry, cfg: &SourceSettings) -> Result<FileDocs, Skip> {
     let skip = |reason, detail: String| Skip::new(&file.path, reason, detail);
     let Some(format) = Format::of(&file.rel) else {
         return Err(skip(
@@ -117,7 +127,7 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
     if let Format::Binary(kind) = format {
         let parts = extract::extract(&file.path, kind, cfg.extract_timeout)
             .map_err(|f| skip(f.reason.label(), f.detail))?;
-        return non_empty(file, format, parts_docs(file, parts, cfg.whole_files));
+        return non_empty(file, format, parts_docs(file, parts, cfg.whole_files), None);
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // `take` guards against a file that grew after the size check.
@@ -141,23 +151,13 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
             .into(),
         ));
     }
-    if let Some(at) = bytes.iter().position(|&b| b == 0) {
-        return Err(skip("binary", format!("NUL byte at offset {at}")));
-    }
-    let mut text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        if format == Format::Sniffed {
-            skip(
-                "binary",
-                format!("no extension, and not UTF-8 text (byte {at})"),
-            )
-        } else {
-            skip("invalid UTF-8", format!("invalid UTF-8 at byte {at}"))
-        }
-    })?;
-    if text.starts_with('\u{feff}') {
-        text.drain(..3);
-    }
+    let hints = encoding::Hints {
+        forced: cfg.encoding,
+        html: format == Format::Html,
+        sniffed: format == Format::Sniffed,
+    };
+    let decoded = encoding::decode(bytes, hints).map_err(|e| skip(e.reason, e.detail))?;
+    let (text, from) = (decoded.text, decoded.from);
     let one = |text: String| whole_file(file, text);
     let docs = match format {
         Format::Text | Format::Markdown | Format::Sniffed => vec![one(text)],
@@ -176,10 +176,15 @@ pub fn read_file(file: &FileEntry, cfg: &SourceConfig) -> Result<Vec<Document>, 
         }
         Format::Binary(_) => Vec::new(),
     };
-    non_empty(file, format, docs)
+    non_empty(file, format, docs, from)
 }
 
-fn non_empty(file: &FileEntry, format: Format, docs: Vec<Document>) -> Result<Vec<Document>, Skip> {
+fn non_empty(
+    file: &FileEntry,
+    format: Format,
+    docs: Vec<Document>,
+    decoded_from: Option<&'static str>,
+) -> Result<FileDocs, Skip> {
     let docs: Vec<Document> = docs
         .into_iter()
         .filter(|d| !d.text.trim().is_empty())
@@ -193,7 +198,7 @@ fn non_empty(file: &FileEntry, format: Format, docs: Vec<Document>) -> Result<Ve
         };
         return Err(Skip::new(&file.path, "empty", why));
     }
-    Ok(docs)
+    Ok(FileDocs { docs, decoded_from })
 }
 
 /// The file as one document, named by its path.

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use walkdir::WalkDir;
 
-use super::Skip;
-use crate::config::{ConfigError, SourceConfig};
+use super::settings::SourceSettings;
+use crate::records::Skip;
+use crate::settings::ConfigError;
 
 /// Directories nobody wants embedded: VCS metadata, build output, caches,
 /// vecload's own state.
@@ -42,7 +43,7 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn new(cfg: &SourceConfig) -> Result<Filter, ConfigError> {
+    pub fn new(cfg: &SourceSettings) -> Result<Filter, ConfigError> {
         let build = |globs: &[String], flag: &str| -> Result<GlobSet, ConfigError> {
             let mut b = GlobSetBuilder::new();
             for g in globs {
@@ -82,6 +83,28 @@ impl Filter {
 
     fn included(&self, rel: &str) -> bool {
         self.include.as_ref().is_none_or(|g| g.is_match(rel))
+    }
+
+    /// The stored path of a file at `rel` (relative to its PATH: a key
+    /// relative to an S3 prefix), or None when the filters leave it out:
+    /// the same decisions `walk` makes for a file on disk.
+    pub fn accept(&self, rel: &str) -> Option<String> {
+        if self.excluded(rel) || !self.included(rel) {
+            return None;
+        }
+        let rel = match &self.prefix {
+            Some(p) => format!("{p}/{rel}"),
+            None => rel.to_string(),
+        };
+        if self.only.as_ref().is_some_and(|only| !only.contains(&rel)) {
+            return None;
+        }
+        Some(rel)
+    }
+
+    /// LightRAG's layout: two files of one name would share a document id.
+    pub fn unique_file_names(&self) -> bool {
+        self.unique_file_names
     }
 }
 

@@ -98,6 +98,24 @@ pub fn lightrag_point_id(workspace: &str, id: &str) -> String {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// A free port for a server a test starts (Qdrant, moto, redis), below
+/// Linux's ephemeral range (32768 and up): a port the OS hands out for `:0`
+/// could be taken by another test's server (the embedding test servers
+/// bind `:0`) between this check and the server's own bind; Qdrant's gRPC
+/// port once answered as someone else's HTTP server that way.
+pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    use std::net::TcpListener;
+    let seed = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = 20_000 + (seed.hash_one(attempt) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000")
+}
+
 /// A table name no other test (or earlier run) uses.
 pub fn unique_table(prefix: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -112,6 +130,29 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/docs")
 }
 
+/// The embedding-test-server binary (crates/embedding-test-server), which
+/// `cargo test` here builds into the same target folder as the tests;
+/// VECLOAD_TEST_SERVER_BIN names another.
+pub fn test_server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VECLOAD_TEST_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/embedding-test-server
+    let exe = std::env::current_exe().expect("the test's own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the target folder")
+        .join("embedding-test-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --release -p embedding-test-server` \
+         (scripts/test.sh does), or set VECLOAD_TEST_SERVER_BIN",
+        bin.display()
+    );
+    bin
+}
+
 /// The embedding test server, killed when dropped.
 pub struct EmbedServer {
     child: Child,
@@ -121,7 +162,7 @@ pub struct EmbedServer {
 
 impl EmbedServer {
     pub fn start(args: &[&str]) -> EmbedServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_embedding-test-server"))
+        let mut child = Command::new(test_server_bin())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -200,6 +241,24 @@ const CLEARED_ENV: &[&str] = &[
     "QDRANT_URL",
     "QDRANT_GRPC_URL",
     "QDRANT_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_S3_FORCE_PATH_STYLE",
+    "AWS_BEARER_TOKEN_BEDROCK",
 ];
 
 /// `vecload` with a clean environment; add args and envs, then `run`.
@@ -208,6 +267,8 @@ pub fn vecload() -> Command {
     for k in CLEARED_ENV {
         c.env_remove(k);
     }
+    // No instance metadata to look for on a test machine.
+    c.env("AWS_EC2_METADATA_DISABLED", "true");
     c.stdin(Stdio::null());
     c
 }
@@ -404,9 +465,9 @@ pub fn test_certs(name: &str) -> TestCerts {
 /// bytes: halves embedded separately, mean weighted by length, unit length.
 pub fn vector_in_parts(text: &str, max: usize, dim: usize) -> Vec<f32> {
     if text.len() <= max {
-        return vecload::test_server::vector_for(text, dim);
+        return embedding_test_server::vector_for(text, dim);
     }
-    let (a, b) = vecload::chunk::halves(text).unwrap();
+    let (a, b) = vecload::embed::parts::halves(text).unwrap();
     let (va, vb) = (vector_in_parts(a, max, dim), vector_in_parts(b, max, dim));
     let mut v: Vec<f32> = va
         .iter()
@@ -434,10 +495,7 @@ impl RedisServer {
             .ok()
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| "redis-server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let child = Command::new(&bin)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -492,3 +550,5 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+pub mod s3;

@@ -4,7 +4,7 @@
 //! print one loud SKIPPED line (VECLOAD_REQUIRE_QDRANT=1 makes that a failure).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -83,13 +83,6 @@ fn grpc_of(rest: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn on_path() -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qdrant").is_file()))
@@ -108,7 +101,7 @@ impl QdrantServer {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc) = (super::free_port(), super::free_port());
         let mut cmd = Command::new("sh");
         // The shell waits on its stdin; when the test process ends, the
         // pipe closes and the server goes with it.

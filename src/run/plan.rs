@@ -1,0 +1,512 @@
+//! `vecload plan`: what a load would do and cost, before anything is paid
+//! for or written. It walks and chunks through the load's own producer and
+//! batches with the load's own batcher, so its counts are the load's; the
+//! target is checked read-only; the endpoint gets nothing (one tiny request
+//! with --probe).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::load::{Books, LoadJob, produce};
+use crate::embed::EmbedError;
+use crate::embed::batch::Batcher;
+use crate::embed::settings::EmbedSettings;
+use crate::records::Chunk;
+use crate::report::{Fatal, Stats};
+use crate::source::Filter;
+use crate::state::Ledger;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Plan {
+    pub tenant: Option<String>,
+    pub target: Option<String>,
+    pub files_seen: u64,
+    pub files_loadable: u64,
+    pub files_by_format: BTreeMap<&'static str, u64>,
+    pub files_skipped: BTreeMap<&'static str, u64>,
+    /// Text files that are not UTF-8, per encoding they would be decoded from.
+    pub files_decoded: BTreeMap<&'static str, u64>,
+    pub chunks: u64,
+    /// Chunks the state says are already in the sink: not embedded again.
+    pub chunks_unchanged: u64,
+    pub chunks_to_embed: u64,
+    pub stale_chunks_to_delete: u64,
+    /// With --prune: documents (and their chunks) the load would delete.
+    pub docs_to_prune: u64,
+    pub chunks_to_prune: u64,
+    pub state_file: Option<String>,
+    pub tokens: u64,
+    pub requests: u64,
+    pub price_per_million_tokens: Option<f64>,
+    pub estimated_cost_usd: Option<f64>,
+    pub estimated_seconds: Option<f64>,
+    pub probe: Option<Probe>,
+    /// `plan --shards N`: the work to embed of each shard.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardWork>,
+    /// The file with the most tokens to embed, when sharded (the unit a
+    /// shard cannot split).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub largest_file: Option<(String, u64)>,
+    /// Worth knowing, not wrong (exit 0).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ShardWork {
+    pub shard: String,
+    pub documents: u64,
+    pub chunks: u64,
+    pub tokens: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Probe {
+    pub dimensions: usize,
+    pub seconds: f64,
+}
+
+/// Published list prices (USD per million input tokens) of well-known
+/// models: OpenAI's, and Bedrock's on-demand prices (us-east-1) for the
+/// embedding models vecload speaks to, also behind inference profiles.
+fn known_price(model: &str) -> Option<f64> {
+    let m = model.rsplit('/').next().unwrap_or(model);
+    let m = ["us.", "eu.", "apac.", "global."]
+        .iter()
+        .find_map(|p| m.strip_prefix(p))
+        .unwrap_or(m);
+    Some(match m {
+        "text-embedding-3-small" => 0.02,
+        "text-embedding-3-large" => 0.13,
+        "text-embedding-ada-002" => 0.10,
+        m if m.starts_with("amazon.titan-embed-text-v2") => 0.02,
+        m if m.starts_with("amazon.titan-embed-text-v1") => 0.10,
+        m if m.starts_with("cohere.embed-english-v3")
+            || m.starts_with("cohere.embed-multilingual-v3") =>
+        {
+            0.10
+        }
+        m if m.starts_with("cohere.embed-v4") => 0.12,
+        _ => return None,
+    })
+}
+
+/// What `plan` adds to a load's settings.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub price_per_million_tokens: Option<f64>,
+    pub probe: bool,
+    pub request_seconds: f64,
+    /// Show the work of each of N shards.
+    pub shards: Option<u32>,
+}
+
+/// The plan of `job`; `Err(problem)` when its settings are wrong (a plan
+/// with only that problem).
+pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
+    let mut plan = Plan::default();
+    let cfg = match job {
+        Ok(c) => c,
+        Err(e) => {
+            plan.problems.push(e);
+            return plan;
+        }
+    };
+    plan.tenant = Some(cfg.tenant.clone());
+    let filter = match Filter::new(&cfg.source) {
+        Ok(f) => f,
+        Err(e) => {
+            plan.problems.push(e.to_string());
+            return plan;
+        }
+    };
+
+    // Target first: a broken target is the cheapest thing to learn about.
+    let sink = cfg.target.sink(cfg.embed.dim);
+    plan.target = Some(sink.describe());
+    match sink.check().await {
+        Ok(p) => plan.problems.extend(p),
+        Err(e) => plan.problems.push(format!("{e:#}")),
+    }
+    if opts.probe {
+        match probe(&cfg.embed).await {
+            Ok(p) => plan.probe = Some(p),
+            Err(e) => plan.problems.push(format!("probe: {e}")),
+        }
+    }
+
+    // S3 PATHs are listed and read as a load reads them (objects the state
+    // knows unchanged are not downloaded).
+    let remote = match super::load::remote(&cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            plan.problems.push(format!("{e:#}"));
+            return plan;
+        }
+    };
+    let stats = Arc::new(Stats::default());
+    let state = match cfg.state.as_deref().map(crate::state::State::open_existing) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(s))) => Some(s),
+        Some(Err(e)) => {
+            plan.problems.push(format!("{e:#}"));
+            None
+        }
+    };
+    plan.state_file = state.as_ref().map(|s| s.path().display().to_string());
+    let ledger = Arc::new(
+        Ledger::dry_run(state, Arc::from(sink), stats.clone())
+            .tenant_scoped_ids(cfg.target.layout().is_lightrag())
+            .for_prune(cfg.prune),
+    );
+    let mut split = Split::new(opts.shards);
+    let (requests, tokens) = match count(
+        &cfg,
+        filter,
+        stats.clone(),
+        ledger.clone(),
+        remote,
+        &mut split,
+    )
+    .await
+    {
+        Ok(counts) => counts,
+        Err(e) => {
+            plan.problems.push(e);
+            (0, 0)
+        }
+    };
+    if cfg.prune
+        && let Err(e) = ledger.prune(&cfg.tenant).await
+    {
+        plan.problems.push(format!("--prune: {e:#}"));
+    }
+    plan.chunks_unchanged = Stats::get(&stats.chunks_unchanged);
+    plan.chunks_to_embed = Stats::get(&stats.chunks) - plan.chunks_unchanged;
+    plan.stale_chunks_to_delete = Stats::get(&stats.stale_deleted);
+    plan.docs_to_prune = Stats::get(&stats.pruned_docs);
+    plan.chunks_to_prune = Stats::get(&stats.pruned_chunks);
+    plan.files_seen = Stats::get(&stats.files_seen);
+    plan.files_loadable = Stats::get(&stats.files_with_chunks);
+    plan.files_skipped = stats.skipped_by_reason();
+    plan.files_decoded = stats.files_by_encoding();
+    plan.files_by_format = stats.files_by_format();
+    plan.chunks = Stats::get(&stats.chunks);
+    plan.tokens = tokens;
+    if let Some(w) = split.finish(&mut plan) {
+        plan.warnings.push(w);
+    }
+    plan.requests = requests;
+    plan.price_per_million_tokens = opts
+        .price_per_million_tokens
+        .or_else(|| known_price(&cfg.embed.model));
+    plan.estimated_cost_usd = plan
+        .price_per_million_tokens
+        .map(|p| tokens as f64 / 1e6 * p);
+    let per_request = opts
+        .request_seconds
+        .max(plan.probe.as_ref().map_or(0.0, |p| p.seconds));
+    let by_concurrency = (requests as f64 / cfg.embed.concurrency as f64).ceil() * per_request;
+    let by_limits =
+        crate::embed::pace::Pace::new(cfg.embed.rpm, cfg.embed.tpm).min_seconds(requests, tokens);
+    plan.estimated_seconds = Some(by_concurrency.max(by_limits));
+    plan
+}
+
+/// Runs the load's producer and batcher (with a ledger that only counts),
+/// counting requests and tokens instead of sending.
+async fn count(
+    cfg: &LoadJob,
+    filter: Filter,
+    stats: Arc<Stats>,
+    ledger: Arc<Ledger>,
+    remote: Option<super::load::Remote>,
+    split: &mut Split,
+) -> Result<(u64, u64), String> {
+    let filter = Arc::new(filter);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4096);
+    let fatal = Fatal::default();
+    let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
+    let producer = {
+        let (cfg, fatal, handle) = (
+            cfg.clone(),
+            fatal.clone(),
+            tokio::runtime::Handle::current(),
+        );
+        std::thread::spawn(move || {
+            let books = Books {
+                ledger: &ledger,
+                fatal: &fatal,
+                handle: &handle,
+            };
+            produce(
+                pool,
+                &cfg,
+                &filter,
+                &stats,
+                &CancellationToken::new(),
+                tx,
+                Some(books),
+                remote.as_ref(),
+            );
+        })
+    };
+    let mut batcher = Batcher::new(cfg.embed.batch_size, cfg.embed.max_request_tokens);
+    let (mut requests, mut tokens) = (0u64, 0u64);
+    while let Some(chunk) = rx.recv().await {
+        tokens += chunk.tokens as u64;
+        split.add(&chunk);
+        if batcher.push(chunk).is_some() {
+            requests += 1;
+        }
+    }
+    if batcher.take().is_some() {
+        requests += 1;
+    }
+    if !matches!(
+        tokio::task::spawn_blocking(move || producer.join()).await,
+        Ok(Ok(()))
+    ) {
+        return Err("internal error: the chunking thread panicked".into());
+    }
+    match fatal.get() {
+        Some(e) => Err(e),
+        None => Ok((requests, tokens)),
+    }
+}
+
+async fn probe(cfg: &EmbedSettings) -> Result<Probe, String> {
+    let (embedder, _) = crate::embed::connect(cfg)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let started = Instant::now();
+    let vectors = embedder
+        .embed(&["vecload plan probe"])
+        .await
+        .map_err(|e| match e {
+            EmbedError::Transient { message, .. } | EmbedError::Throttled { message, .. } => {
+                message
+            }
+            EmbedError::Rejected(m) | EmbedError::TooLarge(m) | EmbedError::Fatal(m) => m,
+        })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let dims = vectors.first().map_or(0, Vec::len);
+    if dims != cfg.dim {
+        return Err(format!(
+            "the endpoint returned a vector of length {dims} but --embed-dim (EMBEDDING_DIM) is {}",
+            cfg.dim
+        ));
+    }
+    Ok(Probe {
+        dimensions: dims,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+    })
+}
+
+impl Plan {
+    pub fn human(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "vecload plan: tenant {:?} -> {}",
+            self.tenant.as_deref().unwrap_or("?"),
+            self.target.as_deref().unwrap_or("(no target)")
+        );
+        let skipped: u64 = self.files_skipped.values().sum();
+        let reasons: Vec<String> = self
+            .files_skipped
+            .iter()
+            .map(|(r, n)| format!("{r}: {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  files: {} seen, {} loadable, {} skipped{}",
+            self.files_seen,
+            self.files_loadable,
+            skipped,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
+        );
+        if !self.files_by_format.is_empty() {
+            let _ = writeln!(
+                s,
+                "  formats: {}",
+                crate::report::counts(&self.files_by_format)
+            );
+        }
+        if !self.files_decoded.is_empty() {
+            let _ = writeln!(
+                s,
+                "  decoded from legacy encodings: {}",
+                crate::report::counts(&self.files_decoded)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  chunks: {}, tokens: {}, embedding requests: {}",
+            self.chunks, self.tokens, self.requests
+        );
+        for w in &self.shards {
+            let _ = writeln!(
+                s,
+                "  shard {}: {} documents, {} chunks, {} tokens to embed",
+                w.shard, w.documents, w.chunks, w.tokens
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "  warning: {w}");
+        }
+        if let Some(f) = &self.state_file {
+            let _ = writeln!(
+                s,
+                "  incremental (state {f}): {} chunks unchanged, {} to embed, {} stale to delete{}",
+                self.chunks_unchanged,
+                self.chunks_to_embed,
+                self.stale_chunks_to_delete,
+                if self.docs_to_prune > 0 {
+                    format!(
+                        ", {} documents ({} chunks) to prune",
+                        self.docs_to_prune, self.chunks_to_prune
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        let _ = match (self.estimated_cost_usd, self.price_per_million_tokens) {
+            (Some(c), Some(p)) => {
+                writeln!(s, "  estimated cost: ${c:.4} at ${p} per million tokens")
+            }
+            _ => writeln!(
+                s,
+                "  estimated cost: unknown (pass --price-per-million-tokens)"
+            ),
+        };
+        if let Some(secs) = self.estimated_seconds {
+            let _ = writeln!(
+                s,
+                "  estimated time: {} for the embedding requests",
+                human_duration(secs)
+            );
+        }
+        if let Some(p) = &self.probe {
+            let _ = writeln!(
+                s,
+                "  probe: ok, {} dimensions, {:.2}s",
+                p.dimensions, p.seconds
+            );
+        }
+        if self.problems.is_empty() {
+            let _ = writeln!(s, "  problems: none");
+        } else {
+            let _ = writeln!(s, "  PROBLEMS (the load would fail):");
+            for p in &self.problems {
+                let _ = writeln!(s, "    - {p}");
+            }
+        }
+        s
+    }
+}
+
+fn human_duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..=59 => format!("~{s}s"),
+        60..=3599 => format!("~{}m{:02}s", s / 60, s % 60),
+        _ => format!("~{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Per-shard counts of `plan --shards N`.
+pub struct Split {
+    count: u32,
+    shards: Vec<ShardWork>,
+    files: std::collections::HashMap<std::sync::Arc<str>, u64>,
+}
+
+impl Split {
+    fn new(count: Option<u32>) -> Split {
+        let count = count.unwrap_or(0);
+        Split {
+            count,
+            shards: (0..count)
+                .map(|i| ShardWork {
+                    shard: format!("{i}/{count}"),
+                    ..Default::default()
+                })
+                .collect(),
+            files: Default::default(),
+        }
+    }
+
+    fn add(&mut self, c: &Chunk) {
+        if self.count == 0 {
+            return;
+        }
+        let b = crate::shard::bucket(&c.doc.tenant, &c.doc.file);
+        let w = &mut self.shards[crate::shard::Shard::of_bucket(b, self.count) as usize];
+        w.chunks += 1;
+        w.tokens += u64::from(c.tokens);
+        if c.index == 0 {
+            w.documents += 1;
+        }
+        *self.files.entry(c.doc.file.clone()).or_default() += u64::from(c.tokens);
+    }
+
+    /// Into the plan, with a warning when one shard has far more to do.
+    fn finish(self, plan: &mut Plan) -> Option<String> {
+        if self.count == 0 {
+            return None;
+        }
+        plan.largest_file = self
+            .files
+            .into_iter()
+            .max_by_key(|(_, t)| *t)
+            .map(|(f, t)| (f.to_string(), t));
+        let total: u64 = self.shards.iter().map(|w| w.tokens).sum();
+        let mean = total as f64 / f64::from(self.count);
+        let heaviest = self.shards.iter().max_by_key(|w| w.tokens).cloned();
+        plan.shards = self.shards;
+        let w = heaviest?;
+        (mean > 0.0 && w.tokens as f64 > 1.5 * mean).then(|| {
+            format!(
+                "shard {} has {:.1}x the mean tokens: the run takes as long as that shard{}",
+                w.shard,
+                w.tokens as f64 / mean,
+                plan.largest_file
+                    .as_ref()
+                    .map(|(f, t)| format!(" (largest file: {f}, {t} tokens)"))
+                    .unwrap_or_default()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_of_known_models() {
+        assert_eq!(known_price("text-embedding-3-small"), Some(0.02));
+        assert_eq!(known_price("openai/text-embedding-3-large"), Some(0.13));
+        assert_eq!(known_price("bge-m3"), None);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(42.0), "~42s");
+        assert_eq!(human_duration(125.0), "~2m05s");
+        assert_eq!(human_duration(7300.0), "~2h01m");
+    }
+}

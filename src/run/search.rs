@@ -1,0 +1,82 @@
+//! `vecload search`: the question is embedded by the same provider, model
+//! and settings as the load (so the vectors are comparable), then the store
+//! is asked for the tenant's nearest chunks.
+
+use anyhow::{Result, bail};
+
+use std::sync::Arc;
+
+use crate::embed::EmbedError;
+use crate::embed::settings::EmbedSettings;
+use crate::records::Hit;
+use crate::store::Target;
+
+/// `vecload search`: a question, a tenant, the load's embedding settings
+/// and store.
+#[derive(Debug, Clone)]
+pub struct SearchJob {
+    pub query: String,
+    pub tenant: String,
+    pub k: usize,
+    pub json: bool,
+    pub embed: EmbedSettings,
+    pub target: Arc<dyn Target>,
+}
+
+pub async fn search(cfg: &SearchJob) -> Result<Vec<Hit>> {
+    let (embedder, _) = crate::embed::connect(&cfg.embed).await?;
+    // One request: a short retry loop for the transient kinds is enough here.
+    let mut attempt = 0;
+    let vector = loop {
+        match embedder.embed(&[cfg.query.as_str()]).await {
+            Ok(mut v) => break v.pop().unwrap_or_default(),
+            Err(EmbedError::Transient { message, .. } | EmbedError::Throttled { message, .. })
+                if attempt < 3 =>
+            {
+                attempt += 1;
+                tracing::warn!("{message}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
+            }
+            Err(e) => bail!("embedding the query: {e}"),
+        }
+    };
+    if vector.len() != cfg.embed.dim {
+        bail!(
+            "the model returned a vector of length {} but --embed-dim (EMBEDDING_DIM) is {}",
+            vector.len(),
+            cfg.embed.dim
+        );
+    }
+    if vector.iter().any(|x| !x.is_finite()) {
+        bail!("the model returned a non-finite value for the query");
+    }
+    let sink = cfg.target.sink(cfg.embed.dim);
+    sink.search(&cfg.tenant, &vector, cfg.k).await
+}
+
+/// One block per hit: rank, score, where it came from, the start of the text.
+pub fn human(cfg: &SearchJob, hits: &[Hit]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if hits.is_empty() {
+        let _ = writeln!(s, "no results for tenant {:?}", cfg.tenant);
+        return s;
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{:>2}. {:.4}  {} #{}",
+            i + 1,
+            h.score,
+            h.source,
+            h.chunk_index
+        );
+        let text: String = h.content.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut start: String = text.chars().take(200).collect();
+        if text.chars().count() > 200 {
+            start.push('…');
+        }
+        let _ = writeln!(s, "    {start}");
+    }
+    s
+}

@@ -1,0 +1,126 @@
+//! The vector stores, one folder each (flags and settings, sink, reader,
+//! switch, search). A sink checks compatibility once before any work,
+//! writes batches and returns only when the store has acknowledged them, and
+//! finishes by building indexes and counting what is stored.
+
+pub mod pgvector;
+pub mod qdrant;
+pub mod stage;
+pub mod target;
+
+pub use target::{StoreFlags, StoreKind, Target, TargetSpec};
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+use crate::records::{Embedded, Hit};
+
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Where the data goes, for logs; never includes a secret.
+    fn describe(&self) -> String;
+    /// Rows per write.
+    fn write_batch(&self) -> usize;
+    /// Writers at once, each with its own connection.
+    fn write_concurrency(&self) -> usize;
+    /// Connect, create or check the target. Runs before any embedding request.
+    async fn prepare(&mut self) -> Result<()>;
+    /// Everything `prepare` and the load would need, checked without
+    /// writing anything; each problem names its fix.
+    async fn check(&self) -> Result<Vec<String>>;
+    /// Deletes these ids of `tenant`; returns how many rows went.
+    async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64>;
+    /// Which of these ids of `tenant` the store holds, with their content hash.
+    async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>>;
+    /// Called once the run is about to write (after `prepare` and the state
+    /// checks): bulk-load settings that `finish` undoes.
+    async fn begin(&self) -> Result<()> {
+        Ok(())
+    }
+    /// A new writer with its own connection.
+    async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
+    /// The `k` rows of `tenant` nearest to `vector`, best first.
+    async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
+    /// Every row of `tenant` as (id, content hash), streamed to `each` page
+    /// by page: the store as the record of what is written, for a run
+    /// without a state file (a new pod, a Fargate task). `scope` narrows
+    /// it to one shard's buckets; Ok(false) when the target keeps no bucket
+    /// and so cannot tell (then nothing was passed to `each`).
+    async fn held(
+        &self,
+        tenant: &str,
+        scope: Held,
+        each: &mut (dyn for<'r> FnMut(&'r str, &'r str) + Send),
+    ) -> Result<bool>;
+    /// How many shards the target was prepared for (`--step prepare
+    /// --shards N`), where the target can record it.
+    async fn shards(&self) -> Result<Option<u32>> {
+        Ok(None)
+    }
+    /// Records `n` (None: clears it). Ok(false) where the target cannot.
+    async fn set_shards(&self, _n: Option<u32>) -> Result<bool> {
+        Ok(false)
+    }
+    /// The bulk-load settings an earlier `begin` left (the `--step prepare`
+    /// of a sharded run, or a killed run) become this run's to undo in `finish`.
+    fn adopt(&self) {}
+    /// Every id of `tenant` (for pruning rows the source no longer has).
+    async fn ids(&self, tenant: &str) -> Result<Vec<String>>;
+    /// Rows per tenant, of every tenant the store holds.
+    async fn tenants(&self) -> Result<std::collections::BTreeMap<String, u64>>;
+    /// How many rows `tenant` has.
+    async fn count(&self, tenant: &str) -> Result<u64>;
+    /// Up to `n` stored vectors of `tenant` (id, vector), for checking a
+    /// finished target before switching readers to it.
+    async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>>;
+    /// Build indexes (unless the run was interrupted), undo what `begin` did
+    /// (always), and count the tenant's rows.
+    async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary>;
+}
+
+/// Which rows of a tenant `Sink::held` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// All of them.
+    Tenant,
+    /// Those of these shard buckets only (what a shard may prune).
+    Shard(std::ops::Range<u32>),
+    /// Those of these buckets and those with no bucket (written by a
+    /// vecload before buckets, which a shard may hold but cannot claim):
+    /// what a shard must not pay for again.
+    ShardOrUnknown(std::ops::Range<u32>),
+}
+
+impl Held {
+    pub fn buckets(&self) -> Option<&std::ops::Range<u32>> {
+        match self {
+            Held::Tenant => None,
+            Held::Shard(b) | Held::ShardOrUnknown(b) => Some(b),
+        }
+    }
+}
+
+#[async_trait]
+pub trait SinkWriter: Send {
+    /// Returns once the store has durably accepted every row of `rows`.
+    async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// These rows can never be stored as they are; other batches can.
+    #[error("{0}")]
+    Rejected(String),
+    /// The store or the connection failed; the same batch may succeed on a
+    /// new connection.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SinkSummary {
+    pub tenant_rows: u64,
+    pub index: Option<String>,
+}

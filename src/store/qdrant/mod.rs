@@ -1,0 +1,556 @@
+//! Qdrant over gRPC: collection checked or created before any request to
+//! the embedding endpoint, points upserted by deterministic id, HNSW building
+//! off during the load and restored at the end, an exact count per tenant.
+//!
+//! Every read and delete is filtered by `tenant_id`, so a per-tenant run
+//! never touches another tenant's points in a shared collection.
+
+pub mod collection;
+pub mod connect;
+pub mod reader;
+pub mod settings;
+mod switch;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Result, anyhow};
+use async_trait::async_trait;
+use qdrant_client::Qdrant;
+use qdrant_client::qdrant::{
+    Condition, CountPointsBuilder, DeletePointsBuilder, Filter, GetPointsBuilder,
+    PayloadIncludeSelector, PointId, point_id::PointIdOptions, value::Kind,
+};
+
+pub use connect::QdrantTarget;
+pub use settings::{Flags, QDRANT, QdrantSettings};
+
+use crate::layout::Layout;
+use crate::records::Hit;
+use crate::store::{Sink, SinkSummary, SinkWriter};
+use collection::TENANT_FIELD;
+use connect::message;
+
+pub struct QdrantSink {
+    cfg: QdrantSettings,
+    dim: usize,
+    client: Option<Arc<Qdrant>>,
+    /// Set by `begin` when this run switched HNSW building off.
+    bulk: AtomicBool,
+}
+
+impl QdrantSink {
+    pub fn new(cfg: QdrantSettings, dim: usize) -> QdrantSink {
+        QdrantSink {
+            cfg,
+            dim,
+            client: None,
+            bulk: AtomicBool::new(false),
+        }
+    }
+
+    fn client(&self) -> Result<Arc<Qdrant>> {
+        match &self.client {
+            Some(c) => Ok(c.clone()),
+            None => Ok(Arc::new(self.cfg.target.connect()?)),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.cfg.collection
+    }
+
+    fn tenant_field(&self) -> &'static str {
+        collection::tenant_field(self.cfg.layout)
+    }
+
+    fn tenant_filter(&self, tenant: &str) -> Filter {
+        Filter::must([Condition::matches(self.tenant_field(), tenant.to_string())])
+    }
+
+    /// The point id a row's id is stored under.
+    fn point_id(&self, tenant: &str, id: &str) -> String {
+        match self.cfg.layout {
+            Layout::Vecload => id.to_string(),
+            Layout::Lightrag(_) => crate::layout::qdrant_point_id(tenant, id),
+        }
+    }
+
+    fn tenant_and_ids(&self, tenant: &str, ids: &[String]) -> Filter {
+        Filter::must([
+            Condition::matches(self.tenant_field(), tenant.to_string()),
+            Condition::has_id(
+                ids.iter()
+                    .map(|id| PointId::from(self.point_id(tenant, id))),
+            ),
+        ])
+    }
+
+    /// The server's version, which also proves the address and the key.
+    async fn server_version(&self, client: &Qdrant) -> Result<String> {
+        let health = client.health_check().await.map_err(|e| {
+            anyhow!(
+                "cannot reach Qdrant at {}: {}",
+                self.cfg.target.describe(),
+                message(&e)
+            )
+        })?;
+        Ok(health.version)
+    }
+}
+
+#[async_trait]
+impl Sink for QdrantSink {
+    fn describe(&self) -> String {
+        format!(
+            "Qdrant collection {} at {}",
+            self.name(),
+            self.cfg.target.describe()
+        )
+    }
+
+    fn write_batch(&self) -> usize {
+        self.cfg.write_batch
+    }
+
+    fn write_concurrency(&self) -> usize {
+        self.cfg.write_concurrency
+    }
+
+    async fn prepare(&mut self) -> Result<()> {
+        let client = Arc::new(self.cfg.target.connect()?);
+        let version = self.server_version(&client).await?;
+        let name = self.name().to_string();
+        let mut info = collection::info(&client, &name).await?;
+        if info.is_none() {
+            let created = collection::create(&client, &self.cfg, self.dim).await?;
+            tracing::info!(
+                "Qdrant {version}: collection {name} {}",
+                if created {
+                    "created"
+                } else {
+                    "created by another process meanwhile"
+                }
+            );
+            info = collection::info(&client, &name).await?;
+        } else {
+            tracing::info!("Qdrant {version}: collection {name} exists");
+        }
+        let info = info.ok_or_else(|| anyhow!("collection {name} disappeared after creation"))?;
+        collection::check_layout(&name, &info, self.dim, self.cfg.distance)
+            .map_err(|m| anyhow!(m))?;
+        collection::ensure_payload_indexes(&client, &name, &info, self.cfg.layout).await?;
+        self.client = Some(client);
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<Vec<String>> {
+        let client = self.client()?;
+        let mut problems = Vec::new();
+        if let Err(e) = self.server_version(&client).await {
+            problems.push(format!("{e:#}"));
+            return Ok(problems);
+        }
+        match collection::info(&client, self.name()).await {
+            Ok(Some(info)) => {
+                if let Err(m) =
+                    collection::check_layout(self.name(), &info, self.dim, self.cfg.distance)
+                {
+                    problems.push(m);
+                }
+            }
+            // Created by the load, with its payload indexes.
+            Ok(None) => {}
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        Ok(problems)
+    }
+
+    async fn begin(&self) -> Result<()> {
+        if self.cfg.keep_indexing {
+            return Ok(());
+        }
+        // Set first: a failure half-way still gets the restore attempt.
+        self.bulk.store(true, Ordering::SeqCst);
+        collection::bulk_on(&*self.client()?, self.name()).await
+    }
+
+    async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
+        let client = self.client()?;
+        let filter = self.tenant_and_ids(tenant, ids);
+        let n = client
+            .count(
+                CountPointsBuilder::new(self.name())
+                    .filter(filter.clone())
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting {} points to delete: {}", ids.len(), message(&e)))?
+            .result
+            .map_or(0, |r| r.count);
+        if n > 0 {
+            client
+                .delete_points(
+                    DeletePointsBuilder::new(self.name())
+                        .points(filter)
+                        .wait(true),
+                )
+                .await
+                .map_err(|e| anyhow!("deleting {} points: {}", ids.len(), message(&e)))?;
+        }
+        Ok(n)
+    }
+
+    async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
+        let client = self.client()?;
+        let points: Vec<PointId> = ids
+            .iter()
+            .map(|id| PointId::from(self.point_id(tenant, id)))
+            .collect();
+        let lightrag = self.cfg.layout.is_lightrag();
+        // LightRAG keeps no hash: its text is read and hashed instead, and
+        // its own id maps the point back to the row.
+        let fields = if lightrag {
+            vec![self.tenant_field().into(), "id".into(), "content".into()]
+        } else {
+            vec![TENANT_FIELD.into(), "content_hash".into()]
+        };
+        let got = client
+            .get_points(
+                GetPointsBuilder::new(self.name(), points)
+                    .with_payload(PayloadIncludeSelector::new(fields))
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(|e| anyhow!("looking up {} points: {}", ids.len(), message(&e)))?;
+        let text = |v: Option<&qdrant_client::qdrant::Value>| match v.and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut found = HashMap::new();
+        for p in got.result {
+            if text(p.payload.get(self.tenant_field())).as_deref() != Some(tenant) {
+                continue;
+            }
+            if lightrag {
+                let (Some(id), Some(content)) =
+                    (text(p.payload.get("id")), text(p.payload.get("content")))
+                else {
+                    continue;
+                };
+                found.insert(id, crate::records::content_hash(&content));
+                continue;
+            }
+            let id = match p.id.and_then(|id| id.point_id_options) {
+                Some(PointIdOptions::Uuid(u)) => u,
+                Some(PointIdOptions::Num(n)) => n.to_string(),
+                None => continue,
+            };
+            found.insert(id, text(p.payload.get("content_hash")).unwrap_or_default());
+        }
+        Ok(found)
+    }
+
+    async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
+        use qdrant_client::qdrant::{Query, QueryPointsBuilder};
+        let client = self.client()?;
+        let filter = self.tenant_filter(tenant);
+        let lightrag = self.cfg.layout.is_lightrag();
+        let found = client
+            .query(
+                QueryPointsBuilder::new(self.name())
+                    .query(Query::new_nearest(vector.to_vec()))
+                    .filter(filter)
+                    .limit(k as u64)
+                    .with_payload(true),
+            )
+            .await
+            .map_err(|e| anyhow!("searching collection {}: {}", self.name(), message(&e)))?;
+        let text = |p: &HashMap<String, qdrant_client::qdrant::Value>, key: &str| match p
+            .get(key)
+            .and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => s.clone(),
+            _ => String::new(),
+        };
+        Ok(found
+            .result
+            .into_iter()
+            .map(|p| Hit {
+                id: match p.id.and_then(|id| id.point_id_options) {
+                    _ if lightrag => text(&p.payload, "id"),
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    Some(PointIdOptions::Num(n)) => n.to_string(),
+                    None => String::new(),
+                },
+                score: p.score,
+                source: text(&p.payload, if lightrag { "file_path" } else { "source" }),
+                chunk_index: match p.payload.get("chunk_index").and_then(|v| v.kind.as_ref()) {
+                    Some(Kind::IntegerValue(i)) => *i,
+                    // LightRAG's payload has no order; its chunk ids carry it.
+                    _ => crate::layout::chunk_order(&text(&p.payload, "id")).map_or(-1, i64::from),
+                },
+                content: text(&p.payload, "content"),
+            })
+            .collect())
+    }
+
+    async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
+        Ok(Box::new(writer::QdrantWriter {
+            client: self.client()?,
+            collection: self.name().to_string(),
+            layout: self.cfg.layout,
+        }))
+    }
+
+    async fn shards(&self) -> Result<Option<u32>> {
+        collection::shards(&*self.client()?, self.name()).await
+    }
+
+    async fn set_shards(&self, n: Option<u32>) -> Result<bool> {
+        collection::set_shards(&*self.client()?, self.name(), n).await?;
+        Ok(true)
+    }
+
+    fn adopt(&self) {
+        self.bulk.store(true, Ordering::SeqCst);
+    }
+
+    async fn held(
+        &self,
+        tenant: &str,
+        scope: crate::store::Held,
+        each: &mut (dyn for<'r> FnMut(&'r str, &'r str) + Send),
+    ) -> Result<bool> {
+        use qdrant_client::qdrant::{Range, ScrollPointsBuilder};
+        let lightrag = self.cfg.layout.is_lightrag();
+        let mut filter = self.tenant_filter(tenant);
+        if let Some(b) = scope.buckets() {
+            if lightrag {
+                return Ok(false);
+            }
+            let range = Condition::range(
+                collection::BUCKET_FIELD,
+                Range {
+                    gte: Some(f64::from(b.start)),
+                    lt: Some(f64::from(b.end)),
+                    ..Default::default()
+                },
+            );
+            if let crate::store::Held::ShardOrUnknown(_) = scope {
+                // Points written before buckets have none.
+                filter.must.push(Condition::from(Filter::should([
+                    range,
+                    Condition::is_empty(collection::BUCKET_FIELD),
+                ])));
+            } else {
+                filter.must.push(range);
+            }
+        }
+        // LightRAG keeps no hash: its text is read and hashed instead.
+        let fields: Vec<String> = if lightrag {
+            vec!["id".into(), "content".into()]
+        } else {
+            vec!["content_hash".into()]
+        };
+        let client = self.client()?;
+        let mut offset: Option<PointId> = None;
+        let text = |p: &qdrant_client::qdrant::RetrievedPoint, f: &str| match p
+            .payload
+            .get(f)
+            .and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        };
+        loop {
+            let mut req = ScrollPointsBuilder::new(self.name())
+                .filter(filter.clone())
+                .limit(2000)
+                .with_payload(PayloadIncludeSelector::new(fields.clone()))
+                .with_vectors(false);
+            if let Some(o) = offset.take() {
+                req = req.offset(o);
+            }
+            let got = client
+                .scroll(req)
+                .await
+                .map_err(|e| anyhow!("reading the points of tenant {tenant:?}: {}", message(&e)))?;
+            for p in &got.result {
+                if lightrag {
+                    if let (Some(id), Some(content)) = (text(p, "id"), text(p, "content")) {
+                        each(&id, &crate::records::content_hash(&content));
+                    }
+                    continue;
+                }
+                let id = match p.id.clone().and_then(|id| id.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    Some(PointIdOptions::Num(n)) => n.to_string(),
+                    None => continue,
+                };
+                each(&id, &text(p, "content_hash").unwrap_or_default());
+            }
+            match got.next_page_offset {
+                Some(o) => offset = Some(o),
+                None => return Ok(true),
+            }
+        }
+    }
+
+    async fn ids(&self, tenant: &str) -> Result<Vec<String>> {
+        use qdrant_client::qdrant::ScrollPointsBuilder;
+        let client = self.client()?;
+        let lightrag = self.cfg.layout.is_lightrag();
+        let mut out = Vec::new();
+        let mut offset: Option<PointId> = None;
+        loop {
+            let mut req = ScrollPointsBuilder::new(self.name())
+                .filter(self.tenant_filter(tenant))
+                .limit(1000)
+                .with_vectors(false);
+            // LightRAG's rows are known by the id in their payload.
+            req = if lightrag {
+                req.with_payload(PayloadIncludeSelector::new(vec!["id".to_string()]))
+            } else {
+                req.with_payload(false)
+            };
+            if let Some(o) = offset.take() {
+                req = req.offset(o);
+            }
+            let got = client
+                .scroll(req)
+                .await
+                .map_err(|e| anyhow!("listing points of tenant {tenant:?}: {}", message(&e)))?;
+            for p in got.result {
+                let id = if lightrag {
+                    match p.payload.get("id").and_then(|v| v.kind.as_ref()) {
+                        Some(Kind::StringValue(s)) => s.clone(),
+                        _ => continue,
+                    }
+                } else {
+                    match p.id.and_then(|id| id.point_id_options) {
+                        Some(PointIdOptions::Uuid(u)) => u,
+                        Some(PointIdOptions::Num(n)) => n.to_string(),
+                        None => continue,
+                    }
+                };
+                out.push(id);
+            }
+            match got.next_page_offset {
+                Some(o) => offset = Some(o),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn tenants(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        use qdrant_client::qdrant::{FacetCountsBuilder, facet_value};
+        let client = self.client()?;
+        let got = client
+            .facet(
+                FacetCountsBuilder::new(self.name(), self.tenant_field())
+                    .limit(1_000_000)
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting the points of each tenant: {}", message(&e)))?;
+        Ok(got
+            .hits
+            .into_iter()
+            .filter_map(|h| match h.value?.variant? {
+                facet_value::Variant::StringValue(s) => Some((s, h.count)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn count(&self, tenant: &str) -> Result<u64> {
+        let client = self.client()?;
+        Ok(client
+            .count(
+                CountPointsBuilder::new(self.name())
+                    .filter(self.tenant_filter(tenant))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting points of tenant {tenant:?}: {}", message(&e)))?
+            .result
+            .map_or(0, |r| r.count))
+    }
+
+    async fn sample(&self, tenant: &str, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
+        use qdrant_client::qdrant::ScrollPointsBuilder;
+        let client = self.client()?;
+        let got = client
+            .scroll(
+                ScrollPointsBuilder::new(self.name())
+                    .filter(self.tenant_filter(tenant))
+                    .limit(n as u32)
+                    .with_payload(false)
+                    .with_vectors(true),
+            )
+            .await
+            .map_err(|e| anyhow!("sampling vectors of tenant {tenant:?}: {}", message(&e)))?;
+        Ok(got
+            .result
+            .into_iter()
+            .map(|p| {
+                let id = match p.id.and_then(|id| id.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => u,
+                    Some(PointIdOptions::Num(n)) => n.to_string(),
+                    None => String::new(),
+                };
+                let vector = p
+                    .vectors
+                    .and_then(|v| v.vectors_options)
+                    .and_then(|o| match o {
+                        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => match v
+                            .into_vector()
+                        {
+                            qdrant_client::qdrant::vector_output::Vector::Dense(d) => Some(d.data),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                (id, vector)
+            })
+            .collect())
+    }
+
+    async fn finish(&self, tenant: &str, _build_index: bool) -> Result<SinkSummary> {
+        let client = self.client()?;
+        let name = self.name();
+        // Restored after an error or Ctrl-C too: a collection left without
+        // HNSW answers every search by full scan.
+        let restored = if self.bulk.load(Ordering::SeqCst) {
+            collection::bulk_off(&client, name).await?
+        } else {
+            None
+        };
+        let count = client
+            .count(
+                CountPointsBuilder::new(name)
+                    .filter(self.tenant_filter(tenant))
+                    .exact(true),
+            )
+            .await
+            .map_err(|e| anyhow!("counting points of tenant {tenant:?}: {}", message(&e)))?
+            .result
+            .map_or(0, |r| r.count);
+        let status = collection::status(&client, name).await;
+        let index = match (restored, status) {
+            (Some(r), Some(s)) => Some(format!("{r}; {s}")),
+            (Some(r), None) => Some(r),
+            (None, s) => s,
+        };
+        Ok(SinkSummary {
+            tenant_rows: count,
+            index,
+        })
+    }
+}

@@ -1,0 +1,284 @@
+//! Qdrant's flags and the target they become: server (gRPC, API key),
+//! collection and its creation settings, checked before anything runs; and
+//! what the commands do with one collection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Args;
+
+use super::QdrantTarget;
+use crate::layout::Layout;
+use crate::records::RowReader;
+use crate::settings::{ConfigError, Distance, Secret, bad};
+use crate::store::Sink;
+use crate::store::target::{DEFAULT_NAME, StoreFlags, StoreKind, Target, TargetSpec};
+
+#[derive(Debug, Clone, Args)]
+// clap names a flattened group after its struct; both stores' are `Flags`.
+#[group(id = "QdrantFlags")]
+pub struct Flags {
+    /// Qdrant's URL as the RAG API has it (REST, http://host:6333). Uploads go
+    /// over gRPC to port 6334 of the same host unless --qdrant-grpc-url is set.
+    #[arg(long, env = "QDRANT_URL", help_heading = "Qdrant")]
+    pub qdrant_url: Option<String>,
+
+    /// Qdrant's gRPC address, when it is not port 6334 of --qdrant-url's host.
+    #[arg(long, env = "QDRANT_GRPC_URL", help_heading = "Qdrant")]
+    pub qdrant_grpc_url: Option<String>,
+
+    /// Qdrant API key. Never logged; keep it in the environment rather than on
+    /// the command line.
+    #[arg(
+        long,
+        env = "QDRANT_API_KEY",
+        hide_env_values = true,
+        help_heading = "Qdrant"
+    )]
+    pub qdrant_api_key: Option<String>,
+
+    /// Qdrant collection (created with the payload indexes if missing)
+    /// [default: vecload_chunks; with --layout lightrag, LightRAG's own name,
+    /// e.g. lightrag_vdb_chunks_text_embedding_3_large_3072d].
+    #[arg(long, help_heading = "Qdrant")]
+    pub collection: Option<String>,
+
+    /// Store a new collection's vectors and payload on disk (true/false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Qdrant")]
+    pub on_disk: bool,
+
+    /// Leave HNSW building on during the load (by default it is off while
+    /// loading and restored at the end, also after an error or Ctrl-C).
+    #[arg(long, help_heading = "Qdrant")]
+    pub keep_indexing: bool,
+
+    /// Shards of a new collection (the server's default if unset: one per
+    /// node in a cluster).
+    #[arg(long, value_name = "N", help_heading = "Qdrant")]
+    pub shard_number: Option<u32>,
+
+    /// Copies of each shard in a new collection (the server's default, 1, if
+    /// unset; 2 or more lets a cluster lose a node).
+    #[arg(long, value_name = "N", help_heading = "Qdrant")]
+    pub replication_factor: Option<u32>,
+
+    /// Seconds one Qdrant request may take (the client's default of 5 is too
+    /// short for large batches).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECONDS",
+        help_heading = "Qdrant"
+    )]
+    pub qdrant_timeout: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct QdrantSettings {
+    pub target: QdrantTarget,
+    pub collection: String,
+    pub layout: Layout,
+    pub distance: Distance,
+    pub on_disk: bool,
+    pub keep_indexing: bool,
+    pub shard_number: Option<u32>,
+    pub replication_factor: Option<u32>,
+    pub write_batch: usize,
+    pub write_concurrency: usize,
+}
+
+/// Qdrant takes vectors up to 65,536 dimensions.
+const QDRANT_MAX_DIM: usize = 65_536;
+
+pub struct Qdrant;
+pub const QDRANT: Qdrant = Qdrant;
+
+impl Flags {
+    fn server(
+        &self,
+        url: Option<String>,
+        grpc_url: Option<String>,
+    ) -> Result<QdrantTarget, String> {
+        QdrantTarget::from_settings(
+            url,
+            grpc_url,
+            self.qdrant_api_key.clone().map(Secret::new),
+            Duration::from_secs(self.qdrant_timeout.max(1)),
+        )
+    }
+}
+
+/// A name Qdrant takes for a collection.
+fn check_collection_name(collection: &str) -> Result<String, ConfigError> {
+    let name = collection.trim();
+    if name.is_empty()
+        || name.len() > 255
+        || name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "/\\\0".contains(c))
+    {
+        return Err(bad(format!(
+            "--collection {collection:?} is not a valid Qdrant collection name \
+             (1-255 characters, no spaces or slashes)"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+impl StoreKind for Qdrant {
+    fn name(&self) -> &'static str {
+        "qdrant"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["qdrantstorage", "qdrantvectordbstorage"]
+    }
+
+    fn target(
+        &self,
+        flags: &StoreFlags,
+        spec: &TargetSpec<'_>,
+    ) -> Result<Arc<dyn Target>, ConfigError> {
+        let f = &flags.qdrant;
+        if spec.dim > QDRANT_MAX_DIM {
+            return Err(bad(format!(
+                "--embed-dim {} is over Qdrant's limit of {QDRANT_MAX_DIM} dimensions",
+                spec.dim
+            )));
+        }
+        let name = match (&f.collection, spec.layout) {
+            (Some(c), _) => c.clone(),
+            (None, Layout::Lightrag(ns)) => {
+                crate::layout::qdrant_collection(ns, spec.lightrag_suffix)
+            }
+            (None, Layout::Vecload) => DEFAULT_NAME.into(),
+        };
+        let (write_batch, write_concurrency) = flags.writes(256, 4)?;
+        let collection = check_collection_name(&name)?;
+        if f.shard_number == Some(0) || f.replication_factor == Some(0) {
+            return Err(bad(
+                "--shard-number and --replication-factor must be at least 1",
+            ));
+        }
+        if f.qdrant_timeout == 0 {
+            return Err(bad("--qdrant-timeout must be at least 1 second"));
+        }
+        Ok(Arc::new(QdrantSettings {
+            target: f
+                .server(f.qdrant_url.clone(), f.qdrant_grpc_url.clone())
+                .map_err(bad)?,
+            collection,
+            layout: spec.layout,
+            distance: flags.distance,
+            on_disk: f.on_disk,
+            keep_indexing: f.keep_indexing,
+            shard_number: f.shard_number,
+            replication_factor: f.replication_factor,
+            write_batch,
+            write_concurrency,
+        }))
+    }
+
+    fn source(
+        &self,
+        name: &str,
+        flags: &StoreFlags,
+        from_url: Option<String>,
+        _env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Arc<dyn Target>, ConfigError> {
+        let f = &flags.qdrant;
+        // Elsewhere (--from-qdrant-url): its own gRPC port, the same API key.
+        let grpc = if from_url.is_some() {
+            None
+        } else {
+            f.qdrant_grpc_url.clone()
+        };
+        let target = f
+            .server(from_url.or_else(|| f.qdrant_url.clone()), grpc)
+            .map_err(|e| bad(format!("the source Qdrant (--from-qdrant-url): {e}")))?;
+        Ok(Arc::new(QdrantSettings {
+            target,
+            collection: name.to_string(),
+            layout: Layout::Vecload,
+            distance: flags.distance,
+            on_disk: true,
+            keep_indexing: true,
+            shard_number: None,
+            replication_factor: None,
+            write_batch: 256,
+            write_concurrency: 4,
+        }))
+    }
+}
+
+#[async_trait]
+impl Target for QdrantSettings {
+    fn kind(&self) -> &'static str {
+        "qdrant"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Qdrant collection {} at {}",
+            self.collection,
+            self.target.describe()
+        )
+    }
+
+    fn identity(&self) -> String {
+        format!("{}|{}", self.target.grpc_url, self.collection)
+    }
+
+    fn file_name(&self) -> String {
+        self.collection.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+            "_",
+        )
+    }
+
+    fn data_key(&self) -> String {
+        format!("{}|{}", self.target.describe(), self.collection)
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn lightrag_default_workspace(&self) -> &'static str {
+        "_"
+    }
+
+    fn sink(&self, dim: usize) -> Box<dyn Sink> {
+        Box::new(super::QdrantSink::new(self.clone(), dim))
+    }
+
+    async fn reader(
+        &self,
+        tenant: Option<String>,
+        page_size: usize,
+    ) -> anyhow::Result<Box<dyn RowReader>> {
+        Ok(Box::new(
+            super::reader::QdrantSource::open(&self.target, &self.collection, tenant, page_size)
+                .await?,
+        ))
+    }
+
+    fn check_switch_name(&self, name: &str) -> Result<(), ConfigError> {
+        if name.trim().is_empty() || name == self.collection {
+            return Err(bad(format!(
+                "--switch {name:?} must be the alias the RAG API reads, not the target collection"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn already_switched(&self, _name: &str) -> anyhow::Result<Option<String>> {
+        // Re-pointing an alias at the collection it points at changes nothing.
+        Ok(None)
+    }
+
+    async fn switch(&self, name: &str) -> anyhow::Result<String> {
+        super::switch::switch(self, name).await
+    }
+}
