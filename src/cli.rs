@@ -61,6 +61,11 @@ pub enum Command {
     /// new dimension too) into a new table or collection, verify it, and
     /// optionally point the name the RAG API reads at it.
     Reembed(ReembedArgs),
+    /// Copy rows with the vectors already paid for from one store into
+    /// another (pgvector <-> Qdrant, a new cluster, one LightRAG workspace
+    /// into another), verify the copy against the source, and optionally
+    /// point the name the RAG API reads at it. No embedding request is made.
+    Copy(CopyArgs),
     /// Print the text vecload reads from one file (a PDF page by page, a
     /// spreadsheet as row records), or why it reads none: what a load
     /// would chunk and embed.
@@ -150,6 +155,71 @@ pub struct ReembedArgs {
 
     #[command(flatten)]
     pub shard: crate::shard::Flags,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// What to copy: pgvector:TABLE or qdrant:COLLECTION, a store vecload or
+    /// LightRAG wrote (LightRAG's LIGHTRAG_VDB_* tables and lightrag_vdb_*
+    /// collections: chunks, entities, relationships). Only read.
+    #[arg(long, value_name = "SOURCE")]
+    pub from: String,
+
+    /// PostgreSQL URL of the source, when it is not the target's database.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub from_pg_url: Option<String>,
+
+    /// Qdrant URL of the source, when it is not the target's server (same
+    /// API key).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_url: Option<String>,
+
+    /// Copy only this tenant (LightRAG workspace); all tenants if unset.
+    #[arg(long, visible_alias = "tenant-id")]
+    pub tenant: Option<String>,
+
+    /// Write the copied rows as this tenant (LightRAG workspace), with the
+    /// ids LightRAG derives for it; needs --tenant. The source tenant is
+    /// only read.
+    #[arg(long, value_name = "TENANT")]
+    pub to_tenant: Option<String>,
+
+    /// The model the vectors were made with, for LightRAG's names (the
+    /// model suffix); read from the source's LightRAG name when unset. A
+    /// model other than the source's is refused.
+    #[arg(long, env = "EMBEDDING_MODEL", value_name = "MODEL")]
+    pub embed_model: Option<String>,
+
+    /// The dimension the target expects (the RAG API's EMBEDDING_DIM); a
+    /// source of another dimension is refused. Read from the source when unset.
+    #[arg(long, env = "EMBEDDING_DIM", value_name = "N")]
+    pub embed_dim: Option<usize>,
+
+    /// Once the copy is complete and verified, point NAME (the Qdrant
+    /// alias, or the PostgreSQL table the RAG API reads) at it atomically.
+    #[arg(long, value_name = "NAME")]
+    pub switch: Option<String>,
+
+    /// Delete from the target the rows of a tenant that the source no
+    /// longer has, so the target can verify. Only for a target that holds
+    /// nothing else.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Source rows read per page.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub page_size: usize,
+
+    /// Write the run summary as JSON: to a file, `-` for stdout, or an S3 object.
+    #[arg(long, value_name = "FILE|-|s3://BUCKET/KEY")]
+    pub report: Option<String>,
+
+    /// How to show progress: bars on a terminal, periodic log lines otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    #[command(flatten)]
+    pub sink: StoreFlags,
 }
 
 #[derive(Debug, Args)]

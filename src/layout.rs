@@ -45,6 +45,19 @@ impl Namespace {
         .map(|(_, ns)| ns)
     }
 
+    /// The model suffix of one of LightRAG's store names
+    /// (`lightrag_vdb_chunks_text_embedding_3_large_3072d` ->
+    /// `text_embedding_3_large_3072d`), if it has one.
+    pub fn suffix_of(name: &str) -> Option<String> {
+        let n = name.rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+        let rest = n.strip_prefix("lightrag_vdb_")?;
+        ["chunks", "entities", "entity", "relationships", "relation"]
+            .iter()
+            .find_map(|p| rest.strip_prefix(&format!("{p}_")))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
     fn qdrant_base(self) -> &'static str {
         match self {
             Namespace::Chunks => "chunks",

@@ -142,6 +142,8 @@ pub struct StoredRow {
     pub lightrag_id: bool,
     /// The PDF page the text came from, carried to the new store.
     pub page: Option<u32>,
+    /// The stored vector, read only by `copy` (a reader opened for it).
+    pub vector: Option<Vec<f32>>,
 }
 
 /// A store texts are read back from, page by page, in a stable order:
@@ -154,6 +156,10 @@ pub trait RowReader: Send {
     /// Rows per tenant now (asked again at the end, so rows added while the
     /// run went show up as a mismatch instead of being missed).
     async fn counts(&mut self) -> anyhow::Result<std::collections::BTreeMap<String, u64>>;
+    /// The stored vectors' length, for a reader opened with vectors.
+    fn dim(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// One search result. `score` is what the store ranks by: cosine

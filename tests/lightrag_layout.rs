@@ -711,3 +711,90 @@ fn lightrag_switch_in_postgres_keeps_lightrags_index_names() {
     assert!(indexes(&kept).contains(&safe_index_name(&kept, "hnsw_cosine")));
     assert_chunks_are_the_fixture(&pg_chunks(&db, &live), None);
 }
+
+/// The RAG API moves from PGVectorStorage to QdrantVectorDBStorage without
+/// paying for a vector again: `copy` carries LightRAG's chunks with their
+/// vectors (the endpoint sees no request), names the collection after the
+/// model found in the table's name, and LightRAG's own class reads it. Then
+/// one workspace is copied into another: the new workspace's point ids are
+/// the ones LightRAG derives for it, and the first is untouched.
+#[test]
+fn lightrag_chunks_copy_from_pgvector_to_qdrant_and_into_another_workspace() {
+    let test = "lightrag_chunks_copy_from_pgvector_to_qdrant_and_into_another_workspace";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(q) = qdrant(test) else { return };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let model = unique_table("Model-C");
+    let out = run(vecload_cmd("load", &server, &model)
+        .args(fixture_docs())
+        .args(["--pg-url", &pg, "--no-state"])
+        .args(["--chunk-tokens", "200", "--chunk-overlap", "20"]));
+    assert_eq!(out.code, 0);
+    let s = suffix(&model);
+    let table = format!("lightrag_vdb_chunks_{s}");
+    let paid = server.requests();
+
+    let copy = |args: &[&str]| {
+        let mut c = vecload();
+        c.args(["copy", "--layout", "lightrag", "--progress", "log"])
+            .args(["--pg-url", &pg])
+            .args(q.args())
+            .args(args);
+        c
+    };
+    let out = run(&mut copy(&["--from", &format!("pgvector:{table}")]));
+    assert_eq!(out.code, 0);
+    assert_eq!(server.requests(), paid, "the copy sent no request");
+    let collection = format!("lightrag_vdb_chunks_{s}");
+    let client = q.client();
+    let points = client.raw_points(&collection);
+    let want = fixture();
+    assert_eq!(points.len(), want.len());
+    for (key, rec) in &want {
+        let (payload, vector) = &points[&lightrag_point_id(WORKSPACE, key)];
+        assert_eq!(payload["content"], rec["content"], "{key}");
+        assert_eq!(payload["full_doc_id"], rec["full_doc_id"], "{key}");
+        assert_vector_of(vector, rec["content"].as_str().expect("content"), key);
+    }
+    lightrag_reads(
+        "qdrant",
+        &model,
+        &server,
+        &[("QDRANT_URL", q.rest_url.clone())],
+    );
+
+    // A model other than the one the vectors were made with is refused.
+    let out = run(&mut copy(&[
+        "--from",
+        &format!("pgvector:{table}"),
+        "--embed-model",
+        "another-model",
+        "--collection",
+        "never_made",
+    ]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("another_model"), "{}", out.stderr);
+
+    // Workspace acme copied to beta in the same collection.
+    let paid = server.requests();
+    let out = run(&mut copy(&[
+        "--from",
+        &format!("qdrant:{collection}"),
+        "--tenant",
+        WORKSPACE,
+        "--to-tenant",
+        "beta",
+    ]));
+    assert_eq!(out.code, 0);
+    assert_eq!(server.requests(), paid, "the copy sent no request");
+    let after = client.raw_points(&collection);
+    assert_eq!(after.len(), 2 * want.len());
+    for key in want.keys() {
+        let (a, va) = &after[&lightrag_point_id(WORKSPACE, key)];
+        let (b, vb) = &after[&lightrag_point_id("beta", key)];
+        assert_eq!(a["workspace_id"], serde_json::json!(WORKSPACE));
+        assert_eq!(b["workspace_id"], serde_json::json!("beta"));
+        assert_eq!((&a["id"], &a["content"]), (&b["id"], &b["content"]));
+        assert_eq!(va, vb, "{key}: the same vector");
+    }
+}

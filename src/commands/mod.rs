@@ -3,6 +3,7 @@
 //! read, sent or written), the run driver does the work, and the outcome is
 //! printed and mapped to an exit code. Only this layer imports `cli`.
 
+mod copy;
 mod extract;
 mod load;
 mod plan;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::plan(&runtime, args, cli.quiet),
         Command::Search(args) => search::search(&runtime, args),
         Command::Reembed(args) => reembed::reembed(&runtime, args, cli.quiet),
+        Command::Copy(args) => copy::copy(&runtime, args, cli.quiet),
         Command::Extract(args) => extract::extract(args),
     }
 }

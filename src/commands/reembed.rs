@@ -142,7 +142,7 @@ pub fn reembed(runtime: &tokio::runtime::Runtime, args: ReembedArgs, quiet: bool
 }
 
 /// The command line of this run with `--switch NAME` to add, secrets left out.
-fn switch_command() -> String {
+pub(super) fn switch_command() -> String {
     const SECRET: [&str; 6] = [
         "--pg-url",
         "--from-pg-url",

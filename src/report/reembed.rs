@@ -1,5 +1,5 @@
-//! What a `reembed` run did and found, as JSON (`--report`) and as the
-//! summary printed at the end.
+//! What a `reembed` or `copy` run did and found, as JSON (`--report`) and
+//! as the summary printed at the end.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +15,9 @@ pub struct TenantCount {
 
 #[derive(Debug, Serialize)]
 pub struct ReembedReport {
+    /// `reembed`, or `copy` (vectors carried over: `reembedded` counts the
+    /// rows copied, and no request is made).
+    pub command: &'static str,
     /// This worker's shard (`I/N`) of a sharded re-embedding.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
@@ -44,6 +47,8 @@ pub struct ReembedReport {
     /// Per tenant, counted again in both stores after the run.
     pub tenants: BTreeMap<String, TenantCount>,
     pub sampled: u64,
+    /// Of the sampled vectors of a copy, those not equal to the source's.
+    pub vectors_differing: u64,
     /// Counts equal and the sampled vectors sound: safe to switch.
     pub verified: bool,
     pub problems: Vec<String>,
@@ -66,6 +71,7 @@ impl ReembedReport {
         target: String,
     ) -> ReembedReport {
         ReembedReport {
+            command: "reembed",
             shard: None,
             step: None,
             rows_in_other_shards: Stats::get(&stats.files_other_shards),
@@ -85,6 +91,7 @@ impl ReembedReport {
             tokens: Stats::get(&stats.tokens),
             tenants: BTreeMap::new(),
             sampled: 0,
+            vectors_differing: 0,
             verified: false,
             problems: Vec::new(),
             switched: None,
@@ -110,18 +117,31 @@ impl ReembedReport {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "vecload reembed: {} -> {}", self.source, self.target);
+        let copy = self.command == "copy";
         let _ = writeln!(
             s,
-            "  rows: {} read, {} already in the target, {} re-embedded at {} dimensions ({} requests, {} retries, {} tokens)",
-            self.rows_read,
-            self.already_in_target,
-            self.reembedded,
-            self.embed_dim,
-            self.embed_requests,
-            self.embed_retries,
-            self.tokens
+            "vecload {}: {} -> {}",
+            self.command, self.source, self.target
         );
+        if copy {
+            let _ = writeln!(
+                s,
+                "  rows: {} read, {} already in the target, {} copied with their {}-dimension vectors (no embedding requests)",
+                self.rows_read, self.already_in_target, self.reembedded, self.embed_dim,
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  rows: {} read, {} already in the target, {} re-embedded at {} dimensions ({} requests, {} retries, {} tokens)",
+                self.rows_read,
+                self.already_in_target,
+                self.reembedded,
+                self.embed_dim,
+                self.embed_requests,
+                self.embed_retries,
+                self.tokens
+            );
+        }
         if self.pruned > 0 {
             let _ = writeln!(
                 s,
@@ -156,7 +176,14 @@ impl ReembedReport {
                 }
             );
         }
-        if self.verified {
+        if self.verified && copy {
+            let _ = writeln!(
+                s,
+                "  verified: counts equal for {} tenants, {} sampled vectors equal to the source's",
+                self.tenants.len(),
+                self.sampled,
+            );
+        } else if self.verified {
             let _ = writeln!(
                 s,
                 "  verified: counts equal for {} tenants, {} sampled vectors of {} finite numbers",

@@ -13,6 +13,7 @@
 //! requests in flight finish and everything already embedded is written
 //! (it is paid for). A second signal exits at once.
 
+pub mod copy;
 pub mod load;
 pub mod plan;
 pub mod reembed;
@@ -68,10 +69,43 @@ pub struct Driver {
     row_queue: usize,
 }
 
-/// The embed and sink stages, running.
+/// The embed and sink stages, running (a copy has no embed stage).
 pub struct Stages {
-    embed: JoinHandle<()>,
+    embed: Option<JoinHandle<()>>,
     write: JoinHandle<()>,
+}
+
+/// How much each queue holds, and what the stall watch expects of the
+/// stage before the store.
+pub struct Queues {
+    chunk_queue: usize,
+    row_queue: usize,
+    concurrency: usize,
+    request_timeout: std::time::Duration,
+}
+
+impl Queues {
+    /// Enough chunks queued to fill every request slot twice over; as many
+    /// finished batches as requests in flight, twice.
+    pub fn embedding(embed: &EmbedSettings) -> Queues {
+        Queues {
+            chunk_queue: embed.batch_size * embed.concurrency * 2,
+            row_queue: embed.concurrency * 2,
+            concurrency: embed.concurrency,
+            request_timeout: embed.request_timeout,
+        }
+    }
+
+    /// A copy: pages of rows straight to the writers, two pages per writer
+    /// at most, so reading runs ahead of writing by a little and no more.
+    pub fn copy(write_concurrency: usize) -> Queues {
+        Queues {
+            chunk_queue: 0,
+            row_queue: write_concurrency * 2,
+            concurrency: 0,
+            request_timeout: std::time::Duration::from_secs(0),
+        }
+    }
 }
 
 impl Driver {
@@ -82,10 +116,21 @@ impl Driver {
         embed: &EmbedSettings,
         stats: Arc<Stats>,
     ) -> Result<Driver, SetupError> {
-        // Enough chunks queued to fill every request slot twice over; as
-        // many finished batches as requests in flight, twice.
-        let chunk_queue = embed.batch_size * embed.concurrency * 2;
-        let row_queue = embed.concurrency * 2;
+        Driver::start_with(progress, Queues::embedding(embed), stats)
+    }
+
+    /// Starts watching signals and stalls and showing progress.
+    pub fn start_with(
+        progress: ProgressMode,
+        queues: Queues,
+        stats: Arc<Stats>,
+    ) -> Result<Driver, SetupError> {
+        let Queues {
+            chunk_queue,
+            row_queue,
+            concurrency,
+            request_timeout,
+        } = queues;
         let cancel = CancellationToken::new();
         let interrupted = Arc::new(AtomicBool::new(false));
         let supervisor = supervise::start(
@@ -94,8 +139,8 @@ impl Driver {
             supervise::Watch {
                 stats: stats.clone(),
                 chunk_queue,
-                concurrency: embed.concurrency,
-                request_timeout: embed.request_timeout,
+                concurrency,
+                request_timeout,
             },
         )?;
         let progress_done = CancellationToken::new();
@@ -145,7 +190,34 @@ impl Driver {
             )
             .run(row_rx),
         );
-        (chunk_tx, Stages { embed, write })
+        (
+            chunk_tx,
+            Stages {
+                embed: Some(embed),
+                write,
+            },
+        )
+    }
+
+    /// Starts the sink stage alone: rows arrive with their vectors (a copy
+    /// between stores). Dropping the sender ends the input.
+    pub fn copy_stages(
+        &self,
+        sink: Arc<dyn Sink>,
+        books: Arc<dyn Bookkeeping>,
+    ) -> (mpsc::Sender<Vec<Embedded>>, Stages) {
+        let (row_tx, row_rx) = mpsc::channel::<Vec<Embedded>>(self.row_queue);
+        let write = tokio::spawn(
+            SinkStage::new(
+                sink,
+                books,
+                self.stats.clone(),
+                self.cancel.clone(),
+                self.fatal.clone(),
+            )
+            .run(row_rx),
+        );
+        (row_tx, Stages { embed: None, write })
     }
 
     /// Waits until the stages have written everything they were given and
@@ -156,7 +228,9 @@ impl Driver {
         stages: Stages,
         feed: impl Future<Output = Result<T, String>>,
     ) -> Option<T> {
-        if let Err(e) = stages.embed.await {
+        if let Some(embed) = stages.embed
+            && let Err(e) = embed.await
+        {
             self.fail(format!("internal error: embed stage: {e}"));
         }
         if let Err(e) = stages.write.await {

@@ -144,7 +144,7 @@ impl FromSpec {
         page_size: usize,
     ) -> anyhow::Result<Box<dyn RowReader>> {
         Ok(match self {
-            FromSpec::Store(t) => t.reader(tenant, page_size).await?,
+            FromSpec::Store(t) => t.reader(tenant, page_size, false).await?,
             FromSpec::LightragJson { path } => Box::new(
                 super::lightrag::json::LightragSource::open(path, workspace, page_size)?,
             ),

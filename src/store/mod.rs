@@ -34,6 +34,9 @@ pub trait Sink: Send + Sync {
     async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64>;
     /// Which of these ids of `tenant` the store holds, with their content hash.
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>>;
+    /// The stored vectors of these ids of `tenant` (those it holds), for
+    /// comparing a copy with its source.
+    async fn vectors(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, Vec<f32>>>;
     /// Called once the run is about to write (after `prepare` and the state
     /// checks): bulk-load settings that `finish` undoes.
     async fn begin(&self) -> Result<()> {

@@ -109,12 +109,19 @@ pub trait Target: std::fmt::Debug + Send + Sync {
     fn lightrag_default_workspace(&self) -> &'static str;
     /// The writing side, for vectors of `dim` dimensions.
     fn sink(&self, dim: usize) -> Box<dyn Sink>;
-    /// The reading side: every row (of `tenant`), page by page.
+    /// The reading side: every row (of `tenant`), page by page, with each
+    /// row's vector when `vectors` (`copy`).
     async fn reader(
         &self,
         tenant: Option<String>,
         page_size: usize,
+        vectors: bool,
     ) -> anyhow::Result<Box<dyn RowReader>>;
+    /// Whether vectors are stored as float16 (pgvector's halfvec): a copy
+    /// into it is compared with float16's tolerance, not bit for bit.
+    fn rounds_to_half(&self) -> bool {
+        false
+    }
     /// `--switch NAME` is a name this target can be switched to.
     fn check_switch_name(&self, name: &str) -> Result<(), ConfigError>;
     /// Some(why) when NAME already points at this target (a rerun of a

@@ -11,7 +11,7 @@
 //! vector twice, and a rerun after the source changed embeds only the
 //! changed rows.
 
-mod verify;
+pub(super) mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -329,7 +329,7 @@ async fn read(
     (source, seen)
 }
 
-fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
+pub(super) fn to_chunk(r: Row, tenant: &Arc<str>, hash: String, tok: &Tokenizer) -> Chunk {
     let file: Arc<str> = Arc::from(r.source.as_str());
     Chunk {
         id: r.id,

@@ -27,7 +27,7 @@ impl Seen {
         self.hasher.hash_one(id)
     }
 
-    pub(super) fn add(&mut self, tenant: &str, ids: &[String]) {
+    pub(in crate::run) fn add(&mut self, tenant: &str, ids: &[String]) {
         let hashes: Vec<u64> = ids.iter().map(|id| self.hash(id)).collect();
         self.by_tenant
             .entry(tenant.to_string())
@@ -45,7 +45,7 @@ impl Seen {
 /// --prune: deletes each tenant's target rows that the source no longer
 /// has; with `all_tenants` (no --tenant), also every row of a tenant the
 /// source has none of any more.
-pub(super) async fn prune(sink: &dyn Sink, seen: &Seen, all_tenants: bool) -> Result<u64> {
+pub(in crate::run) async fn prune(sink: &dyn Sink, seen: &Seen, all_tenants: bool) -> Result<u64> {
     let mut pruned = 0;
     if all_tenants {
         for tenant in sink.tenants().await?.keys() {

@@ -56,6 +56,7 @@ impl Record {
                 ..Default::default()
             }),
             lightrag_id: true,
+            vector: None,
             page: None,
             tenant: tenant.to_string(),
             doc_id: self.full_doc_id.unwrap_or_default(),

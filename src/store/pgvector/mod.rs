@@ -181,6 +181,18 @@ impl Sink for PgSink {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    async fn vectors(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        // real[] reads vector and halfvec alike.
+        let sql = format!(
+            "SELECT id::text, {}::real[] FROM {} WHERE {} = $1 AND id = ANY($2)",
+            self.shape.vector(),
+            self.table.quoted,
+            self.shape.tenant()
+        );
+        let rows = self.by_ids(&sql, tenant, ids, "reading vectors of").await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         let client = self.cfg.target.connect().await?;
         let w = writer::PgWriter::open(

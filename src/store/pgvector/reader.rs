@@ -7,6 +7,9 @@
 //! LightRAG's (workspace, id, content, ...): its vector tables
 //! LIGHTRAG_VDB_CHUNKS/ENTITY/RELATION and its chunk store
 //! LIGHTRAG_DOC_CHUNKS. LightRAG's fields are carried over as they are.
+//!
+//! Opened for `copy`, it also reads each row's vector as `real[]` (binary
+//! float4, exact for vector and halfvec alike).
 
 use std::collections::BTreeMap;
 
@@ -27,6 +30,14 @@ enum Kind {
 }
 
 impl Kind {
+    /// The vector column; LightRAG's chunk store (LIGHTRAG_DOC_CHUNKS) has none.
+    fn vector(self) -> &'static str {
+        match self {
+            Kind::Vecload => "embedding",
+            Kind::Lightrag(_) => "content_vector",
+        }
+    }
+
     fn tenant(self) -> &'static str {
         match self {
             Kind::Vecload => "tenant_id",
@@ -74,6 +85,8 @@ pub struct PgSource {
     after: Option<(String, String)>,
     done: bool,
     desc: String,
+    /// Read with vectors (`copy`): their stored length.
+    dim: Option<usize>,
 }
 
 impl PgSource {
@@ -82,6 +95,7 @@ impl PgSource {
         table: &str,
         tenant: Option<String>,
         page: usize,
+        vectors: bool,
     ) -> Result<PgSource> {
         let client = target.connect().await?;
         client
@@ -139,8 +153,25 @@ impl PgSource {
         } else {
             "NULL::int"
         };
+        let mut cols = format!("{}, {page_col}", kind.select());
+        let dim = if vectors {
+            let col = kind.vector();
+            if !has(col) {
+                bail!(
+                    "source table {} holds no vectors (no {col} column): copy reads a vector \
+                     table (vecload's, or LightRAG's LIGHTRAG_VDB_*); re-embed a chunk store \
+                     with vecload reembed",
+                    table.name
+                );
+            }
+            cols.push_str(&format!(", {col}::real[]"));
+            Some(stored_dim(&client, &table, col).await?)
+        } else {
+            None
+        };
         Ok(PgSource {
-            cols: format!("{}, {page_col}", kind.select()),
+            cols,
+            dim,
             desc: format!("pgvector table {} at {}", table.name, target.describe()),
             client,
             table,
@@ -208,12 +239,17 @@ impl RowReader for PgSource {
                 }),
                 lightrag_id: lightrag,
                 page: r.get::<_, Option<i32>>(12).map(|p| p.max(0) as u32),
+                vector: self.dim.and_then(|_| r.get::<_, Option<Vec<f32>>>(13)),
             })
             .collect();
         if let Some(last) = out.last() {
             self.after = Some((last.tenant.clone(), last.id.clone()));
         }
         Ok((!out.is_empty()).then_some(out))
+    }
+
+    fn dim(&self) -> Option<usize> {
+        self.dim
     }
 
     async fn counts(&mut self) -> Result<BTreeMap<String, u64>> {
@@ -231,5 +267,37 @@ impl RowReader for PgSource {
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
             .collect())
+    }
+}
+
+/// The declared length of a vector or halfvec column (pgvector keeps it as
+/// the type modifier), else the length of its first stored vector.
+async fn stored_dim(client: &Client, table: &Table, col: &str) -> Result<usize> {
+    let typmod: i32 = client
+        .query_one(
+            "SELECT a.atttypmod FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2",
+            &[&table.quoted, &col],
+        )
+        .await
+        .map_err(|e| anyhow!("source table {}: {}", table.name, db_message(&e)))?
+        .get(0);
+    if typmod > 0 {
+        return Ok(typmod as usize);
+    }
+    let sql = format!(
+        "SELECT vector_dims({col}::vector) FROM {} WHERE {col} IS NOT NULL LIMIT 1",
+        table.quoted
+    );
+    let row = client
+        .query_opt(&sql, &[])
+        .await
+        .map_err(|e| anyhow!("source table {}: {}", table.name, db_message(&e)))?;
+    match row {
+        Some(r) => Ok(r.get::<_, i32>(0).max(0) as usize),
+        None => bail!(
+            "source table {}: column {col} declares no dimension and holds no vector",
+            table.name
+        ),
     }
 }

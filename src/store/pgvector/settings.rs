@@ -223,13 +223,19 @@ impl Target for PgSettings {
         Box::new(super::PgSink::new(self.clone(), dim))
     }
 
+    fn rounds_to_half(&self) -> bool {
+        self.pg_type == PgType::Halfvec
+    }
+
     async fn reader(
         &self,
         tenant: Option<String>,
         page_size: usize,
+        vectors: bool,
     ) -> anyhow::Result<Box<dyn RowReader>> {
         Ok(Box::new(
-            super::reader::PgSource::open(&self.target, &self.table, tenant, page_size).await?,
+            super::reader::PgSource::open(&self.target, &self.table, tenant, page_size, vectors)
+                .await?,
         ))
     }
 

@@ -72,7 +72,7 @@ pub async fn info(client: &Qdrant, name: &str) -> Result<Option<CollectionInfo>>
 }
 
 /// The collection's single unnamed vector, or why vecload cannot load it.
-fn vector_params<'a>(name: &str, info: &'a CollectionInfo) -> Result<&'a VectorParams, String> {
+pub fn vector_params<'a>(name: &str, info: &'a CollectionInfo) -> Result<&'a VectorParams, String> {
     let cfg = info
         .config
         .as_ref()

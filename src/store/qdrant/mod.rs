@@ -33,6 +33,18 @@ use crate::store::{Sink, SinkSummary, SinkWriter};
 use collection::TENANT_FIELD;
 use connect::message;
 
+/// A point's single unnamed dense vector.
+pub fn dense(v: Option<qdrant_client::qdrant::VectorsOutput>) -> Option<Vec<f32>> {
+    use qdrant_client::qdrant::{vector_output, vectors_output::VectorsOptions};
+    match v?.vectors_options? {
+        VectorsOptions::Vector(v) => match v.into_vector() {
+            vector_output::Vector::Dense(d) => Some(d.data),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 pub struct QdrantSink {
     cfg: QdrantSettings,
     dim: usize,
@@ -250,6 +262,53 @@ impl Sink for QdrantSink {
                 None => continue,
             };
             found.insert(id, text(p.payload.get("content_hash")).unwrap_or_default());
+        }
+        Ok(found)
+    }
+
+    async fn vectors(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+        let client = self.client()?;
+        let points: Vec<PointId> = ids
+            .iter()
+            .map(|id| PointId::from(self.point_id(tenant, id)))
+            .collect();
+        let lightrag = self.cfg.layout.is_lightrag();
+        let fields = if lightrag {
+            vec![self.tenant_field().into(), "id".into()]
+        } else {
+            vec![self.tenant_field().into()]
+        };
+        let got = client
+            .get_points(
+                GetPointsBuilder::new(self.name(), points)
+                    .with_payload(PayloadIncludeSelector::new(fields))
+                    .with_vectors(true),
+            )
+            .await
+            .map_err(|e| anyhow!("reading {} vectors: {}", ids.len(), message(&e)))?;
+        let text = |v: Option<&qdrant_client::qdrant::Value>| match v.and_then(|v| v.kind.as_ref())
+        {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut found = HashMap::new();
+        for p in got.result {
+            if text(p.payload.get(self.tenant_field())).as_deref() != Some(tenant) {
+                continue;
+            }
+            // LightRAG's point id is derived; its own id is in the payload.
+            let id = if lightrag {
+                text(p.payload.get("id"))
+            } else {
+                match p.id.and_then(|id| id.point_id_options) {
+                    Some(PointIdOptions::Uuid(u)) => Some(u),
+                    Some(PointIdOptions::Num(n)) => Some(n.to_string()),
+                    None => None,
+                }
+            };
+            if let (Some(id), Some(v)) = (id, dense(p.vectors)) {
+                found.insert(id, v);
+            }
         }
         Ok(found)
     }
@@ -504,19 +563,7 @@ impl Sink for QdrantSink {
                     Some(PointIdOptions::Num(n)) => n.to_string(),
                     None => String::new(),
                 };
-                let vector = p
-                    .vectors
-                    .and_then(|v| v.vectors_options)
-                    .and_then(|o| match o {
-                        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => match v
-                            .into_vector()
-                        {
-                            qdrant_client::qdrant::vector_output::Vector::Dense(d) => Some(d.data),
-                            _ => None,
-                        },
-                        _ => None,
-                    })
-                    .unwrap_or_default();
+                let vector = dense(p.vectors).unwrap_or_default();
                 (id, vector)
             })
             .collect())

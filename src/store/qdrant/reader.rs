@@ -1,6 +1,7 @@
 //! Reads a Qdrant collection: scroll with the payload and without the
-//! vectors (the old vectors are of no use and are most of the bytes),
-//! filtered to one tenant when asked. Only reads.
+//! vectors (to re-embed, the old vectors are of no use and are most of the
+//! bytes; `copy` opens it with them), filtered to one tenant when asked.
+//! Only reads.
 //!
 //! A collection vecload wrote (tenant_id, doc_id, source, chunk_index,
 //! content) or one of LightRAG's (workspace_id, id, content and the
@@ -32,6 +33,8 @@ pub struct QdrantSource {
     offset: Option<PointId>,
     done: bool,
     desc: String,
+    /// Read with vectors (`copy`): the collection's vector length.
+    dim: Option<usize>,
 }
 
 impl QdrantSource {
@@ -40,6 +43,7 @@ impl QdrantSource {
         collection: &str,
         tenant: Option<String>,
         page: usize,
+        vectors: bool,
     ) -> Result<QdrantSource> {
         let client = target.connect()?;
         let exists = client.collection_exists(collection).await.map_err(|e| {
@@ -68,7 +72,18 @@ impl QdrantSource {
             .result
             .first()
             .is_some_and(|p| p.payload.contains_key(WORKSPACE_FIELD));
+        let dim = if vectors {
+            let info = crate::store::qdrant::collection::info(&client, collection)
+                .await?
+                .ok_or_else(|| anyhow!("source collection {collection:?} is gone"))?;
+            let p = crate::store::qdrant::collection::vector_params(collection, &info)
+                .map_err(|m| anyhow!("source {m}"))?;
+            Some(p.size as usize)
+        } else {
+            None
+        };
         Ok(QdrantSource {
+            dim,
             lightrag,
             desc: format!("Qdrant collection {collection} at {}", target.describe()),
             client,
@@ -126,6 +141,7 @@ impl QdrantSource {
                 },
             }),
             lightrag_id: true,
+            vector: None,
         })
     }
 }
@@ -157,7 +173,7 @@ impl RowReader for QdrantSource {
         let mut req = ScrollPointsBuilder::new(&self.collection)
             .limit(self.page)
             .with_payload(true)
-            .with_vectors(false);
+            .with_vectors(self.dim.is_some());
         if let Some(f) = self.filter() {
             req = req.filter(f);
         }
@@ -174,8 +190,15 @@ impl RowReader for QdrantSource {
         let mut rows = Vec::with_capacity(got.result.len());
         for p in got.result {
             let id = id_string(p.id).unwrap_or_default();
+            let vector = if self.dim.is_some() {
+                crate::store::qdrant::dense(p.vectors)
+            } else {
+                None
+            };
             if self.lightrag {
-                rows.push(self.lightrag_row(&p.payload, &id)?);
+                let mut row = self.lightrag_row(&p.payload, &id)?;
+                row.vector = vector;
+                rows.push(row);
                 continue;
             }
             let missing = |field: &str| {
@@ -204,9 +227,14 @@ impl RowReader for QdrantSource {
                 tokens: None,
                 extra: None,
                 lightrag_id: false,
+                vector,
             });
         }
         Ok((!rows.is_empty()).then_some(rows))
+    }
+
+    fn dim(&self) -> Option<usize> {
+        self.dim
     }
 
     async fn counts(&mut self) -> Result<BTreeMap<String, u64>> {

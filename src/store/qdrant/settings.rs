@@ -257,10 +257,17 @@ impl Target for QdrantSettings {
         &self,
         tenant: Option<String>,
         page_size: usize,
+        vectors: bool,
     ) -> anyhow::Result<Box<dyn RowReader>> {
         Ok(Box::new(
-            super::reader::QdrantSource::open(&self.target, &self.collection, tenant, page_size)
-                .await?,
+            super::reader::QdrantSource::open(
+                &self.target,
+                &self.collection,
+                tenant,
+                page_size,
+                vectors,
+            )
+            .await?,
         ))
     }
 

@@ -1,0 +1,519 @@
+//! `vecload copy`: the rows of one store, with the vectors already paid
+//! for, into another (pgvector <-> Qdrant, vecload's layout or LightRAG's,
+//! one workspace into another), then verified, then (with `--switch`) made
+//! the data the RAG API reads.
+//!
+//!   source pages (with vectors) ─► [row queue] ─► sink (as load) ─► verify ─► switch
+//!
+//! No endpoint is involved: the embed stage is not started. As in
+//! `reembed`, the target is the record: each page asks it which rows it
+//! holds with the same text, so a killed copy resumes where it stopped.
+//! Verification counts every tenant in both stores and compares a sample
+//! of vectors with the source's bit for bit (float16's rounding where the
+//! target is halfvec).
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::reembed::{to_chunk, verify};
+use super::{Driver, Queues, SetupError};
+use crate::chunk::Tokenizer;
+use crate::records::{Embedded, RowReader, StoredRow as Row};
+use crate::report::reembed::{ReembedReport, TenantCount};
+use crate::report::{Fatal, Gauges, Stats};
+use crate::settings::{ProgressMode, TokenizerName};
+use crate::state::Ledger;
+use crate::store::{Sink, Target};
+
+/// Source vectors kept to compare with the target's at the end: the rows
+/// with the smallest hashes of (tenant, id), a uniform sample of the whole
+/// source whatever its order, in bounded memory (1 MB at 1024 dimensions).
+const SAMPLE: usize = 256;
+
+/// A copy, as its flags describe it, validated.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub source_desc: String,
+    /// None: every tenant of the source.
+    pub tenant: Option<String>,
+    /// Written as this tenant (`--to-tenant`), LightRAG's ids derived for it.
+    pub to_tenant: Option<String>,
+    pub switch: Option<String>,
+    pub prune: bool,
+    pub report: Option<crate::report::output::ReportTo>,
+    pub target: Arc<dyn Target>,
+    /// The source's vector length (the target's, checked).
+    pub dim: usize,
+}
+
+impl CopyJob {
+    fn all_tenants(&self) -> bool {
+        self.tenant.is_none()
+    }
+
+    fn target_tenant(&self, source_tenant: &str) -> String {
+        self.to_tenant
+            .clone()
+            .unwrap_or_else(|| source_tenant.to_string())
+    }
+}
+
+pub async fn run(
+    cfg: CopyJob,
+    mut source: Box<dyn RowReader>,
+    progress: ProgressMode,
+) -> Result<ReembedReport, SetupError> {
+    let started = Instant::now();
+    if let Some(name) = &cfg.switch
+        && let Some(msg) = cfg.target.already_switched(name).await?
+    {
+        return Err(SetupError(anyhow::anyhow!(msg)));
+    }
+    let mut sink = cfg.target.sink(cfg.dim);
+    sink.prepare().await?;
+    let sink: Arc<dyn Sink> = Arc::from(sink);
+    let stats = Arc::new(Stats::default());
+    let ledger = Arc::new(Ledger::new(None, sink.clone(), stats.clone()));
+    if let Err(e) = sink.begin().await {
+        let _ = sink.finish("", false).await;
+        return Err(SetupError(e));
+    }
+    let mut driver = match Driver::start_with(
+        progress,
+        Queues::copy(sink.write_concurrency()),
+        stats.clone(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = sink.finish("", false).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(
+        "copying {} into {} ({} dimensions, no embedding requests)",
+        source.describe(),
+        sink.describe(),
+        cfg.dim
+    );
+    let (row_tx, stages) = driver.copy_stages(sink.clone(), ledger);
+    let feed = Feed {
+        sink: sink.clone(),
+        stats: stats.clone(),
+        cancel: driver.cancel.clone(),
+        fatal: driver.fatal.clone(),
+        target_lightrag: cfg.target.layout().is_lightrag(),
+        to_tenant: cfg.to_tenant.clone(),
+        dim: cfg.dim,
+    };
+    let reader = tokio::spawn(async move {
+        let mut seen = verify::Seen::default();
+        let mut sample = Sample::default();
+        feed.run(source.as_mut(), row_tx, &mut seen, &mut sample)
+            .await;
+        (source, seen, sample)
+    });
+    let read = driver
+        .drive(stages, async move {
+            reader
+                .await
+                .map_err(|e| format!("internal error: source reader: {e}"))
+        })
+        .await;
+
+    let interrupted = driver.interrupted();
+    let mut error = driver.fatal.get();
+    let index_tenant = cfg
+        .tenant
+        .as_deref()
+        .map(|t| cfg.target_tenant(t))
+        .unwrap_or_default();
+    let index = match sink.finish(&index_tenant, !interrupted).await {
+        Ok(s) => s.index,
+        Err(e) => {
+            error.get_or_insert(format!("finishing the target: {e:#}"));
+            None
+        }
+    };
+    let mut report = ReembedReport::new(
+        cfg.source_desc.clone(),
+        cfg.dim,
+        &stats,
+        "none: the source's vectors are copied".to_string(),
+        sink.describe(),
+    );
+    report.command = "copy";
+    report.index = index;
+    report.interrupted = interrupted;
+    let complete = !interrupted && error.is_none() && report.failed_chunks == 0;
+    if let Some((mut source, seen, sample)) = read
+        && complete
+    {
+        if cfg.prune {
+            match verify::prune(sink.as_ref(), &seen, cfg.all_tenants()).await {
+                Ok(n) => report.pruned = n,
+                Err(e) => error = Some(format!("--prune: {e:#}")),
+            }
+        }
+        if error.is_none() {
+            let half = cfg.target.rounds_to_half();
+            match check(
+                &cfg,
+                source.as_mut(),
+                sink.as_ref(),
+                sample,
+                half,
+                &mut report,
+            )
+            .await
+            {
+                Err(e) => error = Some(format!("verifying the target: {e:#}")),
+                Ok(()) if report.verified => {
+                    if let Some(name) = &cfg.switch {
+                        match cfg.target.switch(name).await {
+                            Ok(done) => report.switched = Some(done),
+                            Err(e) => error = Some(format!("--switch: {e:#}")),
+                        }
+                    }
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+    report.error = error;
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
+    Ok(report)
+}
+
+/// What the reading task needs.
+struct Feed {
+    sink: Arc<dyn Sink>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    fatal: Fatal,
+    target_lightrag: bool,
+    to_tenant: Option<String>,
+    dim: usize,
+}
+
+impl Feed {
+    /// Reads the source page by page; queues the rows the target does not
+    /// already hold with the same text, with their vectors.
+    async fn run(
+        &self,
+        source: &mut dyn RowReader,
+        tx: mpsc::Sender<Vec<Embedded>>,
+        seen: &mut verify::Seen,
+        sample: &mut Sample,
+    ) {
+        let tok = Tokenizer::get(TokenizerName::O200kBase);
+        let mut tenants: HashMap<String, Arc<str>> = HashMap::new();
+        while !self.cancel.is_cancelled() {
+            let page = match source.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) => return self.fail(format!("reading {}: {e:#}", source.describe())),
+            };
+            let mut by_tenant: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+            for mut row in page {
+                if let Some(to) = &self.to_tenant {
+                    row.tenant = to.clone();
+                }
+                if let Err(e) = self.check_vector(&row) {
+                    return self.fail(format!("{}: {e}", source.describe()));
+                }
+                if row.lightrag_id && !self.target_lightrag {
+                    // vecload's layout needs ids Qdrant takes: LightRAG's own
+                    // point id for this workspace is one.
+                    row.id = crate::layout::qdrant_point_id(&row.tenant, &row.id);
+                }
+                sample.offer(&row);
+                by_tenant.entry(row.tenant.clone()).or_default().push(row);
+            }
+            for (tenant, rows) in by_tenant {
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                seen.add(&tenant, &ids);
+                let held = match self.sink.existing(&tenant, &ids).await {
+                    Ok(h) => h,
+                    Err(e) => return self.fail(format!("asking the target what it holds: {e:#}")),
+                };
+                let t = tenants
+                    .entry(tenant.clone())
+                    .or_insert_with(|| Arc::from(tenant.as_str()))
+                    .clone();
+                let total = rows.len() as u64;
+                // Hashing is the CPU part: on the chunking pool, awaited
+                // without holding a tokio worker.
+                let hashed = match crate::pools::chunking() {
+                    Ok(pool) => crate::pools::run(pool, move || {
+                        rows.into_par_iter()
+                            .filter_map(|mut r| {
+                                let hash = crate::records::content_hash(&r.content);
+                                if held.get(&r.id) == Some(&hash) {
+                                    return None;
+                                }
+                                let vector = r.vector.take().unwrap_or_default();
+                                Some(Embedded {
+                                    chunk: to_chunk(r, &t, hash, tok),
+                                    vector,
+                                })
+                            })
+                            .collect::<Vec<Embedded>>()
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("hashing the source rows: {e}")),
+                    Err(e) => Err(e),
+                };
+                let rows = match hashed {
+                    Ok(r) => r,
+                    Err(e) => return self.fail(format!("{e:#}")),
+                };
+                Stats::add(&self.stats.chunks, total);
+                Stats::add(&self.stats.chunks_unchanged, total - rows.len() as u64);
+                if rows.is_empty() {
+                    continue;
+                }
+                let n = rows.len() as i64;
+                Gauges::add(&self.stats.gauges.rows_queued, n);
+                if tx.send(rows).await.is_err() {
+                    Gauges::add(&self.stats.gauges.rows_queued, -n);
+                    return;
+                }
+            }
+        }
+        self.stats.walk_done.store(true, Relaxed);
+    }
+
+    fn fail(&self, msg: String) {
+        self.fatal.set(msg, &self.cancel);
+    }
+
+    /// A vector the target would refuse, or should: missing, of another
+    /// length, or not finite. The copy stops: the source is damaged, and
+    /// carrying part of it over would look like success.
+    fn check_vector(&self, row: &Row) -> Result<(), String> {
+        let what = format!("row {} of tenant {:?}", row.id, row.tenant);
+        match &row.vector {
+            None => Err(format!("{what} has no vector")),
+            Some(v) if v.len() != self.dim => Err(format!(
+                "{what} has a vector of {} numbers, the others {}",
+                v.len(),
+                self.dim
+            )),
+            Some(v) if v.iter().any(|x| !x.is_finite()) => Err(format!(
+                "{what} has a vector that is not all finite numbers"
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// The source rows with the smallest hashes of (tenant, id) seen so far.
+#[derive(Default)]
+struct Sample {
+    hasher: std::hash::RandomState,
+    kept: BinaryHeap<Kept>,
+}
+
+struct Kept {
+    hash: u64,
+    tenant: String,
+    id: String,
+    vector: Vec<f32>,
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, o: &Self) -> bool {
+        self.hash == o.hash
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.hash.cmp(&o.hash)
+    }
+}
+
+impl Sample {
+    fn offer(&mut self, row: &Row) {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one((&row.tenant, &row.id));
+        if self.kept.len() >= SAMPLE && self.kept.peek().is_some_and(|top| top.hash <= hash) {
+            return;
+        }
+        self.kept.push(Kept {
+            hash,
+            tenant: row.tenant.clone(),
+            id: row.id.clone(),
+            vector: row.vector.clone().unwrap_or_default(),
+        });
+        if self.kept.len() > SAMPLE {
+            self.kept.pop();
+        }
+    }
+}
+
+/// Counts per tenant equal in source and target (a tenant the target has
+/// and the source lacks counts against a whole-store copy), and the sampled
+/// vectors equal to the source's.
+async fn check(
+    cfg: &CopyJob,
+    source: &mut dyn RowReader,
+    sink: &dyn Sink,
+    sample: Sample,
+    half: bool,
+    report: &mut ReembedReport,
+) -> anyhow::Result<()> {
+    let counts: BTreeMap<String, u64> = source
+        .counts()
+        .await?
+        .into_iter()
+        .map(|(t, n)| (cfg.target_tenant(&t), n))
+        .collect();
+    let mut ok = true;
+    if cfg.all_tenants() {
+        for (tenant, rows) in sink.tenants().await? {
+            if !counts.contains_key(&tenant) {
+                ok = false;
+                report.problems.push(format!(
+                    "tenant {tenant:?}: {rows} rows in the target but none in the source \
+                     (--prune deletes them)"
+                ));
+            }
+        }
+    }
+    for (tenant, want) in counts {
+        let got = sink.count(&tenant).await?;
+        if got != want {
+            ok = false;
+            report.problems.push(format!(
+                "tenant {tenant:?}: the source has {want} rows, the target {got}{}",
+                if got < want {
+                    " (rows were added to the source during the copy? run again: only they are copied)"
+                } else {
+                    " (rows were deleted from the source, or the target held other rows before: \
+                     --prune deletes the target rows the source no longer has)"
+                }
+            ));
+        }
+        report.tenants.insert(
+            tenant,
+            TenantCount {
+                source_rows: want,
+                target_rows: got,
+            },
+        );
+    }
+    let mut by_tenant: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
+    for k in sample.kept {
+        by_tenant.entry(k.tenant.clone()).or_default().push(k);
+    }
+    let (mut compared, mut differ) = (0u64, Vec::new());
+    for (tenant, kept) in by_tenant {
+        let ids: Vec<String> = kept.iter().map(|k| k.id.clone()).collect();
+        let stored = sink.vectors(&tenant, &ids).await?;
+        for k in kept {
+            compared += 1;
+            match stored.get(&k.id) {
+                Some(v) if same(&k.vector, v, half) => {}
+                Some(_) => differ.push(format!("{tenant}/{}: vector differs", k.id)),
+                None => differ.push(format!("{tenant}/{}: not in the target", k.id)),
+            }
+        }
+    }
+    if !differ.is_empty() {
+        ok = false;
+        report.problems.push(format!(
+            "{} of {compared} sampled vectors are not the source's ({}{}){}",
+            differ.len(),
+            differ[..differ.len().min(5)].join(", "),
+            if differ.len() > 5 { ", ..." } else { "" },
+            if half {
+                ""
+            } else {
+                " (the target held these texts with other vectors: another model's? copy \
+                 into a new table or collection)"
+            }
+        ));
+    }
+    report.sampled = compared;
+    report.vectors_differing = differ.len() as u64;
+    report.verified = ok;
+    Ok(())
+}
+
+/// Bit for bit, or within float16's rounding (half a unit in the last of
+/// its 10 mantissa bits, relative; absolute below its normal range).
+fn same(source: &[f32], stored: &[f32], half: bool) -> bool {
+    source.len() == stored.len()
+        && source.iter().zip(stored).all(|(a, b)| {
+            if half {
+                (a - b).abs() <= a.abs() * (1.0 / 2048.0) + 6.0e-8
+            } else {
+                a.to_bits() == b.to_bits()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float16_rounding_is_within_the_tolerance_and_a_real_difference_is_not() {
+        let a: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 317.0).collect();
+        let rounded: Vec<f32> = a.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
+        assert!(same(&a, &rounded, true));
+        assert!(!same(&a, &rounded, false));
+        let mut off = rounded.clone();
+        off[7] += 0.01;
+        assert!(!same(&a, &off, true));
+        assert!(same(&a, &a.clone(), false));
+    }
+
+    #[test]
+    fn the_sample_keeps_the_smallest_hashes_whatever_the_order() {
+        let row = |i: usize| Row {
+            id: format!("id{i}"),
+            tenant: "t".into(),
+            doc_id: String::new(),
+            source: String::new(),
+            chunk_index: 0,
+            content: String::new(),
+            tokens: None,
+            extra: None,
+            lightrag_id: false,
+            page: None,
+            vector: Some(vec![i as f32]),
+        };
+        let mut s = Sample::default();
+        for i in 0..5000 {
+            s.offer(&row(i));
+        }
+        let mut r = Sample {
+            hasher: s.hasher.clone(),
+            kept: BinaryHeap::new(),
+        };
+        for i in (0..5000).rev() {
+            r.offer(&row(i));
+        }
+        let ids = |s: &Sample| {
+            let mut v: Vec<String> = s.kept.iter().map(|k| k.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(s.kept.len(), SAMPLE);
+        assert_eq!(ids(&s), ids(&r));
+    }
+}

@@ -1,0 +1,312 @@
+//! `vecload copy` through the real binary, between a real PostgreSQL +
+//! pgvector and a real Qdrant: the vectors already paid for move with their
+//! rows (no endpoint is even started for the copy), bit for bit, with ids,
+//! tenant, document, source, chunk index, page and text; a killed copy
+//! resumes and ends identical; a source of another dimension is refused
+//! before anything is written.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::qdrant::{QdrantServer, qdrant};
+use common::*;
+
+const DIM: usize = 16;
+
+/// `n` documents of different lengths, deterministic.
+fn corpus(dir: &Path, n: usize) {
+    const WORDS: &[&str] = &[
+        "copy", "vector", "tenant", "cluster", "index", "payload", "store", "record", "chunk",
+        "alias", "table", "row", "point", "scroll", "cursor", "batch",
+    ];
+    for i in 0..n {
+        let mut text = format!("# Note {i}\n\n");
+        for p in 0..(2 + i % 4) {
+            for w in 0..(30 + (i * 11 + p * 7) % 50) {
+                text.push_str(WORDS[(i * 13 + p * 5 + w * 3) % WORDS.len()]);
+                text.push(if w % 10 == 9 { '.' } else { ' ' });
+            }
+            text.push_str("\n\n");
+        }
+        std::fs::write(dir.join(format!("note{i:03}.md")), text).expect("write");
+    }
+}
+
+/// A pgvector table of three tenants: the fixture folder (Chinese, HTML,
+/// JSON records) as t1, 120 generated notes as t2, the office and PDF
+/// fixtures (pages kept) as t3.
+fn load_source(pg: &str, table: &str) -> usize {
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let notes = tempfile::tempdir().expect("tempdir");
+    corpus(notes.path(), 120);
+    for (tenant, path) in [
+        ("t1", fixtures()),
+        ("t2", notes.path().to_path_buf()),
+        ("t3", fixtures().join("../formats")),
+    ] {
+        let out = run(load_cmd(&server, pg, table, DIM)
+            .arg(&path)
+            .args(["--tenant", tenant, "--no-state"])
+            .args(["--chunk-tokens", "60", "--chunk-overlap", "6"]));
+        assert!(
+            out.code == 0 || out.code == 1,
+            "load of {tenant} ran (bad fixtures are skipped)"
+        );
+    }
+    Db::connect(pg).count(table) as usize
+}
+
+/// Every row as the copy must carry it: (tenant, id) ->
+/// (doc_id, source, chunk_index, page, content, vector bits).
+type Rows = BTreeMap<(String, String), (String, String, i64, Option<i32>, String, Vec<u32>)>;
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn pg_rows(db: &Db, table: &str) -> Rows {
+    db.query(
+        &format!(
+            "SELECT tenant_id, id, doc_id, source, chunk_index, page, content, embedding::real[]
+               FROM \"{table}\""
+        ),
+        &[],
+    )
+    .iter()
+    .map(|r| {
+        (
+            (r.get(0), r.get(1)),
+            (
+                r.get(2),
+                r.get(3),
+                r.get::<_, i32>(4) as i64,
+                r.get(5),
+                r.get(6),
+                bits(&r.get::<_, Vec<f32>>(7)),
+            ),
+        )
+    })
+    .collect()
+}
+
+fn qdrant_rows(q: &QdrantServer, collection: &str) -> Rows {
+    let pages: BTreeMap<String, Option<i32>> = q
+        .client()
+        .raw_points(collection)
+        .into_iter()
+        .map(|(id, (p, _))| (id, p.get("page").and_then(|v| v.as_i64()).map(|n| n as i32)))
+        .collect();
+    q.client()
+        .points(collection, None)
+        .into_iter()
+        .map(|p| {
+            (
+                (p.tenant, p.id.clone()),
+                (
+                    p.doc_id,
+                    p.source,
+                    p.chunk_index,
+                    pages.get(&p.id).copied().flatten(),
+                    p.content,
+                    bits(&p.vector),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// `vecload copy --from FROM` with the report written to `report`.
+fn copy(from: &str, pg: &str, report: &Path) -> std::process::Command {
+    let mut c = vecload();
+    c.args(["copy", "--from", from, "--pg-url", pg])
+        .args(["--progress", "log", "--page-size", "100", "--report"])
+        .arg(report);
+    c
+}
+
+#[test]
+fn copy_pgvector_to_qdrant_and_back_carries_every_vector_bit_for_bit_without_an_endpoint() {
+    let test =
+        "copy_pgvector_to_qdrant_and_back_carries_every_vector_bit_for_bit_without_an_endpoint";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(q) = qdrant(test) else { return };
+    let (src, back) = (unique_table("copy_src"), unique_table("copy_back"));
+    let collection = unique_table("copy_q");
+    let n = load_source(&pg, &src);
+    assert!(n > 300, "a source of real size: {n} rows");
+    let db = Db::connect(&pg);
+    let source = pg_rows(&db, &src);
+    assert!(
+        source.values().any(|r| r.3.is_some()),
+        "some rows carry a PDF page"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // pgvector -> Qdrant.
+    let report = dir.path().join("to-qdrant.json");
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
+        .args(q.args())
+        .args(["--collection", &collection]));
+    assert_eq!(out.code, 0);
+    let r = read_report(&report);
+    assert_eq!(r["command"], "copy");
+    assert_eq!(r["embed_requests"], 0);
+    assert_eq!(r["rows_read"], n as u64);
+    assert_eq!(r["reembedded"], n as u64);
+    assert_eq!(r["verified"], true);
+    assert!(r["sampled"].as_u64().unwrap_or(0) >= 200, "{r}");
+    assert_eq!(r["vectors_differing"], 0);
+    assert_eq!(qdrant_rows(q, &collection), source);
+    assert!(
+        out.all_output().contains("no embedding requests"),
+        "the summary says so"
+    );
+
+    // Qdrant -> pgvector: the same rows again.
+    let report = dir.path().join("to-pg.json");
+    let out = run(copy(&format!("qdrant:{collection}"), &pg, &report)
+        .args(q.args())
+        .args(["--sink", "pgvector", "--table", &back]));
+    assert_eq!(out.code, 0);
+    assert_eq!(read_report(&report)["verified"], true);
+    assert_eq!(pg_rows(&db, &back), source);
+
+    // Again: everything is in the target already; nothing is written.
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
+        .args(q.args())
+        .args(["--collection", &collection]));
+    assert_eq!(out.code, 0);
+    let r = read_report(&report);
+    assert_eq!(
+        (r["already_in_target"].as_u64(), r["reembedded"].as_u64()),
+        (Some(n as u64), Some(0))
+    );
+    // The source was only read.
+    assert_eq!(pg_rows(&db, &src), source);
+}
+
+#[test]
+fn a_killed_copy_resumes_and_ends_identical_to_the_source() {
+    let test = "a_killed_copy_resumes_and_ends_identical_to_the_source";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(q) = qdrant(test) else { return };
+    let src = unique_table("copy_kill_src");
+    let collection = unique_table("copy_kill_q");
+    let n = load_source(&pg, &src);
+    let source = pg_rows(&Db::connect(&pg), &src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    // Dies (abort, as kill -9) right after its second acknowledged write.
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
+        .args(q.args())
+        .args(["--collection", &collection])
+        .args(["--write-batch", "16", "--write-concurrency", "1"])
+        .env("VECLOAD_CRASH_AFTER_ACKS", "2"));
+    assert_ne!(out.code, 0, "the first copy was killed");
+    let written = q.client().count(&collection, None);
+    assert!(
+        (32..n as u64).contains(&written),
+        "killed part way: {written} of {n}"
+    );
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
+        .args(q.args())
+        .args(["--collection", &collection]));
+    assert_eq!(out.code, 0);
+    let r = read_report(&report);
+    assert!(r["already_in_target"].as_u64().unwrap_or(0) >= 32, "{r}");
+    assert_eq!(
+        r["already_in_target"].as_u64().unwrap_or(0) + r["reembedded"].as_u64().unwrap_or(0),
+        n as u64
+    );
+    assert_eq!(r["verified"], true);
+    assert_eq!(qdrant_rows(q, &collection), source);
+}
+
+#[test]
+fn copy_into_halfvec_is_verified_within_float16_rounding() {
+    let test = "copy_into_halfvec_is_verified_within_float16_rounding";
+    let Some(pg) = pg_url(test) else { return };
+    let (src, half) = (unique_table("copy_h_src"), unique_table("copy_h"));
+    let n = load_source(&pg, &src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report).args([
+        "--table",
+        &half,
+        "--pg-type",
+        "halfvec",
+    ]));
+    assert_eq!(out.code, 0);
+    let r = read_report(&report);
+    assert_eq!(
+        (r["verified"].as_bool(), r["reembedded"].as_u64()),
+        (Some(true), Some(n as u64))
+    );
+    let db = Db::connect(&pg);
+    let kind: String = db.query(
+        &format!("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = '\"{half}\"'::regclass AND attname = 'embedding'"),
+        &[],
+    )[0]
+    .get(0);
+    assert_eq!(kind, "halfvec(16)");
+    // Each stored value is its source value rounded to float16.
+    let (a, b) = (pg_rows(&db, &src), pg_rows(&db, &half));
+    assert_eq!(a.len(), b.len());
+    for (k, (_, _, _, _, _, va)) in &a {
+        let vb = &b[k].5;
+        for (x, y) in va.iter().zip(vb) {
+            let want = half::f16::from_f32(f32::from_bits(*x)).to_f32();
+            assert_eq!(f32::from_bits(*y), want, "{k:?}");
+        }
+    }
+}
+
+#[test]
+fn a_source_of_another_dimension_or_without_vectors_is_refused_before_anything_is_written() {
+    let test =
+        "a_source_of_another_dimension_or_without_vectors_is_refused_before_anything_is_written";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(q) = qdrant(test) else { return };
+    let src = unique_table("copy_dim_src");
+    load_source(&pg, &src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let from = format!("pgvector:{src}");
+
+    // The RAG API's .env says 1024; the source holds 16.
+    let collection = unique_table("copy_dim_q");
+    let out = run(copy(&from, &pg, &report)
+        .args(q.args())
+        .args(["--collection", &collection])
+        .env("EMBEDDING_DIM", "1024"));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("16 dimensions"), "{}", out.stderr);
+    assert!(out.stderr.contains("EMBEDDING_DIM"), "{}", out.stderr);
+    assert!(!q.client().exists(&collection), "nothing was created");
+
+    // A target of another dimension already there.
+    let other = unique_table("copy_dim_other");
+    let db = Db::connect(&pg);
+    db.execute(&format!(
+        "CREATE TABLE \"{other}\" (tenant_id text, id text, doc_id text, source text, chunk_index int, content text, content_hash text, embedding vector(8), PRIMARY KEY (tenant_id, id))"
+    ));
+    let out = run(copy(&from, &pg, &report).args(["--table", &other]));
+    assert_eq!(out.code, 2);
+    assert_eq!(db.count(&other), 0);
+
+    // A chunk store holds texts only.
+    let out = run(copy(
+        "lightrag:fixtures/lightrag/acme/kv_store_text_chunks.json",
+        &pg,
+        &report,
+    )
+    .args(["--table", &other]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("reembed"), "{}", out.stderr);
+    // --to-tenant names where one tenant goes.
+    let out = run(copy(&from, &pg, &report).args(["--table", &other, "--to-tenant", "b"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--tenant"), "{}", out.stderr);
+}
