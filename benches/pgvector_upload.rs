@@ -20,7 +20,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
 use futures::{SinkExt, StreamExt};
 use vecload::records::Embedded;
 use vecload::settings::{Distance, IndexKind, PgType};
@@ -108,60 +107,17 @@ fn main() {
     }
 }
 
-/// The table vecload makes, so both sides write the same bytes.
-fn ddl(table: &str, dim: usize) -> String {
-    format!(
-        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (
-            tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
-            source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
-            content_hash text NOT NULL, embedding vector({dim}) NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now(), page integer,
-            PRIMARY KEY (tenant_id, id))"
-    )
-}
-
 fn index_sql(table: &str) -> String {
     format!("CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops); ANALYZE {table}")
-}
-
-fn put_text(buf: &mut BytesMut, s: &str) {
-    buf.put_i32(s.len() as i32);
-    buf.put_slice(s.as_bytes());
-}
-
-/// Binary COPY rows for (tenant_id, id, doc_id, source, chunk_index,
-/// content, content_hash, embedding).
-fn encode(rows: &[Embedded]) -> bytes::Bytes {
-    let mut buf = BytesMut::new();
-    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
-    buf.put_i32(0);
-    buf.put_i32(0);
-    for r in rows {
-        let c = &r.chunk;
-        buf.put_i16(8);
-        put_text(&mut buf, &c.doc.tenant);
-        put_text(&mut buf, &c.id);
-        put_text(&mut buf, &c.doc.doc_id);
-        put_text(&mut buf, &c.doc.source);
-        buf.put_i32(4);
-        buf.put_i32(c.index as i32);
-        put_text(&mut buf, &c.text);
-        put_text(&mut buf, &c.content_hash);
-        buf.put_i32((4 + 4 * r.vector.len()) as i32);
-        buf.put_i16(r.vector.len() as i16);
-        buf.put_i16(0);
-        for v in &r.vector {
-            buf.put_f32(*v);
-        }
-    }
-    buf.put_i16(-1);
-    buf.freeze()
 }
 
 /// (rows/s of the load, rows/s of load + index).
 async fn raw_copy(target: &PgTarget, table: &str, rows: &[Embedded], dim: usize) -> (f64, f64) {
     let admin = target.connect().await.expect("connect");
-    admin.batch_execute(&ddl(table, dim)).await.expect("create");
+    admin
+        .batch_execute(&common::ddl(table, dim))
+        .await
+        .expect("create");
     let mut clients = Vec::new();
     for _ in 0..WRITERS {
         clients.push(target.connect().await.expect("connect"));
@@ -183,7 +139,7 @@ async fn raw_copy(target: &PgTarget, table: &str, rows: &[Embedded], dim: usize)
                     let tx = client.transaction().await.expect("begin");
                     let sink = tx.copy_in::<_, bytes::Bytes>(&copy).await.expect("copy in");
                     futures::pin_mut!(sink);
-                    sink.send(encode(part)).await.expect("send");
+                    sink.send(common::encode(part)).await.expect("send");
                     sink.as_mut().finish().await.expect("finish copy");
                     tx.commit().await.expect("commit");
                 }

@@ -17,6 +17,8 @@
 #            ceiling is the machine's cores
 #   recall   what the store-as-record lookup of a rerun without a state
 #            file costs (time, memory) at 100k and 1M chunks
+#   copy     `vecload copy` pgvector -> Qdrant and back, 100k x 1024-d, vs
+#            the slower of the plain read and write loops (benches/copy.rs)
 #
 #   scripts/bench.sh                  all of it
 #   scripts/bench.sh embed memory     only these parts
@@ -31,7 +33,7 @@ cd "$(dirname "$0")/.."
 # of the project, only put on PATH.
 [ -x ../shared/bin/qdrant ] && PATH="$(cd ../shared/bin && pwd):$PATH"
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python shards recall)
+[ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python shards recall copy)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 cargo build --release --quiet
@@ -154,6 +156,16 @@ qdrant_part() {
     echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="; echo; return
   fi
   cargo bench --quiet --bench qdrant_upload 2>/dev/null | sed -n '/^points/,$p'
+  echo
+}
+
+copy_part() {
+  echo "## Copy between stores vs the plain read and write loops"
+  echo
+  if ! qdrant_start; then
+    echo "=== SKIPPED: no QDRANT_URL and no \`qdrant\` on PATH ==="; echo; return
+  fi
+  cargo bench --quiet --bench copy 2>/dev/null | sed -n '/^rows/,$p'
   echo
 }
 
@@ -331,5 +343,6 @@ PY
   want python && python_part
   want shards && shards_part
   want recall && recall_part
+  want copy && copy_part
   true
 } | tee "$out/results.md"

@@ -1,9 +1,10 @@
 //! `vecload copy` through the real binary, between a real PostgreSQL +
 //! pgvector and a real Qdrant: the vectors already paid for move with their
-//! rows (no endpoint is even started for the copy), bit for bit, with ids,
-//! tenant, document, source, chunk index, page and text; a killed copy
-//! resumes and ends identical; a source of another dimension is refused
-//! before anything is written.
+//! rows (no endpoint is even started for the copy) with ids, tenant,
+//! document, source, chunk index, page and text; bit for bit into
+//! pgvector, as Qdrant's unit vectors into a cosine collection (Qdrant
+//! scales what it is given); a killed copy resumes and ends identical; a
+//! source of another dimension is refused before anything is written.
 
 mod common;
 
@@ -35,8 +36,8 @@ fn corpus(dir: &Path, n: usize) {
 }
 
 /// A pgvector table of three tenants: the fixture folder (Chinese, HTML,
-/// JSON records) as t1, 120 generated notes as t2, the office and PDF
-/// fixtures (pages kept) as t3.
+/// JSON records) as t1, 120 generated notes as t2 (vectors of length 3),
+/// the office and PDF fixtures (pages kept) as t3.
 fn load_source(pg: &str, table: &str) -> usize {
     let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
     let notes = tempfile::tempdir().expect("tempdir");
@@ -55,7 +56,14 @@ fn load_source(pg: &str, table: &str) -> usize {
             "load of {tenant} ran (bad fixtures are skipped)"
         );
     }
-    Db::connect(pg).count(table) as usize
+    // Vectors as a store may hold them: not all of unit length.
+    let db = Db::connect(pg);
+    db.execute(&format!(
+        "UPDATE \"{table}\" SET embedding = (SELECT array_agg(x * 3 ORDER BY i)
+           FROM unnest(embedding::real[]) WITH ORDINALITY AS u(x, i))::vector({DIM})
+         WHERE tenant_id = 't2'"
+    ));
+    db.count(table) as usize
 }
 
 /// Every row as the copy must carry it: (tenant, id) ->
@@ -89,6 +97,33 @@ fn pg_rows(db: &Db, table: &str) -> Rows {
         )
     })
     .collect()
+}
+
+/// `got` holds `want`'s rows: the same fields, and vectors the same bits
+/// or, where Qdrant scaled them (cosine), the source's unit vector to
+/// float32's rounding.
+fn assert_rows(got: &Rows, want: &Rows, normalized: bool) {
+    assert_eq!(got.len(), want.len(), "row count");
+    for (k, w) in want {
+        let g = got.get(k).unwrap_or_else(|| panic!("{k:?} missing"));
+        assert_eq!(
+            (&g.0, &g.1, g.2, g.3, &g.4),
+            (&w.0, &w.1, w.2, w.3, &w.4),
+            "{k:?}"
+        );
+        if !normalized {
+            assert_eq!(g.5, w.5, "{k:?}: vector bits");
+            continue;
+        }
+        let src: Vec<f64> = w.5.iter().map(|b| f64::from(f32::from_bits(*b))).collect();
+        let norm = src.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for (a, b) in src.iter().zip(&g.5) {
+            assert!(
+                (a / norm - f64::from(f32::from_bits(*b))).abs() <= 1e-6,
+                "{k:?}"
+            );
+        }
+    }
 }
 
 fn qdrant_rows(q: &QdrantServer, collection: &str) -> Rows {
@@ -158,7 +193,8 @@ fn copy_pgvector_to_qdrant_and_back_carries_every_vector_bit_for_bit_without_an_
     assert_eq!(r["verified"], true);
     assert!(r["sampled"].as_u64().unwrap_or(0) >= 200, "{r}");
     assert_eq!(r["vectors_differing"], 0);
-    assert_eq!(qdrant_rows(q, &collection), source);
+    let in_qdrant = qdrant_rows(q, &collection);
+    assert_rows(&in_qdrant, &source, true);
     assert!(
         out.all_output().contains("no embedding requests"),
         "the summary says so"
@@ -171,7 +207,7 @@ fn copy_pgvector_to_qdrant_and_back_carries_every_vector_bit_for_bit_without_an_
         .args(["--sink", "pgvector", "--table", &back]));
     assert_eq!(out.code, 0);
     assert_eq!(read_report(&report)["verified"], true);
-    assert_eq!(pg_rows(&db, &back), source);
+    assert_rows(&pg_rows(&db, &back), &in_qdrant, false);
 
     // Again: everything is in the target already; nothing is written.
     let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
@@ -221,7 +257,7 @@ fn a_killed_copy_resumes_and_ends_identical_to_the_source() {
         n as u64
     );
     assert_eq!(r["verified"], true);
-    assert_eq!(qdrant_rows(q, &collection), source);
+    assert_rows(&qdrant_rows(q, &collection), &source, true);
 }
 
 #[test]
@@ -309,4 +345,30 @@ fn a_source_of_another_dimension_or_without_vectors_is_refused_before_anything_i
     let out = run(copy(&from, &pg, &report).args(["--table", &other, "--to-tenant", "b"]));
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("--tenant"), "{}", out.stderr);
+}
+
+#[test]
+fn a_target_holding_other_vectors_for_the_same_texts_is_not_verified() {
+    let test = "a_target_holding_other_vectors_for_the_same_texts_is_not_verified";
+    let Some(pg) = pg_url(test) else { return };
+    let (src, dst) = (unique_table("copy_v_src"), unique_table("copy_v_dst"));
+    load_source(&pg, &src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let from = format!("pgvector:{src}");
+    assert_eq!(
+        run(copy(&from, &pg, &report).args(["--table", &dst])).code,
+        0
+    );
+    // Another model's vectors under the same texts (a table reused by mistake).
+    Db::connect(&pg).execute(&format!(
+        "UPDATE \"{dst}\" SET embedding = (SELECT array_agg(-x ORDER BY i)
+           FROM unnest(embedding::real[]) WITH ORDINALITY AS u(x, i))::vector({DIM})"
+    ));
+    let out = run(copy(&from, &pg, &report).args(["--table", &dst]));
+    assert_eq!(out.code, 1, "not verified");
+    let r = read_report(&report);
+    assert_eq!(r["verified"], false);
+    assert_eq!(r["vectors_differing"], r["sampled"]);
+    assert!(out.stderr.contains("not the source's"), "{}", out.stderr);
 }

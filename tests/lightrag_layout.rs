@@ -556,6 +556,50 @@ fn lightrag_entities_and_relations_change_model_across_stores() {
         .map(|r| (r.0.to_string(), r.1.to_string(), r.2.to_string()))
         .collect();
     assert_eq!(got, want);
+    // The same 16-d stores copied as they are into Qdrant (no endpoint
+    // needed): LightRAG's names for them, its point ids and fields, and the
+    // vectors as Qdrant keeps cosine vectors (unit length).
+    let unit = |t: &str| {
+        let v = vector_for(t, 16);
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect::<Vec<f32>>()
+    };
+    for from in [&ent, &rel] {
+        let mut c = vecload();
+        c.args(["copy", "--from", &format!("pgvector:{from}")])
+            .args(["--layout", "lightrag", "--pg-url", &pg, "--progress", "log"])
+            .args(q.args());
+        assert_eq!(run(&mut c).code, 0);
+    }
+    let old_suffix = format!("{old}_16d");
+    let ents = client.raw_points(&format!("lightrag_vdb_entities_{old_suffix}"));
+    assert_eq!(ents.len(), entities.len());
+    for (id, name, content, chunks) in entities {
+        let (p, v) = &ents[&lightrag_point_id(WORKSPACE, id)];
+        assert_eq!(p["entity_name"], serde_json::json!(name));
+        assert_eq!(p["source_id"], serde_json::json!(chunks));
+        assert_eq!(p["content"], serde_json::json!(content));
+        let want = unit(content);
+        assert!(
+            v.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{id}"
+        );
+    }
+    let rels = client.raw_points(&format!("lightrag_vdb_relationships_{old_suffix}"));
+    assert_eq!(rels.len(), relations.len());
+    for (id, src, tgt, content, _) in relations {
+        let (p, v) = &rels[&lightrag_point_id(WORKSPACE, id)];
+        assert_eq!(
+            (&p["src_id"], &p["tgt_id"]),
+            (&serde_json::json!(src), &serde_json::json!(tgt))
+        );
+        let want = unit(content);
+        assert!(
+            v.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{id}"
+        );
+    }
+
     // The sources are untouched: still 16 dimensions.
     let dims: i32 = db.query(
         &format!("SELECT max(vector_dims(content_vector)) FROM {ent}"),

@@ -1,8 +1,11 @@
-//! What the sink benchmarks share: the rows both sides write, and vecload's
-//! side, its real sink stage fed as the embed stage feeds it.
+//! What the sink benchmarks share: the rows both sides write, vecload's
+//! side (its real sink stage fed as the embed stage feeds it), and the
+//! plain binary COPY the pgvector ceilings write with.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +64,8 @@ pub fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
 /// Runs vecload's sink stage over `rows`, handed over 64 at a time as the
 /// embed stage hands them, with a state file unless BENCH_NO_STATE=1.
 /// Returns the seconds until every row was acknowledged.
+// The copy benchmark runs the binary instead.
+#[allow(dead_code)]
 pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
     let n = rows.len();
     let stats = Arc::new(Stats::default());
@@ -96,4 +101,53 @@ pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
         "every row written"
     );
     secs
+}
+
+/// The table vecload makes, so both sides write the same bytes.
+// Not every benchmark writes to PostgreSQL.
+#[allow(dead_code)]
+pub fn ddl(table: &str, dim: usize) -> String {
+    format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (
+            tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
+            source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
+            content_hash text NOT NULL, embedding vector({dim}) NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(), page integer,
+            PRIMARY KEY (tenant_id, id))"
+    )
+}
+
+fn put_text(buf: &mut BytesMut, s: &str) {
+    buf.put_i32(s.len() as i32);
+    buf.put_slice(s.as_bytes());
+}
+
+/// Binary COPY rows for (tenant_id, id, doc_id, source, chunk_index,
+/// content, content_hash, embedding).
+#[allow(dead_code)]
+pub fn encode(rows: &[Embedded]) -> bytes::Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0);
+    buf.put_i32(0);
+    for r in rows {
+        let c = &r.chunk;
+        buf.put_i16(8);
+        put_text(&mut buf, &c.doc.tenant);
+        put_text(&mut buf, &c.id);
+        put_text(&mut buf, &c.doc.doc_id);
+        put_text(&mut buf, &c.doc.source);
+        buf.put_i32(4);
+        buf.put_i32(c.index as i32);
+        put_text(&mut buf, &c.text);
+        put_text(&mut buf, &c.content_hash);
+        buf.put_i32((4 + 4 * r.vector.len()) as i32);
+        buf.put_i16(r.vector.len() as i16);
+        buf.put_i16(0);
+        for v in &r.vector {
+            buf.put_f32(*v);
+        }
+    }
+    buf.put_i16(-1);
+    buf.freeze()
 }

@@ -49,6 +49,11 @@ pub struct ReembedReport {
     pub sampled: u64,
     /// Of the sampled vectors of a copy, those not equal to the source's.
     pub vectors_differing: u64,
+    /// How a copy's sampled vectors were compared with the source's: "bit
+    /// for bit", "within float16's rounding" (halfvec), "as unit vectors"
+    /// (Qdrant scales cosine vectors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared: Option<&'static str>,
     /// Counts equal and the sampled vectors sound: safe to switch.
     pub verified: bool,
     pub problems: Vec<String>,
@@ -92,6 +97,7 @@ impl ReembedReport {
             tenants: BTreeMap::new(),
             sampled: 0,
             vectors_differing: 0,
+            compared: None,
             verified: false,
             problems: Vec::new(),
             switched: None,
@@ -179,9 +185,10 @@ impl ReembedReport {
         if self.verified && copy {
             let _ = writeln!(
                 s,
-                "  verified: counts equal for {} tenants, {} sampled vectors equal to the source's",
+                "  verified: counts equal for {} tenants, {} sampled vectors equal to the source's ({})",
                 self.tenants.len(),
                 self.sampled,
+                self.compared.unwrap_or("bit for bit"),
             );
         } else if self.verified {
             let _ = writeln!(

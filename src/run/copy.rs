@@ -9,8 +9,9 @@
 //! `reembed`, the target is the record: each page asks it which rows it
 //! holds with the same text, so a killed copy resumes where it stopped.
 //! Verification counts every tenant in both stores and compares a sample
-//! of vectors with the source's bit for bit (float16's rounding where the
-//! target is halfvec).
+//! of vectors with the source's: bit for bit where the target keeps what it
+//! is given, within float16's rounding where it is halfvec, and as unit
+//! vectors within float32's rounding where it scales them (Qdrant cosine).
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use crate::report::reembed::{ReembedReport, TenantCount};
 use crate::report::{Fatal, Gauges, Stats};
 use crate::settings::{ProgressMode, TokenizerName};
 use crate::state::Ledger;
-use crate::store::{Sink, Target};
+use crate::store::{Sink, Stored, Target};
 
 /// Source vectors kept to compare with the target's at the end: the rows
 /// with the smallest hashes of (tenant, id), a uniform sample of the whole
@@ -79,6 +80,15 @@ pub async fn run(
     sink.prepare().await?;
     let sink: Arc<dyn Sink> = Arc::from(sink);
     let stats = Arc::new(Stats::default());
+    // Tenants the target holds nothing of need no look-up per page: only
+    // this copy writes their rows (a fresh target, the common case, costs
+    // the store no reads at all).
+    let held = sink
+        .tenants()
+        .await
+        .map_err(|e| SetupError(anyhow::anyhow!("asking the target what it holds: {e:#}")))?
+        .into_keys()
+        .collect();
     let ledger = Arc::new(Ledger::new(None, sink.clone(), stats.clone()));
     if let Err(e) = sink.begin().await {
         let _ = sink.finish("", false).await;
@@ -95,6 +105,12 @@ pub async fn run(
             return Err(e);
         }
     };
+    if cfg.target.stores_as() == Stored::Half {
+        tracing::warn!(
+            "{} stores halfvec: the copied vectors are rounded to float16 (11 significant bits)",
+            sink.describe()
+        );
+    }
     tracing::info!(
         "copying {} into {} ({} dimensions, no embedding requests)",
         source.describe(),
@@ -110,6 +126,7 @@ pub async fn run(
         target_lightrag: cfg.target.layout().is_lightrag(),
         to_tenant: cfg.to_tenant.clone(),
         dim: cfg.dim,
+        held,
     };
     let reader = tokio::spawn(async move {
         let mut seen = verify::Seen::default();
@@ -161,13 +178,13 @@ pub async fn run(
             }
         }
         if error.is_none() {
-            let half = cfg.target.rounds_to_half();
+            let kept_as = cfg.target.stores_as();
             match check(
                 &cfg,
                 source.as_mut(),
                 sink.as_ref(),
                 sample,
-                half,
+                kept_as,
                 &mut report,
             )
             .await
@@ -200,6 +217,8 @@ struct Feed {
     target_lightrag: bool,
     to_tenant: Option<String>,
     dim: usize,
+    /// The tenants the target held rows of when the copy began.
+    held: std::collections::BTreeSet<String>,
 }
 
 impl Feed {
@@ -239,15 +258,22 @@ impl Feed {
             for (tenant, rows) in by_tenant {
                 let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
                 seen.add(&tenant, &ids);
-                let held = match self.sink.existing(&tenant, &ids).await {
-                    Ok(h) => h,
-                    Err(e) => return self.fail(format!("asking the target what it holds: {e:#}")),
+                let held = if self.held.contains(&tenant) {
+                    match self.sink.existing(&tenant, &ids).await {
+                        Ok(h) => h,
+                        Err(e) => {
+                            return self.fail(format!("asking the target what it holds: {e:#}"));
+                        }
+                    }
+                } else {
+                    HashMap::new()
                 };
                 let t = tenants
                     .entry(tenant.clone())
                     .or_insert_with(|| Arc::from(tenant.as_str()))
                     .clone();
                 let total = rows.len() as u64;
+                let lightrag = self.target_lightrag;
                 // Hashing is the CPU part: on the chunking pool, awaited
                 // without holding a tokio worker.
                 let hashed = match crate::pools::chunking() {
@@ -259,6 +285,11 @@ impl Feed {
                                     return None;
                                 }
                                 let vector = r.vector.take().unwrap_or_default();
+                                // Only LightRAG's layout stores a token
+                                // count; counting is most of a copy's CPU.
+                                if !lightrag {
+                                    r.tokens.get_or_insert(0);
+                                }
                                 Some(Embedded {
                                     chunk: to_chunk(r, &t, hash, tok),
                                     vector,
@@ -372,7 +403,7 @@ async fn check(
     source: &mut dyn RowReader,
     sink: &dyn Sink,
     sample: Sample,
-    half: bool,
+    stored: Stored,
     report: &mut ReembedReport,
 ) -> anyhow::Result<()> {
     let counts: BTreeMap<String, u64> = source
@@ -422,11 +453,11 @@ async fn check(
     let (mut compared, mut differ) = (0u64, Vec::new());
     for (tenant, kept) in by_tenant {
         let ids: Vec<String> = kept.iter().map(|k| k.id.clone()).collect();
-        let stored = sink.vectors(&tenant, &ids).await?;
+        let in_target = sink.vectors(&tenant, &ids).await?;
         for k in kept {
             compared += 1;
-            match stored.get(&k.id) {
-                Some(v) if same(&k.vector, v, half) => {}
+            match in_target.get(&k.id) {
+                Some(v) if same(&k.vector, v, stored) => {}
                 Some(_) => differ.push(format!("{tenant}/{}: vector differs", k.id)),
                 None => differ.push(format!("{tenant}/{}: not in the target", k.id)),
             }
@@ -439,7 +470,7 @@ async fn check(
             differ.len(),
             differ[..differ.len().min(5)].join(", "),
             if differ.len() > 5 { ", ..." } else { "" },
-            if half {
+            if stored != Stored::AsGiven {
                 ""
             } else {
                 " (the target held these texts with other vectors: another model's? copy \
@@ -448,22 +479,48 @@ async fn check(
         ));
     }
     report.sampled = compared;
+    report.compared = Some(match stored {
+        Stored::AsGiven => "bit for bit",
+        Stored::Half => "within float16's rounding: halfvec keeps 11 significant bits",
+        Stored::Normalized => "as unit vectors: Qdrant scales cosine vectors to length 1",
+    });
     report.vectors_differing = differ.len() as u64;
     report.verified = ok;
     Ok(())
 }
 
-/// Bit for bit, or within float16's rounding (half a unit in the last of
-/// its 10 mantissa bits, relative; absolute below its normal range).
-fn same(source: &[f32], stored: &[f32], half: bool) -> bool {
-    source.len() == stored.len()
-        && source.iter().zip(stored).all(|(a, b)| {
-            if half {
-                (a - b).abs() <= a.abs() * (1.0 / 2048.0) + 6.0e-8
-            } else {
-                a.to_bits() == b.to_bits()
+/// Whether `stored` is what the target keeps of `source`: the same bits;
+/// float16's rounding (half a unit in the last of its 10 mantissa bits,
+/// relative; absolute below its normal range); or the unit vector in the
+/// source's direction, to float32's rounding of the scaling.
+fn same(source: &[f32], stored: &[f32], how: Stored) -> bool {
+    if source.len() != stored.len() {
+        return false;
+    }
+    match how {
+        Stored::AsGiven => source
+            .iter()
+            .zip(stored)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        Stored::Half => source
+            .iter()
+            .zip(stored)
+            .all(|(a, b)| (a - b).abs() <= a.abs() * (1.0 / 2048.0) + 6.0e-8),
+        Stored::Normalized => {
+            let norm = source
+                .iter()
+                .map(|x| f64::from(*x).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if norm == 0.0 {
+                return stored.iter().all(|b| *b == 0.0);
             }
-        })
+            source
+                .iter()
+                .zip(stored)
+                .all(|(a, b)| (f64::from(*a) / norm - f64::from(*b)).abs() <= 1e-6)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -474,12 +531,26 @@ mod tests {
     fn float16_rounding_is_within_the_tolerance_and_a_real_difference_is_not() {
         let a: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 317.0).collect();
         let rounded: Vec<f32> = a.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
-        assert!(same(&a, &rounded, true));
-        assert!(!same(&a, &rounded, false));
+        assert!(same(&a, &rounded, Stored::Half));
+        assert!(!same(&a, &rounded, Stored::AsGiven));
         let mut off = rounded.clone();
         off[7] += 0.01;
-        assert!(!same(&a, &off, true));
-        assert!(same(&a, &a.clone(), false));
+        assert!(!same(&a, &off, Stored::Half));
+        assert!(same(&a, &a.clone(), Stored::AsGiven));
+    }
+
+    #[test]
+    fn a_unit_vector_in_the_sources_direction_is_the_same_and_another_is_not() {
+        let a: Vec<f32> = (0..1024).map(|i| ((i * 37) % 101) as f32 - 50.0).collect();
+        let n = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let unit: Vec<f32> = a.iter().map(|x| x / n).collect();
+        assert!(same(&a, &unit, Stored::Normalized));
+        assert!(!same(&a, &unit, Stored::AsGiven));
+        let mut other = unit.clone();
+        other.swap(3, 4);
+        assert!(!same(&a, &other, Stored::Normalized));
+        assert!(same(&[0.0; 4], &[0.0; 4], Stored::Normalized));
+        assert!(!same(&[0.0; 4], &[0.0, 1.0, 0.0, 0.0], Stored::Normalized));
     }
 
     #[test]

@@ -117,10 +117,10 @@ pub trait Target: std::fmt::Debug + Send + Sync {
         page_size: usize,
         vectors: bool,
     ) -> anyhow::Result<Box<dyn RowReader>>;
-    /// Whether vectors are stored as float16 (pgvector's halfvec): a copy
-    /// into it is compared with float16's tolerance, not bit for bit.
-    fn rounds_to_half(&self) -> bool {
-        false
+    /// How the store changes a vector it is given, which a copy's
+    /// verification must allow for.
+    fn stores_as(&self) -> Stored {
+        Stored::AsGiven
     }
     /// `--switch NAME` is a name this target can be switched to.
     fn check_switch_name(&self, name: &str) -> Result<(), ConfigError>;
@@ -129,6 +129,17 @@ pub trait Target: std::fmt::Debug + Send + Sync {
     async fn already_switched(&self, name: &str) -> anyhow::Result<Option<String>>;
     /// Points NAME at this target atomically; says what was done.
     async fn switch(&self, name: &str) -> anyhow::Result<String>;
+}
+
+/// What a store keeps of a vector it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// Bit for bit.
+    AsGiven,
+    /// Rounded to float16 (pgvector's halfvec).
+    Half,
+    /// Scaled to unit length (Qdrant, for cosine distance).
+    Normalized,
 }
 
 /// The store `--sink` (VECTOR_STORAGE) names.

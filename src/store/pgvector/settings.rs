@@ -223,8 +223,11 @@ impl Target for PgSettings {
         Box::new(super::PgSink::new(self.clone(), dim))
     }
 
-    fn rounds_to_half(&self) -> bool {
-        self.pg_type == PgType::Halfvec
+    fn stores_as(&self) -> crate::store::Stored {
+        match self.pg_type {
+            PgType::Vector => crate::store::Stored::AsGiven,
+            PgType::Halfvec => crate::store::Stored::Half,
+        }
     }
 
     async fn reader(

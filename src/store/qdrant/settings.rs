@@ -253,6 +253,15 @@ impl Target for QdrantSettings {
         Box::new(super::QdrantSink::new(self.clone(), dim))
     }
 
+    /// Qdrant scales every vector of a cosine collection to unit length on
+    /// upsert (its cosine search is a dot product).
+    fn stores_as(&self) -> crate::store::Stored {
+        match self.distance {
+            Distance::Cosine => crate::store::Stored::Normalized,
+            _ => crate::store::Stored::AsGiven,
+        }
+    }
+
     async fn reader(
         &self,
         tenant: Option<String>,
