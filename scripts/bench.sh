@@ -32,6 +32,8 @@ cd "$(dirname "$0")/.."
 # The workplace's prebuilt Qdrant 1.18.3 (and bfb), when there: never part
 # of the project, only put on PATH.
 [ -x ../shared/bin/qdrant ] && PATH="$(cd ../shared/bin && pwd):$PATH"
+# Every run measures the endpoint: none may take vectors from the embedding cache.
+export VECLOAD_CACHE=off
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(embed chunking pgvector qdrant memory python shards recall copy)
 want() { local p; for p in "${parts[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }

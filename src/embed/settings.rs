@@ -118,6 +118,20 @@ pub struct EmbedFlags {
     /// Retries of one batch after transient errors (429, 5xx, timeouts).
     #[arg(long, default_value_t = 8)]
     pub max_retries: u32,
+
+    /// Folder of the embedding cache: a vector computed for a text (with
+    /// these provider, model and options) is not requested again by any run
+    /// on this machine [default: $XDG_CACHE_HOME/vecload or ~/.cache/vecload].
+    #[arg(long, env = "VECLOAD_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+
+    /// Neither read nor write the embedding cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Most disk the embedding cache may take; the oldest vectors go first.
+    #[arg(long, default_value_t = 10.0, value_name = "GB")]
+    pub cache_max_gb: f64,
 }
 
 /// What a text is embedded as: a document to store, or a question to search with.
@@ -167,6 +181,8 @@ pub struct EmbedSettings {
     pub query_prefix: Option<String>,
     pub purpose: Purpose,
     pub options: ProviderOptions,
+    /// The embedding cache (None: --no-cache, or nowhere to keep it).
+    pub cache: Option<super::cache::CacheSettings>,
 }
 
 impl Default for EmbedSettings {
@@ -194,6 +210,7 @@ impl Default for EmbedSettings {
             query_prefix: None,
             purpose: Purpose::Document,
             options: ProviderOptions::default(),
+            cache: None,
         }
     }
 }
@@ -356,11 +373,34 @@ impl EmbedFlags {
             query_prefix: prefix(flags.embed_query_prefix.as_deref()),
             purpose: Purpose::Document,
             options: ProviderOptions::default(),
+            cache: cache_settings(&flags, env)?,
         };
         asymmetry(&flags, provider)?;
         provider.check(&mut settings, &flags, env)?;
         Ok(settings)
     }
+}
+
+/// --cache / --no-cache / --cache-max-gb.
+fn cache_settings(
+    flags: &EmbedFlags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<super::cache::CacheSettings>, ConfigError> {
+    if !(flags.cache_max_gb > 0.0 && flags.cache_max_gb.is_finite()) {
+        return Err(bad(
+            "--cache-max-gb must be more than 0 (--no-cache turns the cache off)",
+        ));
+    }
+    let dir = match &flags.cache {
+        _ if flags.no_cache => return Ok(None),
+        Some(d) if d.as_os_str() == "off" => return Ok(None),
+        Some(d) => Some(d.clone()),
+        None => super::cache::CacheSettings::default_dir(env),
+    };
+    Ok(dir.map(|d| super::cache::CacheSettings {
+        file: d.join("embeddings.redb"),
+        max_bytes: (flags.cache_max_gb * 1e9) as u64,
+    }))
 }
 
 /// A prefix as LightRAG reads it: `NO_PREFIX` means none, `None` unset.

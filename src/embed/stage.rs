@@ -4,6 +4,10 @@
 //! A permit is taken before a batch is formed into a request, so when the
 //! endpoint is slow the stage stops pulling chunks and the chunkers block
 //! behind the bounded queue, instead of memory filling up.
+//!
+//! Each batch asks the embedding cache first (`cache.rs`): texts whose
+//! vector was computed before with the same settings are not sent, and
+//! what the endpoint answers is kept for the next run.
 
 use std::sync::Arc;
 
@@ -30,6 +34,7 @@ pub struct EmbedStage {
     pace: super::pace::Pace,
     /// Inputs per request and the longest input, as learned from refusals.
     limits: Arc<Limits>,
+    cache: Option<super::cache::Cache>,
 }
 
 impl EmbedStage {
@@ -49,6 +54,10 @@ impl EmbedStage {
                 cfg.batch_size,
                 cfg.provider.max_input_chars(&cfg.model),
             )),
+            cache: cfg
+                .cache
+                .as_ref()
+                .and_then(|at| super::cache::Cache::open(&cfg, at)),
             embedder,
             cfg,
             stats,
@@ -111,7 +120,7 @@ impl EmbedStage {
         let this = self.clone();
         let tx = tx.clone();
         tasks.spawn(async move {
-            let out = this.embed_with_retries(batch).await;
+            let out = this.embed_cached(batch).await;
             if let Some(rows) = out {
                 let n = rows.len() as i64;
                 Gauges::add(&this.stats.gauges.rows_queued, n);
@@ -126,6 +135,61 @@ impl EmbedStage {
             drop(permit);
         });
         true
+    }
+
+    /// The batch's cached vectors, and the rest from the endpoint (then
+    /// kept in the cache). Cache reads and writes are file I/O: off the
+    /// tokio workers.
+    async fn embed_cached(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
+        let Some(cache) = self.cache.clone() else {
+            return self.embed_with_retries(batch).await;
+        };
+        let reader = cache.clone();
+        let looked_up = tokio::task::spawn_blocking(move || {
+            let keys: Vec<[u8; 32]> = batch.iter().map(|c| reader.key(&c.text)).collect();
+            let found = reader.get(&keys);
+            (batch, keys, found)
+        })
+        .await;
+        let Ok((batch, keys, found)) = looked_up else {
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut misses = Vec::new();
+        for ((chunk, _), hit) in batch.into_iter().zip(keys).zip(found) {
+            match hit {
+                Some(vector) => out.push(Embedded { chunk, vector }),
+                None => misses.push(chunk),
+            }
+        }
+        if !out.is_empty() {
+            let tokens: u64 = out.iter().map(|e| e.chunk.tokens as u64).sum();
+            Stats::add(&self.stats.cache_hits, out.len() as u64);
+            Stats::add(&self.stats.tokens_saved, tokens);
+            Stats::add(&self.stats.chunks_embedded, out.len() as u64);
+        }
+        if !misses.is_empty()
+            && let Some(rows) = self.embed_with_retries(misses).await
+        {
+            // Keyed by each answered row's own text: a split or partly
+            // failed batch comes back in another shape.
+            let keep: Vec<(String, Vec<f32>)> = rows
+                .iter()
+                .map(|r| (r.chunk.text.clone(), r.vector.clone()))
+                .collect();
+            let _ = tokio::task::spawn_blocking(move || {
+                let keys: Vec<[u8; 32]> = keep.iter().map(|(t, _)| cache.key(t)).collect();
+                let entries: Vec<([u8; 32], &[f32])> = keys
+                    .into_iter()
+                    .zip(&keep)
+                    .map(|(k, (_, v))| (k, v.as_slice()))
+                    .collect();
+                cache.put(&entries);
+            })
+            .await;
+            out.extend(rows);
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     async fn embed_with_retries(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {

@@ -61,6 +61,9 @@ pub struct Report {
     pub embed_requests: u64,
     pub embed_retries: u64,
     pub tokens: u64,
+    /// Chunks whose vector the embedding cache had (no request), and their tokens.
+    pub cache_hits: u64,
+    pub tokens_saved: u64,
     pub tenant_rows: Option<u64>,
     /// What the state file says the sink should hold for the tenant.
     pub expected_rows: Option<u64>,
@@ -121,6 +124,8 @@ impl Report {
             embed_requests: Stats::get(&stats.embed_requests),
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
+            cache_hits: Stats::get(&stats.cache_hits),
+            tokens_saved: Stats::get(&stats.tokens_saved),
             tenant_rows: info.tenant_rows,
             expected_rows: info.expected_rows,
             index: info.index,
@@ -179,6 +184,13 @@ impl Report {
             "  chunks: {}, tokens: {}, embedding requests: {} ({} retries)",
             self.chunks, self.tokens, self.embed_requests, self.embed_retries
         );
+        if self.cache_hits > 0 {
+            let _ = writeln!(
+                s,
+                "  embedding cache: {} chunks ({} tokens) not sent, their vectors computed before",
+                self.cache_hits, self.tokens_saved
+            );
+        }
         if self.chunks_unchanged > 0 {
             let _ = writeln!(
                 s,

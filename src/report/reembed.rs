@@ -42,6 +42,9 @@ pub struct ReembedReport {
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
     pub embed_requests: u64,
+    /// Rows whose vector the embedding cache had (no request), and their tokens.
+    pub cache_hits: u64,
+    pub tokens_saved: u64,
     pub embed_retries: u64,
     pub tokens: u64,
     /// Per tenant, counted again in both stores after the run.
@@ -92,6 +95,8 @@ impl ReembedReport {
             failed_chunks: stats.failed_count(),
             failures: stats.failures(),
             embed_requests: Stats::get(&stats.embed_requests),
+            cache_hits: Stats::get(&stats.cache_hits),
+            tokens_saved: Stats::get(&stats.tokens_saved),
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
             tenants: BTreeMap::new(),

@@ -27,6 +27,9 @@ pub struct Stats {
     pub chunks_embedded: AtomicU64,
     pub vectors_written: AtomicU64,
     pub embed_requests: AtomicU64,
+    /// Chunks whose vector came from the embedding cache, and their tokens.
+    pub cache_hits: AtomicU64,
+    pub tokens_saved: AtomicU64,
     pub embed_retries: AtomicU64,
     pub tokens: AtomicU64,
     /// Chunks not embedded because the sink already holds them unchanged.

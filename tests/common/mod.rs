@@ -269,6 +269,10 @@ pub fn vecload() -> Command {
     }
     // No instance metadata to look for on a test machine.
     c.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Tests count the requests a run makes: the machine-wide embedding
+    // cache would answer for texts another test embedded. Tests of the
+    // cache give --cache DIR.
+    c.env("VECLOAD_CACHE", "off");
     c.stdin(Stdio::null());
     c
 }

@@ -1,0 +1,301 @@
+//! The content-addressed embedding cache: a vector computed once for a text
+//! is not paid for again, by any run, tenant or state file on the machine.
+//!
+//! The key is SHA-256 of everything that changes a vector (provider, model,
+//! dimension, the endpoint's URLs, model folder, `dimensions`, truncation,
+//! asymmetric mode and its document prefix, task, deployment) and of the
+//! exact text. A hit is checked like an endpoint's answer (length, finite
+//! numbers); anything else is a miss. The file is a redb store beside
+//! nothing else (`$XDG_CACHE_HOME/vecload`, `~/.cache/vecload`, or
+//! `--cache DIR`), bounded by `--cache-max-gb`: past it, the oldest entries
+//! go first. A file that cannot be read is set aside and a new one started;
+//! one that another vecload holds open is not used by this run. The cache
+//! only ever saves requests: every failure of it means "embed as usual".
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use sha2::{Digest, Sha256};
+
+use super::settings::EmbedSettings;
+
+/// key -> (insertion number, little-endian f32s).
+const VECTORS: TableDefinition<&[u8; 32], (u64, &[u8])> = TableDefinition::new("vectors");
+/// insertion number -> key, oldest first (what eviction drops).
+const ORDER: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("order");
+
+/// Where the cache is and how big it may grow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheSettings {
+    pub file: PathBuf,
+    pub max_bytes: u64,
+}
+
+impl CacheSettings {
+    /// The default folder: $XDG_CACHE_HOME/vecload, else ~/.cache/vecload.
+    pub fn default_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        env("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                env("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            })
+            .map(|d| d.join("vecload"))
+    }
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    db: Arc<Database>,
+    /// SHA-256 state after the settings' part of the key.
+    prefix: Sha256,
+    dim: usize,
+    max_entries: u64,
+}
+
+impl Cache {
+    /// Opens (or makes) the cache for vectors of `embed`; None, with a
+    /// warning, when it cannot be used.
+    pub fn open(embed: &EmbedSettings, at: &CacheSettings) -> Option<Cache> {
+        let db = match open_db(&at.file) {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!("embedding cache not used: {e:#}");
+                return None;
+            }
+        };
+        // A vector costs its floats, its key twice and redb's overhead.
+        let per_entry = (embed.dim * 4 + 32 * 2 + 48) as u64;
+        Some(Cache {
+            db: Arc::new(db),
+            prefix: Sha256::new_with_prefix(namespace(embed)),
+            dim: embed.dim,
+            max_entries: (at.max_bytes / per_entry).max(1),
+        })
+    }
+
+    pub fn key(&self, text: &str) -> [u8; 32] {
+        let mut h = self.prefix.clone();
+        h.update(text.as_bytes());
+        h.finalize().into()
+    }
+
+    /// The cached vector of each key, if any and sound.
+    pub fn get(&self, keys: &[[u8; 32]]) -> Vec<Option<Vec<f32>>> {
+        let read = || -> Result<Vec<Option<Vec<f32>>>> {
+            let txn = self.db.begin_read()?;
+            let t = match txn.open_table(VECTORS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![None; keys.len()]),
+                Err(e) => return Err(e.into()),
+            };
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(t.get(k)?.and_then(|v| decode(v.value().1, self.dim)));
+            }
+            Ok(out)
+        };
+        read().unwrap_or_else(|e| {
+            tracing::warn!("embedding cache: reading failed ({e}); embedding as usual");
+            vec![None; keys.len()]
+        })
+    }
+
+    /// Keeps these vectors; drops the oldest entries past the size bound.
+    pub fn put(&self, entries: &[([u8; 32], &[f32])]) {
+        let write = || -> Result<()> {
+            let mut txn = self.db.begin_write()?;
+            // Losing the last entries in a crash costs only requests.
+            txn.set_durability(Durability::None)?;
+            {
+                let mut vectors = txn.open_table(VECTORS)?;
+                let mut order = txn.open_table(ORDER)?;
+                let first = order.last()?.map_or(0, |(k, _)| k.value() + 1);
+                for (seq, (key, v)) in (first..).zip(entries) {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    if let Some(old) = vectors.insert(key, (seq, bytes.as_slice()))? {
+                        let old_seq = old.value().0;
+                        drop(old);
+                        order.remove(old_seq)?;
+                    }
+                    order.insert(seq, key)?;
+                }
+                let over = vectors.len()?.saturating_sub(self.max_entries);
+                if over > 0 {
+                    // Down to 90% at once, so eviction is not on every write.
+                    let drop_n = over + self.max_entries / 10;
+                    let oldest: Vec<(u64, [u8; 32])> = order
+                        .iter()?
+                        .take(drop_n as usize)
+                        .map(|e| e.map(|(s, k)| (s.value(), *k.value())))
+                        .collect::<Result<_, _>>()?;
+                    for (seq, key) in oldest {
+                        order.remove(seq)?;
+                        vectors.remove(&key)?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        };
+        if let Err(e) = write() {
+            tracing::warn!("embedding cache: writing failed ({e}); the vectors are stored anyway");
+        }
+    }
+}
+
+/// Opens the file; one that cannot be read is set aside and replaced.
+fn open_db(file: &Path) -> Result<Database> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let open = || {
+        redb::Builder::new()
+            // The OS page cache serves the file; redb's own stays small.
+            .set_cache_size(16 << 20)
+            .create(file)
+    };
+    match open() {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(anyhow::anyhow!(
+            "{} is in use by another vecload run",
+            file.display()
+        )),
+        Err(e) => {
+            let aside = file.with_extension(format!(
+                "corrupt-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            ));
+            std::fs::rename(file, &aside).map_err(|r| {
+                anyhow::anyhow!(
+                    "{} cannot be read ({e}) nor moved aside ({r})",
+                    file.display()
+                )
+            })?;
+            tracing::warn!(
+                "embedding cache {} cannot be read ({e}): set aside as {}, starting a new one",
+                file.display(),
+                aside.display()
+            );
+            Ok(open()?)
+        }
+    }
+}
+
+fn decode(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    if bytes.len() != dim * 4 {
+        return None;
+    }
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    v.iter().all(|x| x.is_finite()).then_some(v)
+}
+
+/// Everything of the settings that changes the vector of a text. URLs are
+/// in: a TEI or Ollama server serves whatever model it loaded, whatever
+/// --embed-model says.
+fn namespace(e: &EmbedSettings) -> Vec<u8> {
+    let mut urls = e.urls.clone();
+    urls.sort();
+    let fields = [
+        format!("v1 provider={}", e.provider.name()),
+        format!("model={}", e.model),
+        format!("dim={}", e.dim),
+        format!("urls={}", urls.join(",")),
+        format!("model_dir={:?}", e.model_dir),
+        format!("truncate={}", e.truncate),
+        format!("send_dimensions={}", e.send_dimensions),
+        format!("asymmetric={}", e.asymmetric),
+        format!("document_prefix={:?}", e.document_prefix),
+        format!("purpose={:?}", e.purpose),
+        format!("task={:?}", e.options.task),
+        format!("deployment={:?}", e.options.deployment),
+        format!("api_version={:?}", e.options.api_version),
+    ];
+    let mut out = fields.join("\n").into_bytes();
+    out.push(0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(model: &str) -> EmbedSettings {
+        EmbedSettings {
+            model: model.into(),
+            dim: 4,
+            urls: vec!["http://e/v1".into()],
+            ..EmbedSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_vector_comes_back_only_for_the_same_text_and_settings_and_eviction_drops_the_oldest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = CacheSettings {
+            file: dir.path().join("c.redb"),
+            max_bytes: 10 * (4 * 4 + 32 * 2 + 48),
+        };
+        let a = Cache::open(&settings("m1"), &at).expect("cache");
+        let (k1, k2) = (a.key("one"), a.key("two"));
+        a.put(&[(k1, &[1.0, 2.0, 3.0, 4.0]), (k2, &[5.0, 6.0, 7.0, 8.0])]);
+        assert_eq!(
+            a.get(&[k1, k2, a.key("three")]),
+            vec![
+                Some(vec![1.0, 2.0, 3.0, 4.0]),
+                Some(vec![5.0, 6.0, 7.0, 8.0]),
+                None
+            ]
+        );
+        drop(a);
+        // Another model: other keys, nothing found.
+        let b = Cache::open(&settings("m2"), &at).expect("cache");
+        assert_ne!(b.key("one"), k1);
+        assert_eq!(b.get(&[b.key("one")]), vec![None]);
+        // Past the bound, the oldest go.
+        for i in 0..20 {
+            b.put(&[(b.key(&format!("t{i}")), &[i as f32; 4])]);
+        }
+        let got = b.get(&[b.key("t0"), b.key("t19")]);
+        assert_eq!(got, vec![None, Some(vec![19.0; 4])]);
+        drop(b);
+        let a = Cache::open(&settings("m1"), &at).expect("cache");
+        assert_eq!(a.get(&[k1]), vec![None], "evicted");
+        // A wrong length or a NaN is a miss.
+        a.put(&[(k1, &[1.0, 2.0]), (k2, &[f32::NAN, 0.0, 0.0, 0.0])]);
+        assert_eq!(a.get(&[k1, k2]), vec![None, None]);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_set_aside_and_a_new_one_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.redb");
+        std::fs::write(&file, b"not a redb file at all, just bytes").expect("write");
+        let at = CacheSettings {
+            file: file.clone(),
+            max_bytes: 1 << 20,
+        };
+        let c = Cache::open(&settings("m"), &at).expect("a new cache");
+        let k = c.key("x");
+        c.put(&[(k, &[1.0; 4])]);
+        assert_eq!(c.get(&[k]), vec![Some(vec![1.0; 4])]);
+        let aside = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .count();
+        assert_eq!(aside, 1);
+    }
+}
