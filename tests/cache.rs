@@ -60,6 +60,29 @@ fn a_second_tenant_with_the_same_documents_costs_no_requests() {
     let paid = server.requests();
     assert!(paid > 0);
     assert!(cache.join("embeddings.redb").is_file(), "the cache file");
+    // `plan` for tenant b: every chunk a hit, nothing to send or pay.
+    let mut plan = vecload();
+    plan.args(["plan", "--json", "--tenant", "b", "--no-state"])
+        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+        .args([
+            "--embed-dim",
+            &DIM.to_string(),
+            "--pg-url",
+            &pg,
+            "--table",
+            &table,
+        ])
+        .args(["--chunk-tokens", "60", "--chunk-overlap", "6", "--cache"])
+        .arg(&cache)
+        .arg(fixtures());
+    let out = run(&mut plan);
+    let p: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("plan JSON");
+    assert_eq!(p["cache_hits"], p["chunks"], "{p}");
+    assert_eq!(
+        (p["requests"].as_u64(), p["tokens"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(server.requests(), paid, "plan sends nothing");
     let out = load(&server, &pg, &table, "b", &cache);
     assert_eq!(server.requests(), paid, "tenant b cost no request");
     let (ra, rb) = (report(&cache, "a"), report(&cache, "b"));

@@ -41,6 +41,10 @@ pub struct Plan {
     pub state_file: Option<String>,
     pub tokens: u64,
     pub requests: u64,
+    /// Chunks to embed whose vector the embedding cache already has (not
+    /// sent, so not in `tokens`, `requests` or the cost), and their tokens.
+    pub cache_hits: u64,
+    pub tokens_saved: u64,
     pub price_per_million_tokens: Option<f64>,
     pub estimated_cost_usd: Option<f64>,
     pub estimated_seconds: Option<f64>,
@@ -182,6 +186,8 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
             (0, 0)
         }
     };
+    plan.cache_hits = Stats::get(&stats.cache_hits);
+    plan.tokens_saved = Stats::get(&stats.tokens_saved);
     if cfg.prune
         && let Err(e) = ledger.prune(&cfg.tenant).await
     {
@@ -230,6 +236,7 @@ async fn count(
     split: &mut Split,
 ) -> Result<(u64, u64), String> {
     let filter = Arc::new(filter);
+    let counted = stats.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4096);
     let fatal = Fatal::default();
     let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
@@ -259,11 +266,53 @@ async fn count(
     };
     let mut batcher = Batcher::new(cfg.embed.batch_size, cfg.embed.max_request_tokens);
     let (mut requests, mut tokens) = (0u64, 0u64);
-    while let Some(chunk) = rx.recv().await {
-        tokens += chunk.tokens as u64;
-        split.add(&chunk);
-        if batcher.push(chunk).is_some() {
-            requests += 1;
+    // What the embedding cache has is not sent: looked up 256 at a time,
+    // off the tokio workers.
+    let cache = cfg
+        .embed
+        .cache
+        .as_ref()
+        .and_then(|at| crate::embed::cache::Cache::open(&cfg.embed, at));
+    let mut pending: Vec<Chunk> = Vec::new();
+    let mut open = true;
+    while open {
+        match rx.recv().await {
+            Some(chunk) => pending.push(chunk),
+            None => open = false,
+        }
+        if pending.len() < 256 && open {
+            continue;
+        }
+        let chunks = match &cache {
+            Some(c) => {
+                let c = c.clone();
+                let group = std::mem::take(&mut pending);
+                let (group, found) = tokio::task::spawn_blocking(move || {
+                    let keys: Vec<[u8; 32]> = group.iter().map(|ch| c.key(&ch.text)).collect();
+                    let found = c.get(&keys);
+                    (group, found)
+                })
+                .await
+                .map_err(|e| format!("internal error: the cache look-up: {e}"))?;
+                let mut misses = Vec::with_capacity(group.len());
+                for (chunk, hit) in group.into_iter().zip(found) {
+                    if hit.is_some() {
+                        Stats::add(&counted.cache_hits, 1);
+                        Stats::add(&counted.tokens_saved, u64::from(chunk.tokens));
+                    } else {
+                        misses.push(chunk);
+                    }
+                }
+                misses
+            }
+            None => std::mem::take(&mut pending),
+        };
+        for chunk in chunks {
+            tokens += chunk.tokens as u64;
+            split.add(&chunk);
+            if batcher.push(chunk).is_some() {
+                requests += 1;
+            }
         }
     }
     if batcher.take().is_some() {
@@ -356,6 +405,13 @@ impl Plan {
             "  chunks: {}, tokens: {}, embedding requests: {}",
             self.chunks, self.tokens, self.requests
         );
+        if self.cache_hits > 0 {
+            let _ = writeln!(
+                s,
+                "  embedding cache: {} chunks ({} tokens) already computed, not sent",
+                self.cache_hits, self.tokens_saved
+            );
+        }
         for w in &self.shards {
             let _ = writeln!(
                 s,
