@@ -807,6 +807,48 @@ fn lightrag_chunks_copy_from_pgvector_to_qdrant_and_into_another_workspace() {
         &[("QDRANT_URL", q.rest_url.clone())],
     );
 
+    // And back: the PostgreSQL table dropped, Qdrant copied into it again
+    // (the model from the collection's name); PGVectorStorage reads it.
+    let db = Db::connect(&pg);
+    let before = pg_chunks(&db, &table);
+    db.execute(&format!("DROP TABLE {table}"));
+    let asked = server.requests();
+    let out = run(&mut copy(&[
+        "--from",
+        &format!("qdrant:{collection}"),
+        "--sink",
+        "pgvector",
+    ]));
+    assert_eq!(out.code, 0);
+    assert_eq!(server.requests(), asked, "the copy back sent no request");
+    let after = pg_chunks(&db, &table);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (id, (fields, v)) in &after {
+        let (want_fields, want_v) = &before[id];
+        assert_eq!(
+            (
+                &fields.0, &fields.1, fields.2, &fields.4, &fields.5, fields.6
+            ),
+            (
+                &want_fields.0,
+                &want_fields.1,
+                want_fields.2,
+                &want_fields.4,
+                &want_fields.5,
+                want_fields.6
+            ),
+            "{id}"
+        );
+        assert!(
+            v.iter().zip(want_v).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{id}"
+        );
+    }
+    lightrag_reads("pgvector", &model, &server, &pg_env(&pg));
+
     // A model other than the one the vectors were made with is refused.
     let out = run(&mut copy(&[
         "--from",
