@@ -109,6 +109,16 @@ pub struct ReembedArgs {
     #[arg(long, value_name = "URL")]
     pub from_qdrant_url: Option<String>,
 
+    /// gRPC address of the source Qdrant, when it is not 6334 of
+    /// --from-qdrant-url's host (a load balancer's port, say).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_grpc_url: Option<String>,
+
+    /// API key of the source Qdrant, when it is not the target's (an old
+    /// cluster copied to a new one). Never logged.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    pub from_qdrant_api_key: Option<String>,
+
     /// Redis of lightrag-redis: (redis://, or rediss:// with TLS as on
     /// ElastiCache; a password in it is never logged).
     #[arg(long, env = "REDIS_URI", value_name = "URL", hide_env_values = true)]
@@ -173,6 +183,16 @@ pub struct CopyArgs {
     /// API key).
     #[arg(long, value_name = "URL")]
     pub from_qdrant_url: Option<String>,
+
+    /// gRPC address of the source Qdrant, when it is not 6334 of
+    /// --from-qdrant-url's host (a load balancer's port, say).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_grpc_url: Option<String>,
+
+    /// API key of the source Qdrant, when it is not the target's (an old
+    /// cluster copied to a new one). Never logged.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    pub from_qdrant_api_key: Option<String>,
 
     /// Copy only this tenant (LightRAG workspace); all tenants if unset.
     #[arg(long, visible_alias = "tenant-id")]

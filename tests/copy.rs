@@ -372,3 +372,51 @@ fn a_target_holding_other_vectors_for_the_same_texts_is_not_verified() {
     assert_eq!(r["vectors_differing"], r["sampled"]);
     assert!(out.stderr.contains("not the source's"), "{}", out.stderr);
 }
+
+/// One Qdrant to a new cluster: the source at its own address (gRPC port
+/// named, as behind a load balancer) with its own API key; neither key is
+/// ever printed.
+#[test]
+fn copy_from_one_qdrant_to_another_with_its_own_address_and_key() {
+    let test = "copy_from_one_qdrant_to_another_with_its_own_address_and_key";
+    let Some(pg) = pg_url(test) else { return };
+    if qdrant(test).is_none() {
+        return;
+    }
+    let (Some(old), Some(new)) = (
+        QdrantServer::start(Some("old-cluster-key-123")),
+        QdrantServer::start(Some("new-cluster-key-456")),
+    ) else {
+        eprintln!(
+            "=== SKIPPED {test}: needs a `qdrant` binary on PATH to start two keyed servers ==="
+        );
+        return;
+    };
+    let src = unique_table("copy_qq_src");
+    let collection = unique_table("copy_qq");
+    load_source(&pg, &src);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report)
+        .args(old.args())
+        .args(["--collection", &collection]));
+    assert_eq!(out.code, 0);
+    let out = run(copy(&format!("qdrant:{collection}"), &pg, &report)
+        .args(["--from-qdrant-url", &old.rest_url])
+        .args(["--from-qdrant-grpc-url", &old.grpc_url])
+        .args(["--from-qdrant-api-key", "old-cluster-key-123"])
+        .args(new.args())
+        .args(["--collection", &collection]));
+    assert_eq!(out.code, 0);
+    assert_eq!(read_report(&report)["verified"], true);
+    let all = out.all_output();
+    assert!(
+        !all.contains("old-cluster-key-123") && !all.contains("new-cluster-key-456"),
+        "a key was printed"
+    );
+    assert_rows(
+        &qdrant_rows(&new, &collection),
+        &qdrant_rows(&old, &collection),
+        false,
+    );
+}

@@ -62,6 +62,8 @@ fn parse(args: &CopyArgs) -> Result<Parsed, ConfigError> {
     let elsewhere = Elsewhere {
         pg_url: args.from_pg_url.clone(),
         qdrant_url: args.from_qdrant_url.clone(),
+        qdrant_grpc_url: args.from_qdrant_grpc_url.clone(),
+        qdrant_api_key: args.from_qdrant_api_key.clone(),
         redis_url: None,
     };
     let source = FromSpec::parse(&args.from, &tenant, &args.sink, elsewhere, &env)?;

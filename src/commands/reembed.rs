@@ -45,6 +45,8 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
     let elsewhere = Elsewhere {
         pg_url: args.from_pg_url,
         qdrant_url: args.from_qdrant_url,
+        qdrant_grpc_url: args.from_qdrant_grpc_url,
+        qdrant_api_key: args.from_qdrant_api_key,
         redis_url: args.from_redis_url,
     };
     let source = FromSpec::parse(&args.from, &tenant, &args.sink, elsewhere, &env)?;
@@ -143,9 +145,10 @@ pub fn reembed(runtime: &tokio::runtime::Runtime, args: ReembedArgs, quiet: bool
 
 /// The command line of this run with `--switch NAME` to add, secrets left out.
 pub(super) fn switch_command() -> String {
-    const SECRET: [&str; 6] = [
+    const SECRET: [&str; 7] = [
         "--pg-url",
         "--from-pg-url",
+        "--from-qdrant-api-key",
         "--from-redis-url",
         "--pg-password",
         "--embed-api-key",

@@ -29,6 +29,8 @@ pub enum FromSpec {
 pub struct Elsewhere {
     pub pg_url: Option<String>,
     pub qdrant_url: Option<String>,
+    pub qdrant_grpc_url: Option<String>,
+    pub qdrant_api_key: Option<String>,
     pub redis_url: Option<String>,
 }
 
@@ -105,7 +107,18 @@ impl FromSpec {
                     ))
                 })?;
                 let url = elsewhere.url_for(store.name());
-                FromSpec::Store(store.source(name, flags, url, env)?)
+                let at = match store.name() {
+                    "qdrant" => crate::store::SourceAt {
+                        url,
+                        grpc_url: elsewhere.qdrant_grpc_url.clone(),
+                        api_key: elsewhere.qdrant_api_key.clone().map(Secret::new),
+                    },
+                    _ => crate::store::SourceAt {
+                        url,
+                        ..Default::default()
+                    },
+                };
+                FromSpec::Store(store.source(name, flags, at, env)?)
             }
         })
     }

@@ -8,7 +8,7 @@ pub mod qdrant;
 pub mod stage;
 pub mod target;
 
-pub use target::{StoreFlags, StoreKind, Stored, Target, TargetSpec};
+pub use target::{SourceAt, StoreFlags, StoreKind, Stored, Target, TargetSpec};
 
 use std::collections::HashMap;
 

@@ -76,14 +76,25 @@ pub trait StoreKind: Sync {
         spec: &TargetSpec<'_>,
     ) -> Result<Arc<dyn Target>, ConfigError>;
     /// A table or collection `name` to read from: at the target's server,
-    /// or at `from_url` when it is elsewhere.
+    /// or where `at` says when it is elsewhere.
     fn source(
         &self,
         name: &str,
         flags: &StoreFlags,
-        from_url: Option<String>,
+        at: SourceAt,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<dyn Target>, ConfigError>;
+}
+
+/// Where a source table or collection is when it is not on the target's
+/// server (`--from-pg-url`, `--from-qdrant-url` and the like).
+#[derive(Debug, Clone, Default)]
+pub struct SourceAt {
+    pub url: Option<String>,
+    /// Qdrant's gRPC address there, when it is not 6334 of `url`'s host.
+    pub grpc_url: Option<String>,
+    /// Qdrant's API key there, when it is not the target's.
+    pub api_key: Option<crate::settings::Secret>,
 }
 
 /// One table or collection at one server, validated; never prints a secret.

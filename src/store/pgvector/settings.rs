@@ -144,13 +144,13 @@ impl StoreKind for Pgvector {
         &self,
         name: &str,
         flags: &StoreFlags,
-        from_url: Option<String>,
+        at: crate::store::SourceAt,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<dyn Target>, ConfigError> {
         let f = &flags.pgvector;
         let table = super::schema::validate_table_name(name)
             .map_err(|m| bad(format!("--from pgvector:{name}: {m}")))?;
-        let target = match from_url {
+        let target = match at.url {
             Some(url) => PgTarget::from_settings(
                 Some(url),
                 None,

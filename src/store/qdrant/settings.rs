@@ -184,19 +184,25 @@ impl StoreKind for Qdrant {
         &self,
         name: &str,
         flags: &StoreFlags,
-        from_url: Option<String>,
+        at: crate::store::SourceAt,
         _env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<dyn Target>, ConfigError> {
         let f = &flags.qdrant;
-        // Elsewhere (--from-qdrant-url): its own gRPC port, the same API key.
-        let grpc = if from_url.is_some() {
-            None
+        // Elsewhere (--from-qdrant-url): its own gRPC address (6334 of its
+        // host unless --from-qdrant-grpc-url), its own key if given.
+        let grpc = if at.url.is_some() || at.grpc_url.is_some() {
+            at.grpc_url
         } else {
             f.qdrant_grpc_url.clone()
         };
-        let target = f
-            .server(from_url.or_else(|| f.qdrant_url.clone()), grpc)
-            .map_err(|e| bad(format!("the source Qdrant (--from-qdrant-url): {e}")))?;
+        let target = QdrantTarget::from_settings(
+            at.url.or_else(|| f.qdrant_url.clone()),
+            grpc,
+            at.api_key
+                .or_else(|| f.qdrant_api_key.clone().map(Secret::new)),
+            Duration::from_secs(f.qdrant_timeout.max(1)),
+        )
+        .map_err(|e| bad(format!("the source Qdrant (--from-qdrant-url): {e}")))?;
         Ok(Arc::new(QdrantSettings {
             target,
             collection: name.to_string(),
