@@ -420,3 +420,37 @@ fn copy_from_one_qdrant_to_another_with_its_own_address_and_key() {
         false,
     );
 }
+
+/// A source row without a usable vector is named and not copied; the
+/// others are, and the copy ends unverified (exit 1) instead of stopping.
+#[test]
+fn a_source_row_without_a_vector_is_named_and_the_rest_is_copied() {
+    let test = "a_source_row_without_a_vector_is_named_and_the_rest_is_copied";
+    let Some(pg) = pg_url(test) else { return };
+    let (src, dst) = (unique_table("copy_null_src"), unique_table("copy_null_dst"));
+    let db = Db::connect(&pg);
+    db.execute(&format!(
+        "CREATE TABLE \"{src}\" (tenant_id text, id text, doc_id text, source text, chunk_index int,
+           content text, content_hash text, embedding vector({DIM}), PRIMARY KEY (tenant_id, id));
+         INSERT INTO \"{src}\" SELECT 't', 'id-' || i, 'd', 'a.md', i, 'text ' || i, '',
+           (SELECT array_agg(((i + k) % 7)::real) FROM generate_series(1, {DIM}) k)::vector
+           FROM generate_series(1, 50) i;
+         UPDATE \"{src}\" SET embedding = NULL WHERE id = 'id-17';"
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("r.json");
+    let out = run(copy(&format!("pgvector:{src}"), &pg, &report).args(["--table", &dst]));
+    assert_eq!(out.code, 1, "not verified");
+    let r = read_report(&report);
+    assert_eq!(r["failed_chunks"], 1);
+    assert_eq!(r["failures"][0]["id"], "id-17");
+    assert!(
+        r["failures"][0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no vector"),
+        "{r}"
+    );
+    assert_eq!(r["reembedded"], 49);
+    assert_eq!(db.count(&dst), 49);
+}

@@ -196,6 +196,13 @@ pub fn copy(runtime: &tokio::runtime::Runtime, args: CopyArgs, quiet: bool) -> E
     if let Some(e) = &report.error {
         output::error(e);
     }
+    if report.failed_chunks > 0 {
+        output::error(format!(
+            "{} source rows were not copied (listed in the summary and --report); the copy \
+             is not verified",
+            report.failed_chunks
+        ));
+    }
     for p in &report.problems {
         output::problem("not verified", p);
     }

@@ -245,7 +245,13 @@ impl Feed {
                     row.tenant = to.clone();
                 }
                 if let Err(e) = self.check_vector(&row) {
-                    return self.fail(format!("{}: {e}", source.describe()));
+                    // The row is listed as failed and the copy goes on; the
+                    // run then ends unverified (exit 1), naming it.
+                    Stats::add(&self.stats.chunks, 1);
+                    let t: Arc<str> = Arc::from(row.tenant.as_str());
+                    let chunk = to_chunk(row, &t, String::new(), tok);
+                    self.stats.fail(&[chunk], &e);
+                    continue;
                 }
                 if row.lightrag_id && !self.target_lightrag {
                     // vecload's layout needs ids Qdrant takes: LightRAG's own
@@ -326,19 +332,18 @@ impl Feed {
     }
 
     /// A vector the target would refuse, or should: missing, of another
-    /// length, or not finite. The copy stops: the source is damaged, and
-    /// carrying part of it over would look like success.
+    /// length, or not finite.
     fn check_vector(&self, row: &Row) -> Result<(), String> {
-        let what = format!("row {} of tenant {:?}", row.id, row.tenant);
+        let fix = "not copied: re-embed it (vecload reembed) or fix the source";
         match &row.vector {
-            None => Err(format!("{what} has no vector")),
+            None => Err(format!("the source row has no vector; {fix}")),
             Some(v) if v.len() != self.dim => Err(format!(
-                "{what} has a vector of {} numbers, the others {}",
+                "the source row's vector has {} numbers, the others {}; {fix}",
                 v.len(),
                 self.dim
             )),
             Some(v) if v.iter().any(|x| !x.is_finite()) => Err(format!(
-                "{what} has a vector that is not all finite numbers"
+                "the source row's vector is not all finite numbers; {fix}"
             )),
             Some(_) => Ok(()),
         }
