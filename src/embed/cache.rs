@@ -214,6 +214,7 @@ fn namespace(e: &EmbedSettings) -> Vec<u8> {
         format!("dim={}", e.dim),
         format!("urls={}", urls.join(",")),
         format!("model_dir={:?}", e.model_dir),
+        format!("model_files={}", model_files(e.model_dir.as_deref())),
         format!("truncate={}", e.truncate),
         format!("send_dimensions={}", e.send_dimensions),
         format!("asymmetric={}", e.asymmetric),
@@ -226,6 +227,32 @@ fn namespace(e: &EmbedSettings) -> Vec<u8> {
     let mut out = fields.join("\n").into_bytes();
     out.push(0);
     out
+}
+
+/// The local model's files by name, size and modification time: new
+/// weights in the same folder are another model.
+fn model_files(dir: Option<&Path>) -> String {
+    let Some(dir) = dir else {
+        return String::new();
+    };
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let modified = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            m.is_file()
+                .then(|| format!("{}:{}:{modified}", e.file_name().to_string_lossy(), m.len()))
+        })
+        .collect();
+    files.sort();
+    files.join(",")
 }
 
 #[cfg(test)]
@@ -276,6 +303,21 @@ mod tests {
         // A wrong length or a NaN is a miss.
         a.put(&[(k1, &[1.0, 2.0]), (k2, &[f32::NAN, 0.0, 0.0, 0.0])]);
         assert_eq!(a.get(&[k1, k2]), vec![None, None]);
+    }
+
+    #[test]
+    fn new_weights_in_the_same_model_folder_are_another_model() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let weights = dir.path().join("model.safetensors");
+        std::fs::write(&weights, b"weights one").expect("write");
+        let local = |d: &Path| EmbedSettings {
+            model_dir: Some(d.to_path_buf()),
+            ..settings("local")
+        };
+        let before = namespace(&local(dir.path()));
+        assert_eq!(before, namespace(&local(dir.path())), "stable");
+        std::fs::write(&weights, b"other weights, longer").expect("write");
+        assert_ne!(before, namespace(&local(dir.path())));
     }
 
     #[test]
