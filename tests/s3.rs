@@ -448,6 +448,28 @@ fn a_state_kept_in_s3_lets_the_next_task_skip_unchanged_objects() {
         r.stderr
     );
 
+    // `plan` reads the state from S3 too: nothing to embed.
+    let mut plan = vecload();
+    plan.args(["plan", "--json"])
+        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+        .args([
+            "--embed-dim",
+            &DIM.to_string(),
+            "--pg-url",
+            &pg,
+            "--table",
+            &table,
+        ])
+        .args(["s3://team-docs/kb"])
+        .args(state);
+    moto.env(&mut plan);
+    let p = run(&mut plan);
+    let p: serde_json::Value = serde_json::from_str(p.stdout.trim()).expect("plan JSON");
+    assert_eq!(p["chunks_to_embed"], 0, "{p}");
+    assert_eq!(p["requests"], 0, "{p}");
+    assert_eq!(server.requests(), sent, "plan sends nothing");
+    let _ = moto.object_gets();
+
     // The next task: nothing local, the state fetched from S3.
     let r = load(&state);
     assert_eq!(r.code, 0, "{}", r.all_output());

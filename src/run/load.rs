@@ -301,7 +301,7 @@ pub async fn record_shard_count(sink: &dyn Sink, n: Option<u32>) {
 
 /// A state file kept in S3: fetched to a local file of this process at the
 /// start (none there yet: a new one), put back at the end of the run.
-struct RemoteState {
+pub(super) struct RemoteState {
     s3: Arc<S3>,
     bucket: String,
     key: String,
@@ -309,7 +309,7 @@ struct RemoteState {
 }
 
 impl RemoteState {
-    async fn fetch(
+    pub(super) async fn fetch(
         job: &LoadJob,
         remote: Option<&Remote>,
         bucket: &str,

@@ -155,6 +155,20 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
         }
     };
     let stats = Arc::new(Stats::default());
+    // A state kept in S3 is fetched as the load fetches it (and never put
+    // back: a plan writes nothing); the local copy lives as long as this.
+    let _fetched = match &cfg.state_s3 {
+        Some((bucket, key)) => {
+            match super::load::RemoteState::fetch(&cfg, remote.as_ref(), bucket, key).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    plan.problems.push(format!("{e:#}"));
+                    return plan;
+                }
+            }
+        }
+        None => None,
+    };
     let state = match cfg.state.as_deref().map(crate::state::State::open_existing) {
         None | Some(Ok(None)) => None,
         Some(Ok(Some(s))) => Some(s),
