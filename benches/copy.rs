@@ -28,13 +28,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use qdrant_client::Qdrant;
-use qdrant_client::qdrant::{
-    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance, FieldType,
-    HnswConfigDiffBuilder, PointStruct, ScrollPointsBuilder, UpsertPointsBuilder,
-    VectorParamsBuilder,
-};
+use qdrant_client::qdrant::{CreateFieldIndexCollectionBuilder, FieldType, ScrollPointsBuilder};
 use vecload::records::Embedded;
 use vecload::store::pgvector::PgTarget;
 use vecload::store::qdrant::QdrantTarget;
@@ -215,34 +210,7 @@ async fn pg_write_loop(target: &PgTarget, table: &str, rows: &[Embedded], dim: u
     for _ in 0..PG_WRITERS {
         clients.push(target.connect().await.expect("connect"));
     }
-    let copy = format!(
-        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding) \
-         FROM STDIN (FORMAT binary)"
-    );
-    let t = Instant::now();
-    let parts: Vec<&[Embedded]> = rows.chunks(ROWS_PER_COPY).collect();
-    let per_writer = parts.len().div_ceil(PG_WRITERS);
-    let writers = clients
-        .iter_mut()
-        .zip(parts.chunks(per_writer.max(1)))
-        .map(|(client, mine)| {
-            let copy = copy.clone();
-            async move {
-                for part in mine {
-                    let tx = client.transaction().await.expect("begin");
-                    let sink = tx.copy_in::<_, bytes::Bytes>(&copy).await.expect("copy in");
-                    futures::pin_mut!(sink);
-                    sink.send(common::encode(part)).await.expect("send");
-                    sink.as_mut().finish().await.expect("finish copy");
-                    tx.commit().await.expect("commit");
-                }
-            }
-        });
-    futures::stream::iter(writers)
-        .buffer_unordered(PG_WRITERS)
-        .collect::<Vec<()>>()
-        .await;
-    rows.len() as f64 / t.elapsed().as_secs_f64()
+    rows.len() as f64 / common::copy_rows(&mut clients, table, rows, ROWS_PER_COPY).await
 }
 
 /// Keyset pages of 1000 rows with their vectors, every column decoded.
@@ -299,45 +267,8 @@ async fn qdrant_write_loop(
     dim: usize,
 ) -> f64 {
     let client: Qdrant = target.connect().expect("client");
-    client
-        .create_collection(
-            CreateCollectionBuilder::new(name)
-                .vectors_config(
-                    VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(true),
-                )
-                .on_disk_payload(true)
-                .hnsw_config(HnswConfigDiffBuilder::default().m(0)),
-        )
-        .await
-        .expect("create collection");
-    let to_point = |r: &Embedded| {
-        let c = &r.chunk;
-        PointStruct::new(
-            c.id.clone(),
-            r.vector.clone(),
-            [
-                ("tenant_id", c.doc.tenant.to_string().into()),
-                ("doc_id", c.doc.doc_id.clone().into()),
-                ("source", c.doc.source.clone().into()),
-                ("chunk_index", i64::from(c.index).into()),
-                ("content", c.text.clone().into()),
-                ("content_hash", c.content_hash.clone().into()),
-            ],
-        )
-    };
-    let t = Instant::now();
-    let results: Vec<_> = futures::stream::iter(rows.chunks(256))
-        .map(|part| {
-            let points: Vec<PointStruct> = part.iter().map(to_point).collect();
-            client.upsert_points(UpsertPointsBuilder::new(name, points).wait(true))
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let secs = t.elapsed().as_secs_f64();
-    for r in results {
-        r.expect("upsert");
-    }
+    common::plain_collection(&client, name, dim).await;
+    let secs = common::upsert_points(&client, name, rows, (256, 4, true)).await;
     client
         .create_field_index(
             CreateFieldIndexCollectionBuilder::new(name, "tenant_id", FieldType::Keyword)

@@ -20,7 +20,6 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
 use vecload::records::Embedded;
 use vecload::settings::{Distance, IndexKind, PgType};
 use vecload::store::Sink;
@@ -122,36 +121,10 @@ async fn raw_copy(target: &PgTarget, table: &str, rows: &[Embedded], dim: usize)
     for _ in 0..WRITERS {
         clients.push(target.connect().await.expect("connect"));
     }
-    let copy = format!(
-        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding) \
-         FROM STDIN (FORMAT binary)"
-    );
+    let load = common::copy_rows(&mut clients, table, rows, ROWS_PER_COPY).await;
     let t = Instant::now();
-    let parts: Vec<&[Embedded]> = rows.chunks(ROWS_PER_COPY).collect();
-    let per_writer = parts.len().div_ceil(WRITERS);
-    let writers = clients
-        .iter_mut()
-        .zip(parts.chunks(per_writer.max(1)))
-        .map(|(client, mine)| {
-            let copy = copy.clone();
-            async move {
-                for part in mine {
-                    let tx = client.transaction().await.expect("begin");
-                    let sink = tx.copy_in::<_, bytes::Bytes>(&copy).await.expect("copy in");
-                    futures::pin_mut!(sink);
-                    sink.send(common::encode(part)).await.expect("send");
-                    sink.as_mut().finish().await.expect("finish copy");
-                    tx.commit().await.expect("commit");
-                }
-            }
-        });
-    futures::stream::iter(writers)
-        .buffer_unordered(WRITERS)
-        .collect::<Vec<()>>()
-        .await;
-    let load = t.elapsed().as_secs_f64();
     admin.batch_execute(&index_sql(table)).await.expect("index");
-    let total = t.elapsed().as_secs_f64();
+    let total = load + t.elapsed().as_secs_f64();
     let _ = admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
         .await;

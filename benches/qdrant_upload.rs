@@ -16,14 +16,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::StreamExt;
 use qdrant_client::Qdrant;
-use qdrant_client::qdrant::{
-    CreateCollectionBuilder, Distance, HnswConfigDiffBuilder, PointStruct, UpsertPointsBuilder,
-    VectorParamsBuilder,
-};
 use vecload::records::Embedded;
 use vecload::settings::Distance as VDistance;
 use vecload::store::Sink;
@@ -147,17 +142,7 @@ async fn raw_upload(
     indexed: bool,
 ) -> f64 {
     let client: Qdrant = target.connect().expect("client");
-    client
-        .create_collection(
-            CreateCollectionBuilder::new(name)
-                .vectors_config(
-                    VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(true),
-                )
-                .on_disk_payload(true)
-                .hnsw_config(HnswConfigDiffBuilder::default().m(0)),
-        )
-        .await
-        .expect("create collection");
+    common::plain_collection(&client, name, dim).await;
     if indexed {
         // The payload indexes vecload's collections have (tenant, document,
         // shard bucket): the server's work per point that the plain loop
@@ -178,36 +163,7 @@ async fn raw_upload(
             client.create_field_index(req).await.expect("payload index");
         }
     }
-    // Points are built inside the timed loop, as bfb generates its own.
-    let to_point = |r: &Embedded| {
-        let c = &r.chunk;
-        PointStruct::new(
-            c.id.clone(),
-            r.vector.clone(),
-            [
-                ("tenant_id", c.doc.tenant.to_string().into()),
-                ("doc_id", c.doc.doc_id.clone().into()),
-                ("source", c.doc.source.clone().into()),
-                ("chunk_index", i64::from(c.index).into()),
-                ("content", c.text.clone().into()),
-                ("content_hash", c.content_hash.clone().into()),
-                ("shard_bucket", i64::from(c.index % 1024).into()),
-            ],
-        )
-    };
-    let t = Instant::now();
-    let results: Vec<_> = futures::stream::iter(rows.chunks(batch))
-        .map(|part| {
-            let points: Vec<PointStruct> = part.iter().map(to_point).collect();
-            client.upsert_points(UpsertPointsBuilder::new(name, points).wait(wait))
-        })
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    let secs = t.elapsed().as_secs_f64();
-    for r in results {
-        r.expect("upsert");
-    }
+    let secs = common::upsert_points(&client, name, rows, (batch, parallel, wait)).await;
     let _ = client.delete_collection(name).await;
     rows.len() as f64 / secs
 }

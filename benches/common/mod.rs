@@ -151,3 +151,109 @@ pub fn encode(rows: &[Embedded]) -> bytes::Bytes {
     buf.put_i16(-1);
     buf.freeze()
 }
+
+/// The plain binary COPY loop of the pgvector ceilings: `rows` into `table`
+/// over `clients` (one stream each), `per_copy` rows a transaction, encoded
+/// inside the timed loop. Returns the seconds it took.
+#[allow(dead_code)]
+pub async fn copy_rows(
+    clients: &mut [tokio_postgres::Client],
+    table: &str,
+    rows: &[Embedded],
+    per_copy: usize,
+) -> f64 {
+    use futures::{SinkExt, StreamExt};
+    let copy = format!(
+        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding) \
+         FROM STDIN (FORMAT binary)"
+    );
+    let t = Instant::now();
+    let parts: Vec<&[Embedded]> = rows.chunks(per_copy).collect();
+    let per_writer = parts.len().div_ceil(clients.len().max(1));
+    let n = clients.len();
+    let writers = clients
+        .iter_mut()
+        .zip(parts.chunks(per_writer.max(1)))
+        .map(|(client, mine)| {
+            let copy = copy.clone();
+            async move {
+                for part in mine {
+                    let tx = client.transaction().await.expect("begin");
+                    let sink = tx.copy_in::<_, bytes::Bytes>(&copy).await.expect("copy in");
+                    futures::pin_mut!(sink);
+                    sink.send(encode(part)).await.expect("send");
+                    sink.as_mut().finish().await.expect("finish copy");
+                    tx.commit().await.expect("commit");
+                }
+            }
+        });
+    futures::stream::iter(writers)
+        .buffer_unordered(n.max(1))
+        .collect::<Vec<()>>()
+        .await;
+    t.elapsed().as_secs_f64()
+}
+
+/// An HNSW-off collection of `dim`-d cosine vectors, on disk, as the plain
+/// Qdrant loops write into.
+#[allow(dead_code)]
+pub async fn plain_collection(client: &qdrant_client::Qdrant, name: &str, dim: usize) {
+    use qdrant_client::qdrant::{
+        CreateCollectionBuilder, Distance, HnswConfigDiffBuilder, VectorParamsBuilder,
+    };
+    client
+        .create_collection(
+            CreateCollectionBuilder::new(name)
+                .vectors_config(
+                    VectorParamsBuilder::new(dim as u64, Distance::Cosine).on_disk(true),
+                )
+                .on_disk_payload(true)
+                .hnsw_config(HnswConfigDiffBuilder::default().m(0)),
+        )
+        .await
+        .expect("create collection");
+}
+
+/// The plain Qdrant loop: upserts of `batch` points, `parallel` in flight,
+/// points (vecload's payload fields) built inside the timed loop, as bfb
+/// generates its own. Returns the seconds it took.
+#[allow(dead_code)]
+pub async fn upsert_points(
+    client: &qdrant_client::Qdrant,
+    name: &str,
+    rows: &[Embedded],
+    (batch, parallel, wait): (usize, usize, bool),
+) -> f64 {
+    use futures::StreamExt;
+    use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder};
+    let to_point = |r: &Embedded| {
+        let c = &r.chunk;
+        PointStruct::new(
+            c.id.clone(),
+            r.vector.clone(),
+            [
+                ("tenant_id", c.doc.tenant.to_string().into()),
+                ("doc_id", c.doc.doc_id.clone().into()),
+                ("source", c.doc.source.clone().into()),
+                ("chunk_index", i64::from(c.index).into()),
+                ("content", c.text.clone().into()),
+                ("content_hash", c.content_hash.clone().into()),
+                ("shard_bucket", i64::from(c.index % 1024).into()),
+            ],
+        )
+    };
+    let t = Instant::now();
+    let results: Vec<_> = futures::stream::iter(rows.chunks(batch))
+        .map(|part| {
+            let points: Vec<PointStruct> = part.iter().map(to_point).collect();
+            client.upsert_points(UpsertPointsBuilder::new(name, points).wait(wait))
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let secs = t.elapsed().as_secs_f64();
+    for r in results {
+        r.expect("upsert");
+    }
+    secs
+}
