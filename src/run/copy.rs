@@ -26,7 +26,7 @@ use super::reembed::{to_chunk, verify};
 use super::{Driver, Queues, SetupError};
 use crate::chunk::Tokenizer;
 use crate::records::{Embedded, RowReader, StoredRow as Row};
-use crate::report::reembed::{ReembedReport, TenantCount};
+use crate::report::reembed::ReembedReport;
 use crate::report::{Fatal, Gauges, Stats};
 use crate::settings::{ProgressMode, TokenizerName};
 use crate::state::Ledger;
@@ -417,40 +417,7 @@ async fn check(
         .into_iter()
         .map(|(t, n)| (cfg.target_tenant(&t), n))
         .collect();
-    let mut ok = true;
-    if cfg.all_tenants() {
-        for (tenant, rows) in sink.tenants().await? {
-            if !counts.contains_key(&tenant) {
-                ok = false;
-                report.problems.push(format!(
-                    "tenant {tenant:?}: {rows} rows in the target but none in the source \
-                     (--prune deletes them)"
-                ));
-            }
-        }
-    }
-    for (tenant, want) in counts {
-        let got = sink.count(&tenant).await?;
-        if got != want {
-            ok = false;
-            report.problems.push(format!(
-                "tenant {tenant:?}: the source has {want} rows, the target {got}{}",
-                if got < want {
-                    " (rows were added to the source during the copy? run again: only they are copied)"
-                } else {
-                    " (rows were deleted from the source, or the target held other rows before: \
-                     --prune deletes the target rows the source no longer has)"
-                }
-            ));
-        }
-        report.tenants.insert(
-            tenant,
-            TenantCount {
-                source_rows: want,
-                target_rows: got,
-            },
-        );
-    }
+    let mut ok = verify::counts_match(&counts, sink, cfg.all_tenants(), "copied", report).await?;
     let mut by_tenant: BTreeMap<String, Vec<Kept>> = BTreeMap::new();
     for k in sample.kept {
         by_tenant.entry(k.tenant.clone()).or_default().push(k);

@@ -2,7 +2,7 @@
 //! then verification (counts per tenant equal in source and target, a
 //! sample of vectors of the right length and finite), before any switch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 
@@ -74,19 +74,20 @@ pub(in crate::run) async fn prune(sink: &dyn Sink, seen: &Seen, all_tenants: boo
     Ok(pruned)
 }
 
-/// Counts per tenant equal in source and target, and a sample of each
-/// tenant's vectors of the right length and finite.
-pub(super) async fn verify(
-    source: &mut dyn RowReader,
+/// Rows per tenant equal in the source (`counts`, keyed by the tenant the
+/// target holds them as) and the target, each recorded in the report;
+/// reading `all_tenants`, also no target tenant the source lacks (it would
+/// ride along in a switch). Problems go to the report; true when none.
+/// `again` says what a rerun would do with rows added meanwhile.
+pub(in crate::run) async fn counts_match(
+    counts: &BTreeMap<String, u64>,
     sink: &dyn Sink,
-    dim: usize,
     all_tenants: bool,
+    again: &str,
     report: &mut ReembedReport,
-) -> Result<()> {
-    let counts = source.counts().await?;
+) -> Result<bool> {
     let mut ok = true;
     if all_tenants {
-        // A tenant the source no longer has would ride along in a switch.
         for (tenant, rows) in sink.tenants().await? {
             if !counts.contains_key(&tenant) {
                 ok = false;
@@ -97,25 +98,49 @@ pub(super) async fn verify(
             }
         }
     }
-    for (tenant, want) in counts {
-        let got = sink.count(&tenant).await?;
-        let sample = sink.sample(&tenant, SAMPLE).await?;
-        let bad = sample
-            .iter()
-            .filter(|(_, v)| v.len() != dim || v.iter().any(|x| !x.is_finite()))
-            .count();
+    for (tenant, &want) in counts {
+        let got = sink.count(tenant).await?;
         if got != want {
             ok = false;
             report.problems.push(format!(
                 "tenant {tenant:?}: the source has {want} rows, the target {got}{}",
                 if got < want {
-                    " (rows were added to the source during the run? run again: only they are embedded)"
+                    format!(" (rows were added to the source during the run? run again: only they are {again})")
                 } else {
                     " (rows were deleted from the source, or the target held other rows before: \
                      --prune deletes the target rows the source no longer has)"
+                        .to_string()
                 }
             ));
         }
+        report.tenants.insert(
+            tenant.clone(),
+            TenantCount {
+                source_rows: want,
+                target_rows: got,
+            },
+        );
+    }
+    Ok(ok)
+}
+
+/// Counts per tenant equal in source and target, and a sample of each
+/// tenant's vectors of the right length and finite.
+pub(super) async fn verify(
+    source: &mut dyn RowReader,
+    sink: &dyn Sink,
+    dim: usize,
+    all_tenants: bool,
+    report: &mut ReembedReport,
+) -> Result<()> {
+    let counts = source.counts().await?;
+    let mut ok = counts_match(&counts, sink, all_tenants, "embedded", report).await?;
+    for tenant in counts.keys() {
+        let sample = sink.sample(tenant, SAMPLE).await?;
+        let bad = sample
+            .iter()
+            .filter(|(_, v)| v.len() != dim || v.iter().any(|x| !x.is_finite()))
+            .count();
         if bad > 0 {
             ok = false;
             report.problems.push(format!(
@@ -124,13 +149,6 @@ pub(super) async fn verify(
             ));
         }
         report.sampled += sample.len() as u64;
-        report.tenants.insert(
-            tenant,
-            TenantCount {
-                source_rows: want,
-                target_rows: got,
-            },
-        );
     }
     report.verified = ok;
     Ok(())
