@@ -350,6 +350,9 @@ PY
 }
 
 {
+  # The parts run in this pipeline's subshell, where the servers they start
+  # are recorded: the subshell stops them itself (the outer trap sees none).
+  trap cleanup EXIT
   echo "# vecload benchmarks ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB)"
   echo
   want embed && embed_part
