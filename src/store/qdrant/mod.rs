@@ -30,7 +30,6 @@ pub use settings::{Flags, QDRANT, QdrantSettings};
 use crate::layout::Layout;
 use crate::records::Hit;
 use crate::store::{Sink, SinkSummary, SinkWriter};
-use collection::TENANT_FIELD;
 use connect::message;
 
 /// A point's single unnamed dense vector.
@@ -41,6 +40,14 @@ pub fn dense(v: Option<qdrant_client::qdrant::VectorsOutput>) -> Option<Vec<f32>
             vector_output::Vector::Dense(d) => Some(d.data),
             _ => None,
         },
+        _ => None,
+    }
+}
+
+/// A payload field's string value.
+fn text(v: Option<&qdrant_client::qdrant::Value>) -> Option<String> {
+    match v.and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) => Some(s.clone()),
         _ => None,
     }
 }
@@ -83,6 +90,54 @@ impl QdrantSink {
     }
 
     /// The point id a row's id is stored under.
+    /// The points of these row ids of `tenant` that the collection holds,
+    /// keyed by row id (LightRAG's point id is derived; its own id is in the
+    /// payload), with `fields` of the payload and, if asked, the vector.
+    async fn points_of(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        fields: &[&str],
+        with_vectors: bool,
+    ) -> Result<Vec<(String, qdrant_client::qdrant::RetrievedPoint)>> {
+        let client = self.client()?;
+        let points: Vec<PointId> = ids
+            .iter()
+            .map(|id| PointId::from(self.point_id(tenant, id)))
+            .collect();
+        let lightrag = self.cfg.layout.is_lightrag();
+        let mut include: Vec<String> = vec![self.tenant_field().into()];
+        if lightrag {
+            include.push("id".into());
+        }
+        include.extend(fields.iter().map(|f| f.to_string()));
+        let got = client
+            .get_points(
+                GetPointsBuilder::new(self.name(), points)
+                    .with_payload(PayloadIncludeSelector::new(include))
+                    .with_vectors(with_vectors),
+            )
+            .await
+            .map_err(|e| anyhow!("looking up {} points: {}", ids.len(), message(&e)))?;
+        Ok(got
+            .result
+            .into_iter()
+            .filter(|p| text(p.payload.get(self.tenant_field())).as_deref() == Some(tenant))
+            .filter_map(|p| {
+                let id = if lightrag {
+                    text(p.payload.get("id"))
+                } else {
+                    match p.id.as_ref().and_then(|id| id.point_id_options.as_ref()) {
+                        Some(PointIdOptions::Uuid(u)) => Some(u.clone()),
+                        Some(PointIdOptions::Num(n)) => Some(n.to_string()),
+                        None => None,
+                    }
+                };
+                Some((id?, p))
+            })
+            .collect())
+    }
+
     fn point_id(&self, tenant: &str, id: &str) -> String {
         match self.cfg.layout {
             Layout::Vecload => id.to_string(),
@@ -216,101 +271,30 @@ impl Sink for QdrantSink {
     }
 
     async fn existing(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, String>> {
-        let client = self.client()?;
-        let points: Vec<PointId> = ids
-            .iter()
-            .map(|id| PointId::from(self.point_id(tenant, id)))
-            .collect();
-        let lightrag = self.cfg.layout.is_lightrag();
-        // LightRAG keeps no hash: its text is read and hashed instead, and
-        // its own id maps the point back to the row.
-        let fields = if lightrag {
-            vec![self.tenant_field().into(), "id".into(), "content".into()]
-        } else {
-            vec![TENANT_FIELD.into(), "content_hash".into()]
+        // LightRAG keeps no hash: its text is read and hashed instead.
+        let (field, lightrag) = match self.cfg.layout.is_lightrag() {
+            true => ("content", true),
+            false => ("content_hash", false),
         };
-        let got = client
-            .get_points(
-                GetPointsBuilder::new(self.name(), points)
-                    .with_payload(PayloadIncludeSelector::new(fields))
-                    .with_vectors(false),
-            )
-            .await
-            .map_err(|e| anyhow!("looking up {} points: {}", ids.len(), message(&e)))?;
-        let text = |v: Option<&qdrant_client::qdrant::Value>| match v.and_then(|v| v.kind.as_ref())
-        {
-            Some(Kind::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let mut found = HashMap::new();
-        for p in got.result {
-            if text(p.payload.get(self.tenant_field())).as_deref() != Some(tenant) {
-                continue;
-            }
-            if lightrag {
-                let (Some(id), Some(content)) =
-                    (text(p.payload.get("id")), text(p.payload.get("content")))
-                else {
-                    continue;
-                };
-                found.insert(id, crate::records::content_hash(&content));
-                continue;
-            }
-            let id = match p.id.and_then(|id| id.point_id_options) {
-                Some(PointIdOptions::Uuid(u)) => u,
-                Some(PointIdOptions::Num(n)) => n.to_string(),
-                None => continue,
-            };
-            found.insert(id, text(p.payload.get("content_hash")).unwrap_or_default());
-        }
-        Ok(found)
+        let got = self.points_of(tenant, ids, &[field], false).await?;
+        Ok(got
+            .into_iter()
+            .filter_map(|(id, p)| {
+                let v = text(p.payload.get(field));
+                match lightrag {
+                    true => Some((id, crate::records::content_hash(&v?))),
+                    false => Some((id, v.unwrap_or_default())),
+                }
+            })
+            .collect())
     }
 
     async fn vectors(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, Vec<f32>>> {
-        let client = self.client()?;
-        let points: Vec<PointId> = ids
-            .iter()
-            .map(|id| PointId::from(self.point_id(tenant, id)))
-            .collect();
-        let lightrag = self.cfg.layout.is_lightrag();
-        let fields = if lightrag {
-            vec![self.tenant_field().into(), "id".into()]
-        } else {
-            vec![self.tenant_field().into()]
-        };
-        let got = client
-            .get_points(
-                GetPointsBuilder::new(self.name(), points)
-                    .with_payload(PayloadIncludeSelector::new(fields))
-                    .with_vectors(true),
-            )
-            .await
-            .map_err(|e| anyhow!("reading {} vectors: {}", ids.len(), message(&e)))?;
-        let text = |v: Option<&qdrant_client::qdrant::Value>| match v.and_then(|v| v.kind.as_ref())
-        {
-            Some(Kind::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let mut found = HashMap::new();
-        for p in got.result {
-            if text(p.payload.get(self.tenant_field())).as_deref() != Some(tenant) {
-                continue;
-            }
-            // LightRAG's point id is derived; its own id is in the payload.
-            let id = if lightrag {
-                text(p.payload.get("id"))
-            } else {
-                match p.id.and_then(|id| id.point_id_options) {
-                    Some(PointIdOptions::Uuid(u)) => Some(u),
-                    Some(PointIdOptions::Num(n)) => Some(n.to_string()),
-                    None => None,
-                }
-            };
-            if let (Some(id), Some(v)) = (id, dense(p.vectors)) {
-                found.insert(id, v);
-            }
-        }
-        Ok(found)
+        let got = self.points_of(tenant, ids, &[], true).await?;
+        Ok(got
+            .into_iter()
+            .filter_map(|(id, p)| Some((id, dense(p.vectors)?)))
+            .collect())
     }
 
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>> {
