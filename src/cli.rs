@@ -320,6 +320,17 @@ pub struct LoadArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// With --state s3://...: put the state back this often while the run
+    /// goes, not only at its end, so a task killed after hours leaves most
+    /// of what it did recorded (the store stays the record either way).
+    #[arg(
+        long,
+        env = "VECLOAD_STATE_EVERY",
+        value_name = "SECS",
+        default_value_t = 300
+    )]
+    pub state_every: u64,
+
     /// Keep no state file (wins over --state). The store is then the record:
     /// rows it holds with the same text are not embedded again.
     #[arg(long)]

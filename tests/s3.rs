@@ -505,3 +505,93 @@ fn a_state_kept_in_s3_lets_the_next_task_skip_unchanged_objects() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("--state"), "{}", r.stderr);
 }
+
+/// A task killed hours into a run (a Fargate task stopped, a spot node
+/// gone) has put its state back at checkpoints on the way: the next task
+/// fetches what the killed one recorded, not an empty state.
+#[test]
+fn a_killed_task_leaves_its_state_in_s3_as_of_its_last_checkpoint() {
+    let test = "s3_state_checkpoint";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(moto) = Moto::start(test, "team-docs", false) else {
+        return;
+    };
+    // One chunk per request, 150 ms each: the run takes many seconds.
+    let server = EmbedServer::start(&["--dim", &DIM.to_string(), "--latency-ms", "150"]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..30 {
+        let text: String = (0..120)
+            .map(|w| format!("word{} ", (i * 7 + w) % 50))
+            .collect();
+        std::fs::write(dir.path().join(format!("doc{i:02}.md")), text).unwrap();
+    }
+    moto.put_dir("slow/", dir.path());
+    let table = unique_table("s3ckpt");
+    let state = "s3://team-docs/state/slow.redb";
+    let args = |cmd: &mut std::process::Command, verb: &str| {
+        cmd.arg(verb)
+            .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+            .args([
+                "--embed-dim",
+                &DIM.to_string(),
+                "--pg-url",
+                &pg,
+                "--table",
+                &table,
+            ])
+            .args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
+            .arg("s3://team-docs/slow");
+        moto.env(cmd);
+    };
+    let plan = |state_args: &[&str]| -> serde_json::Value {
+        let mut cmd = vecload();
+        args(&mut cmd, "plan");
+        cmd.arg("--json").args(state_args);
+        let p = run(&mut cmd);
+        serde_json::from_str(p.stdout.trim()).expect("plan JSON")
+    };
+    let total = plan(&["--no-state"])["chunks_to_embed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(total > 60, "{total} chunks");
+
+    let mut cmd = vecload();
+    args(&mut cmd, "load");
+    cmd.args(["--state", state, "--state-every", "1"])
+        .args([
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "1",
+            "--progress",
+            "log",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("start vecload");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while server.requests() < 25 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load made no progress"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load ended too early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Past at least one checkpoint after documents were complete.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    let left = plan(&["--state", state])["chunks_to_embed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        left < total,
+        "the state in S3 records what the killed task did: {left} of {total} chunks left"
+    );
+    assert!(left > 0, "the task was killed before the end");
+}

@@ -155,6 +155,11 @@ fn four_workers_write_exactly_what_one_run_writes_into_pgvector() {
     assert_eq!(run(&mut step("finish", "finish")).code, 0);
     let finish = report_of(reports.path(), "finish");
     assert_eq!(finish["tenant_rows"].as_u64(), Some(written));
+    // The workers' reports, kept beside the table, add up to the count.
+    assert_eq!(finish["workers"]["shards"], 4, "{finish}");
+    assert_eq!(finish["workers"]["missing"], serde_json::json!([]));
+    assert_eq!(finish["workers"]["rows"].as_u64(), Some(written));
+    assert_eq!(finish["workers"]["written"].as_u64(), Some(written));
     assert!(
         finish["index"].as_str().is_some_and(|i| i.contains("hnsw")),
         "the finish step builds the vector index: {finish}"
@@ -411,6 +416,13 @@ fn the_engine_names_the_shard_and_a_wrong_one_is_refused_before_any_request() {
     assert!(r.stderr.contains("prepared for 4 shards"), "{}", r.stderr);
     assert_eq!(server.requests(), paid);
     assert_eq!(run(&mut cmd(&[], &["--shard", "1/4"])).code, 0);
+    // Three of the four have not run since the prepare step.
+    let r = run(&mut cmd(&[], &["--shards", "4", "--step", "finish"]));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("shard 0/4, 2/4, 3/4"), "{}", r.stdout);
+    for i in [0, 2, 3] {
+        assert_eq!(run(&mut cmd(&[], &["--shard", &format!("{i}/4")])).code, 0);
+    }
     assert_eq!(step("finish", "4"), 0);
     assert_eq!(
         run(&mut cmd(&[], &["--shard", "1/3"])).code,
@@ -471,25 +483,44 @@ fn four_workers_into_one_qdrant_collection_with_prepare_and_finish() {
     let r = run(&mut c);
     assert_eq!(r.code, 2, "the collection was prepared for 4 shards");
     assert!(r.stderr.contains("prepared for 4 shards"), "{}", r.stderr);
-    let workers = (0..4)
-        .map(|i| {
-            let mut c = qdrant_load_cmd(&many, q, &coll, DIM);
-            c.arg(docs.path())
-                .args(SIZING)
-                .args(["--no-state", "--shard", &format!("{i}/4")]);
-            c
-        })
-        .collect();
-    for r in run_all(workers, Duration::from_secs(180)) {
+    let worker = |i: u32| {
+        let mut c = qdrant_load_cmd(&many, q, &coll, DIM);
+        c.arg(docs.path())
+            .args(SIZING)
+            .args(["--no-state", "--shard", &format!("{i}/4")]);
+        c
+    };
+    // Three of the four at first: the engine lost one.
+    for r in run_all((0..3).map(worker).collect(), Duration::from_secs(180)) {
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
     assert_eq!(m(&db), Some(0), "no worker restores HNSW under the others");
+    let r = run(&mut step("finish"));
+    assert_eq!(r.code, 1, "a finish with a worker missing is refused");
+    assert!(
+        r.stdout.contains("shard 3/4"),
+        "names the missing shard: {}",
+        r.stdout
+    );
+    assert_eq!(m(&db), Some(0), "the refused finish changes nothing");
+    for r in run_all(vec![worker(3)], Duration::from_secs(180)) {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
     assert_eq!(inputs(&many), expected.len() as u64);
     assert_eq!(run(&mut step("finish")).code, 0);
     assert_ne!(m(&db), Some(0), "finish restores HNSW");
+    let finish = report_of(reports.path(), "finish");
+    assert_eq!(finish["tenant_rows"].as_u64(), Some(expected.len() as u64));
     assert_eq!(
-        report_of(reports.path(), "finish")["tenant_rows"].as_u64(),
-        Some(expected.len() as u64)
+        finish["workers"]["rows"].as_u64(),
+        Some(expected.len() as u64),
+        "{finish}"
+    );
+    assert!(
+        !db.info(&coll)
+            .config
+            .is_some_and(|c| c.metadata.keys().any(|k| k.starts_with("vecload_"))),
+        "the finish clears the run's records from the collection"
     );
     assert_eq!(strip(db.points(&coll, None)), expected);
     // Each point's bucket is in the range of a shard: 0..65536.
@@ -729,4 +760,67 @@ fn rows_without_a_bucket_are_not_paid_for_again_by_a_shard() {
         assert_eq!(inputs(&server), paid, "nothing paid again in Qdrant either");
         assert_eq!(qdb.count(&coll, None), points);
     }
+}
+
+/// Two copies of one shard at once (an engine retrying a slow pod): both
+/// end well with the same rows, and the copy is named in the summary.
+fn two_copies_of_one_shard(cmd: impl Fn(&EmbedServer) -> Command, count: impl Fn() -> u64) {
+    let docs = tempfile::tempdir().expect("tempdir");
+    corpus(docs.path(), 24);
+    // Slow enough that the two runs overlap: one chunk per request.
+    let server = EmbedServer::start(&["--latency-ms", "150"]);
+    let copy = || {
+        let mut c = cmd(&server);
+        c.arg(docs.path()).args(SIZING).args([
+            "--no-state",
+            "--shard",
+            "0/2",
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "2",
+        ]);
+        c
+    };
+    let runs = run_all(vec![copy(), copy()], Duration::from_secs(180));
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let said = runs
+        .iter()
+        .filter(|r| r.stdout.contains("was also being run by"))
+        .count();
+    assert!(said >= 1, "the second copy is said");
+    assert!(
+        runs.iter()
+            .any(|r| r.stderr.contains("is also being run by")),
+        "and warned about while it runs"
+    );
+    assert!(count() > 0);
+}
+
+#[test]
+fn two_copies_of_one_shard_into_pgvector_are_said() {
+    let Some(pg) = pg_url("shard_twice_pg") else {
+        return;
+    };
+    let table = unique_table("shard_twice");
+    let db = Db::connect(&pg);
+    two_copies_of_one_shard(
+        |s| load_cmd(s, &pg, &table, DIM),
+        || db.query(&format!("SELECT count(*) FROM \"{table}\""), &[])[0].get::<_, i64>(0) as u64,
+    );
+}
+
+#[test]
+fn two_copies_of_one_shard_into_qdrant_are_said() {
+    let Some(q) = qdrant("shard_twice_qdrant") else {
+        return;
+    };
+    let coll = unique_table("qshard_twice");
+    let db = q.client();
+    two_copies_of_one_shard(
+        |s| qdrant_load_cmd(s, q, &coll, DIM),
+        || db.points(&coll, None).len() as u64,
+    );
 }

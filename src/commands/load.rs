@@ -163,6 +163,7 @@ pub fn job(args: LoadArgs) -> Result<LoadJob, ConfigError> {
             .or_else(|| state.as_ref().map(|p| p.with_extension("failed.jsonl"))),
         state,
         state_s3,
+        state_every: std::time::Duration::from_secs(args.state_every.max(1)),
         prune: args.prune,
         source,
         chunk,

@@ -29,6 +29,12 @@ pub struct Report {
     pub step: Option<&'static str>,
     /// Files left to the other shards.
     pub files_in_other_shards: u64,
+    /// Another worker seen running the same shard at the same time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub also_running: Option<String>,
+    /// The finish step's check of the workers' reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<crate::shard::WorkersCheck>,
     /// Rows of the tenant (or shard) the store held at the start, read as
     /// the record of what is paid for when no state file knew the tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +103,8 @@ impl Report {
             shard: None,
             step: None,
             files_in_other_shards: Stats::get(&stats.files_other_shards),
+            also_running: None,
+            workers: None,
             rows_in_store_at_start: None,
             sink: info.sink,
             embedding_endpoint: info.embedding_endpoint,
@@ -232,6 +240,17 @@ impl Report {
                  other loads of this tenant (another PATH or state file), or changes made outside vecload?"
             );
         }
+        if let Some(w) = &self.workers {
+            self.workers_lines(&mut s, w);
+        }
+        if let Some(other) = &self.also_running {
+            let _ = writeln!(
+                s,
+                "  WARNING: shard {} was also being run by {other}; the rows are the same, the \
+                 embedding requests were paid twice",
+                self.shard.as_deref().unwrap_or("?")
+            );
+        }
         if let Some(ix) = &self.index {
             let _ = writeln!(s, "  index: {ix}");
         }
@@ -268,6 +287,55 @@ impl Report {
             let _ = writeln!(s, "  ERROR: {e}");
         }
         s
+    }
+}
+
+impl Report {
+    /// The finish step's comparison of the workers' reports with the store.
+    fn workers_lines(&self, s: &mut String, w: &crate::shard::WorkersCheck) {
+        use std::fmt::Write;
+        let reported = w.shards as usize - w.missing.len();
+        let _ = writeln!(
+            s,
+            "  workers: {reported} of {} reported {} rows of this tenant ({} written by them this run{})",
+            w.shards,
+            w.rows,
+            w.written,
+            if w.failed > 0 {
+                format!(
+                    ", {} chunks FAILED: see the workers' dead letters",
+                    w.failed
+                )
+            } else {
+                String::new()
+            }
+        );
+        if !w.other_n.is_empty() {
+            let _ = writeln!(
+                s,
+                "  WARNING: reports of workers with another shard count were left out: {}",
+                w.other_n.join(", ")
+            );
+        }
+        match self.tenant_rows {
+            Some(have) if have < w.rows => {
+                let _ = writeln!(
+                    s,
+                    "  WARNING: the store holds {have} rows of this tenant, {} fewer than the \
+                     workers wrote: were rows deleted while they ran?",
+                    w.rows - have
+                );
+            }
+            Some(have) if have > w.rows => {
+                let _ = writeln!(
+                    s,
+                    "  the store holds {} more rows than the workers' files have: rows of files \
+                     no longer there (--prune in the workers removes them)",
+                    have - w.rows
+                );
+            }
+            _ => {}
+        }
     }
 }
 

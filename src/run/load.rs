@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::shards::{self, Claim};
 use super::{Driver, SetupError};
 use crate::chunk::Chunker;
 use crate::chunk::settings::ChunkSettings;
@@ -43,6 +44,8 @@ pub struct LoadJob {
     /// `--state s3://BUCKET/KEY`: `state` is a local copy, fetched at the
     /// start and put back at the end.
     pub state_s3: Option<(String, String)>,
+    /// How often that local copy is put back while the run goes.
+    pub state_every: std::time::Duration,
     pub prune: bool,
     pub dead_letter: Option<PathBuf>,
     pub source: SourceSettings,
@@ -81,12 +84,18 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     // The target is checked before any file is read or request sent.
     sink.prepare().await?;
     if let Some(s) = job.shard {
-        check_shard_count(sink.as_ref(), s).await?;
+        shards::check_shard_count(sink.as_ref(), s).await?;
     }
     let sink: Arc<dyn Sink> = Arc::from(sink);
+    let claim = match job.shard {
+        Some(s) => Some(Claim::start(sink.clone(), &job.tenant, s).await),
+        None => None,
+    };
     let stats = Arc::new(Stats::default());
     let state_s3 = match &job.state_s3 {
-        Some((bucket, key)) => Some(RemoteState::fetch(&job, remote.as_ref(), bucket, key).await?),
+        Some((bucket, key)) => Some(Arc::new(
+            RemoteState::fetch(&job, remote.as_ref(), bucket, key).await?,
+        )),
         None => None,
     };
     let state = match &job.state {
@@ -103,6 +112,9 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
             .track_produced(job.prune_in_store()),
     );
     ledger.reconcile().await?;
+    let checkpoints = state_s3
+        .as_ref()
+        .map(|r| r.checkpoints(ledger.clone(), job.state_every));
     let buckets = job.shard.map(|s| s.buckets());
     // A state kept in S3 is as old as its last upload (a killed task's is
     // older than the store): the store is read as the record anyway.
@@ -176,6 +188,12 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
         }
     };
     driver.drive(stages, feed).await;
+    if let Some(c) = checkpoints {
+        c.abort();
+        // An abort lands at the task's next await; a PUT under way may
+        // still finish, and it must not land after the final one.
+        let _ = c.await;
+    }
 
     if let Err(e) = ledger.sync() {
         driver.fail(format!("state file: {e:#}"));
@@ -233,6 +251,15 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
             error.get_or_insert(msg);
         }
     }
+    let ended_well = !interrupted && error.is_none();
+    let mut also_running = None;
+    if let (Some(claim), Some(shard)) = (claim, job.shard) {
+        if ended_well {
+            shards::report_end(sink.as_ref(), &job.tenant, shard, claim.run(), &stats).await;
+        }
+        also_running = claim.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        claim.release().await;
+    }
     let mut report = Report::build(
         &stats,
         RunInfo {
@@ -253,50 +280,9 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
         },
     );
     report.shard = job.shard.map(|s| s.to_string());
+    report.also_running = also_running;
     report.rows_in_store_at_start = rows_in_store;
     Ok(report)
-}
-
-/// A worker whose N is not the N the target was prepared for would split
-/// the files differently from the others: some read twice, some by no one.
-pub async fn check_shard_count(sink: &dyn Sink, shard: Shard) -> Result<(), SetupError> {
-    match sink.shards().await? {
-        Some(n) if n != shard.count => Err(SetupError(anyhow::anyhow!(
-            "shard {shard}: {} was prepared for {n} shards (--step prepare --shards {n}); every \
-             worker of one run needs the same N. Run the prepare step again with --shards {} to \
-             change it",
-            sink.describe(),
-            shard.count
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// `--step prepare` of `load` and `reembed`: the bulk-load settings the
-/// workers write under (undone by the finish), and N recorded.
-pub async fn prepare_for_workers(sink: &dyn Sink, shards: Option<u32>) -> Result<(), SetupError> {
-    if let Err(e) = sink.begin().await {
-        // Undo whatever part of it took effect.
-        let _ = sink.finish("", false).await;
-        return Err(SetupError(e));
-    }
-    record_shard_count(sink, shards).await;
-    Ok(())
-}
-
-/// What `--step prepare --shards N` records (and `finish` clears); a target
-/// that cannot keep it is only said.
-pub async fn record_shard_count(sink: &dyn Sink, n: Option<u32>) {
-    match sink.set_shards(n).await {
-        Ok(true) => {}
-        Ok(false) if n.is_some() => tracing::info!(
-            "{} keeps no shard count (LightRAG's layout, or a table without shard_bucket): \
-             workers with a different --shards are not refused",
-            sink.describe()
-        ),
-        Ok(false) => {}
-        Err(e) => tracing::warn!("{e:#}"),
-    }
 }
 
 /// A state file kept in S3: fetched to a local file of this process at the
@@ -353,18 +339,55 @@ impl RemoteState {
 
     /// The whole file in one PUT (a state is a few hundred bytes a document).
     async fn put(&self) -> anyhow::Result<()> {
-        let body = tokio::fs::read(&self.local).await?;
+        self.put_file(&self.local).await?;
+        tracing::info!("--state {}: put back", self.url());
+        Ok(())
+    }
+
+    async fn put_file(&self, file: &std::path::Path) -> anyhow::Result<()> {
+        let body = tokio::fs::read(file).await?;
         self.s3
             .put(&self.bucket, &self.key, body, "application/octet-stream")
             .await?;
-        tracing::info!("--state {}: put back", self.url());
         Ok(())
+    }
+
+    /// Puts a snapshot of the state back every `every` while the run goes:
+    /// a task killed after hours (Fargate, a spot node) then leaves most of
+    /// what it did recorded. A failed checkpoint is only said; the end of
+    /// the run puts the state back again.
+    fn checkpoints(
+        self: &Arc<Self>,
+        ledger: Arc<Ledger>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let copy = this.local.with_extension("checkpoint");
+            loop {
+                tokio::time::sleep(every).await;
+                let (ledger, to) = (ledger.clone(), copy.clone());
+                let snap = tokio::task::spawn_blocking(move || ledger.snapshot(&to)).await;
+                let put = match snap {
+                    Ok(Ok(true)) => this.put_file(&copy).await,
+                    Ok(Ok(false)) => return,
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(anyhow::anyhow!("{e}")),
+                };
+                let _ = std::fs::remove_file(&copy);
+                match put {
+                    Ok(()) => tracing::info!("--state {}: checkpoint put", this.url()),
+                    Err(e) => tracing::warn!("--state {}: checkpoint not put: {e:#}", this.url()),
+                }
+            }
+        })
     }
 }
 
 impl Drop for RemoteState {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.local);
+        let _ = std::fs::remove_file(self.local.with_extension("checkpoint"));
     }
 }
 
@@ -375,25 +398,40 @@ async fn whole_target_step(job: &LoadJob, step: Step) -> Result<Report, SetupErr
     let mut sink = job.target.sink(job.embed.dim);
     // Creates the table or collection and its indexes, or checks them.
     sink.prepare().await?;
-    let (mut tenant_rows, mut index, mut error) = (None, None, None);
+    let (mut tenant_rows, mut index, mut error, mut workers) = (None, None, None, None);
     match step {
         Step::Prepare => {
-            prepare_for_workers(sink.as_ref(), job.step_shards).await?;
+            shards::prepare_for_workers(sink.as_ref(), job.step_shards).await?;
+            // Reports of an earlier run must not stand in for this run's workers.
+            sink.clear_shard_reports(&job.tenant).await?;
             tenant_rows = Some(sink.count(&job.tenant).await?);
         }
         Step::Finish => {
-            // Bulk mode was turned on by the prepare step, in another process.
-            sink.adopt();
-            match sink.finish(&job.tenant, true).await {
-                Ok(s) => {
-                    tenant_rows = Some(s.tenant_rows);
-                    index = s.index;
+            let check = shards::workers_check(sink.as_ref(), &job.tenant).await?;
+            if let Some(refusal) = check.as_ref().and_then(|c| c.refusal()) {
+                // Nothing is finished: bulk mode stays on for the reruns,
+                // and this step can simply be run again after them.
+                error = Some(refusal);
+            } else {
+                // Bulk mode was turned on by the prepare step, in another process.
+                sink.adopt();
+                match sink.finish(&job.tenant, true).await {
+                    Ok(s) => {
+                        tenant_rows = Some(s.tenant_rows);
+                        index = s.index;
+                    }
+                    Err(e) => error = Some(format!("finishing the sink: {e:#}")),
                 }
-                Err(e) => error = Some(format!("finishing the sink: {e:#}")),
+                if error.is_none() {
+                    shards::record_shard_count(sink.as_ref(), None).await;
+                    if check.is_some()
+                        && let Err(e) = sink.clear_shard_reports(&job.tenant).await
+                    {
+                        tracing::warn!("{e:#}");
+                    }
+                }
             }
-            if error.is_none() {
-                record_shard_count(sink.as_ref(), None).await;
-            }
+            workers = check;
         }
     }
     tracing::info!(
@@ -420,6 +458,7 @@ async fn whole_target_step(job: &LoadJob, step: Step) -> Result<Report, SetupErr
         },
     );
     report.step = Some(step.name());
+    report.workers = workers;
     Ok(report)
 }
 

@@ -18,6 +18,7 @@ pub mod load;
 pub mod plan;
 pub mod reembed;
 pub mod search;
+pub mod shards;
 pub mod supervise;
 
 use std::future::Future;

@@ -247,6 +247,21 @@ impl State {
         Ok(())
     }
 
+    /// A copy of the file as of now, for putting it elsewhere while the run
+    /// goes on: every commit made durable, then the file copied while a
+    /// write transaction is held, so no commit lands in the middle of the
+    /// copy (writers wait the few milliseconds the copy takes). The copy
+    /// opens like a state whose process was killed right after that sync.
+    pub fn snapshot(&self, to: &Path) -> Result<()> {
+        self.sync()?;
+        let txn = self.db.begin_write()?;
+        let copied = std::fs::copy(&self.path, to)
+            .with_context(|| format!("copying the state file to {}", to.display()));
+        txn.abort()?;
+        copied?;
+        Ok(())
+    }
+
     pub fn intents(&self) -> Result<Vec<ChunkRec>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(INTENTS)?;

@@ -251,6 +251,14 @@ impl Ledger {
         }
     }
 
+    /// A consistent copy of the state file at `to`; Ok(false) without one.
+    pub fn snapshot(&self, to: &std::path::Path) -> Result<bool> {
+        match &self.state {
+            Some(state) => state.snapshot(to).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// How many chunks of `tenant` the state says the sink holds.
     pub fn tenant_chunks(&self, tenant: &str) -> Option<u64> {
         let state = self.state.as_ref()?;

@@ -16,6 +16,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 
 use crate::records::{Embedded, Hit};
+use crate::shard::{Shard, ShardReport};
 
 #[async_trait]
 pub trait Sink: Send + Sync {
@@ -65,6 +66,34 @@ pub trait Sink: Send + Sync {
     /// Records `n` (None: clears it). Ok(false) where the target cannot.
     async fn set_shards(&self, _n: Option<u32>) -> Result<bool> {
         Ok(false)
+    }
+    /// Keeps a worker's report for the finish step. Ok(false) where the
+    /// target cannot.
+    async fn put_shard_report(&self, _tenant: &str, _r: &ShardReport) -> Result<bool> {
+        Ok(false)
+    }
+    /// The reports the workers of `tenant` left (None: the target keeps none).
+    async fn shard_reports(&self, _tenant: &str) -> Result<Option<Vec<ShardReport>>> {
+        Ok(None)
+    }
+    /// Forgets them (the prepare step of a new run, a finish that used them).
+    async fn clear_shard_reports(&self, _tenant: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Says this worker (`run`) runs `shard` of `tenant` now, called again
+    /// now and then while it does. Some(who) when another worker is seen
+    /// running the same shard (an engine retrying a slow pod).
+    async fn claim_shard(
+        &self,
+        _tenant: &str,
+        _shard: Shard,
+        _run: &str,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// The end of what `claim_shard` said.
+    async fn release_shard(&self, _tenant: &str, _shard: Shard, _run: &str) -> Result<()> {
+        Ok(())
     }
     /// The bulk-load settings an earlier `begin` left (the `--step prepare`
     /// of a sharded run, or a killed run) become this run's to undo in `finish`.

@@ -1,13 +1,14 @@
 //! The sink stage: embedded rows in, acknowledged writes out.
 //!
-//! Rows are grouped into write batches (flushed when full or when no rows
-//! arrived for a moment, so a slow endpoint still sees its rows land), and
+//! Rows are grouped into write batches (flushed when full, when no rows
+//! arrived for a moment, or when the oldest has waited a few seconds, so a
+//! slow endpoint still sees its rows land), and
 //! written by `write_concurrency` writers, each with its own connection. A
 //! write that keeps failing on fresh connections means the store is gone:
 //! the run stops instead of paying for vectors it cannot keep.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
@@ -20,6 +21,10 @@ use crate::records::Embedded;
 use crate::report::{Fatal, Gauges, InFlight, Stats};
 
 const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// The longest an embedded row waits for its batch to fill: behind a slow
+/// endpoint rows trickle in without a pause, and a kill must not lose
+/// minutes of paid vectors that sat in a half-full batch.
+const MAX_WAIT: Duration = Duration::from_secs(5);
 const WRITE_ATTEMPTS: u32 = 5;
 
 pub struct SinkStage {
@@ -71,24 +76,36 @@ impl SinkStage {
             writers.spawn(async move { this.writer_loop(wrx).await });
         }
         let mut pending: Vec<Embedded> = Vec::with_capacity(size);
+        // When the oldest row of `pending` arrived.
+        let mut since: Option<Instant> = None;
         loop {
-            match tokio::time::timeout(IDLE_FLUSH, rx.recv()).await {
+            let wait = since.map_or(IDLE_FLUSH, |t| {
+                IDLE_FLUSH.min(MAX_WAIT.saturating_sub(t.elapsed()))
+            });
+            match tokio::time::timeout(wait, rx.recv()).await {
                 Ok(Some(rows)) => {
                     Gauges::add(&this.stats.gauges.rows_queued, -(rows.len() as i64));
+                    since.get_or_insert_with(Instant::now);
                     pending.extend(rows);
                     while pending.len() >= size {
                         let rest = pending.split_off(size);
                         let full = std::mem::replace(&mut pending, rest);
+                        since = (!pending.is_empty()).then(Instant::now);
                         if wtx.send(full).await.is_err() {
                             break;
                         }
                     }
+                    if since.is_some_and(|t| t.elapsed() >= MAX_WAIT) {
+                        let _ = wtx.send(std::mem::take(&mut pending)).await;
+                        since = None;
+                    }
                 }
                 Ok(None) => break,
-                Err(_idle) => {
+                Err(_waited) => {
                     if !pending.is_empty() {
                         let _ = wtx.send(std::mem::take(&mut pending)).await;
                     }
+                    since = None;
                 }
             }
         }

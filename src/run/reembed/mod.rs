@@ -94,10 +94,10 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     let sink: Arc<dyn Sink> = Arc::from(sink);
     let stats = Arc::new(Stats::default());
     if let Some(s) = cfg.shard {
-        super::load::check_shard_count(sink.as_ref(), s).await?;
+        super::shards::check_shard_count(sink.as_ref(), s).await?;
     }
     if cfg.prepare_only {
-        super::load::prepare_for_workers(sink.as_ref(), cfg.step_shards).await?;
+        super::shards::prepare_for_workers(sink.as_ref(), cfg.step_shards).await?;
         let mut report = ReembedReport::new(
             cfg.source.describe(),
             cfg.embed.dim,
@@ -127,6 +127,14 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
             let _ = sink.finish("", false).await;
             return Err(e);
         }
+    };
+    // Claimed under the tenant the rows are read for ("" for every tenant).
+    let claim = match cfg.shard {
+        Some(s) => {
+            let tenant = cfg.tenant.clone().unwrap_or_default();
+            Some(super::shards::Claim::start(sink.clone(), &tenant, s).await)
+        }
+        None => None,
     };
     tracing::info!(
         "re-embedding {} into {}; embedding with {}",
@@ -181,6 +189,9 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     report.index = index;
     report.interrupted = interrupted;
     report.shard = cfg.shard.map(|s| s.to_string());
+    if let Some(claim) = claim {
+        claim.release().await;
+    }
     let complete = !interrupted && error.is_none() && report.failed_chunks == 0;
     // Only after a complete read: a partial one would prune rows it did not reach.
     if complete
@@ -219,7 +230,7 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     // The unsharded run is a sharded re-embedding's finish: the count the
     // prepare step recorded has served.
     if report.verified && cfg.shard.is_none() && matches!(sink.shards().await, Ok(Some(_))) {
-        super::load::record_shard_count(sink.as_ref(), None).await;
+        super::shards::record_shard_count(sink.as_ref(), None).await;
     }
     report.error = error;
     report.elapsed_seconds = started.elapsed().as_secs_f64();

@@ -8,6 +8,7 @@ pub mod schema;
 pub mod settings;
 pub mod shape;
 mod switch;
+mod workers;
 mod writer;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct PgSink {
     maintenance: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     /// Writers may COPY straight into the table (see writer.rs).
     direct_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The session that holds this worker's shard lock (workers.rs).
+    claim: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PgSink {
@@ -47,6 +50,7 @@ impl PgSink {
             created_table: false,
             maintenance: Default::default(),
             direct_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            claim: Default::default(),
         }
     }
 }
@@ -84,9 +88,6 @@ impl PgSink {
         Ok(guard)
     }
 }
-
-/// How the shard count a sharded run was prepared for is kept.
-const SHARDS_COMMENT: &str = "vecload: prepared for shards=";
 
 #[async_trait]
 impl Sink for PgSink {
@@ -307,46 +308,71 @@ impl Sink for PgSink {
     }
 
     async fn shards(&self) -> Result<Option<u32>> {
-        if !self.shape.bucket_column {
-            return Ok(None);
-        }
         let client = self.cfg.target.connect().await?;
-        let comment: Option<String> = client
-            .query_one(
-                "SELECT col_description($1::text::regclass, attnum) FROM pg_attribute \
-                 WHERE attrelid = $1::text::regclass AND attname = 'shard_bucket'",
-                &[&self.table.quoted],
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the shard count: {}", schema::db_message(&e)))?
-            .get(0);
-        Ok(comment
-            .as_deref()
-            .and_then(|c| c.strip_prefix(SHARDS_COMMENT))
-            .and_then(|n| n.trim().parse().ok()))
+        workers::Workers::new(&self.table).shards(&client).await
     }
 
     async fn set_shards(&self, n: Option<u32>) -> Result<bool> {
-        if !self.shape.bucket_column {
-            return Ok(false);
+        let client = self.cfg.target.connect().await?;
+        workers::Workers::new(&self.table)
+            .set_shards(&client, n)
+            .await?;
+        Ok(true)
+    }
+
+    async fn put_shard_report(&self, tenant: &str, r: &crate::shard::ShardReport) -> Result<bool> {
+        let client = self.cfg.target.connect().await?;
+        workers::Workers::new(&self.table)
+            .put_report(&client, tenant, r)
+            .await?;
+        Ok(true)
+    }
+
+    async fn shard_reports(&self, tenant: &str) -> Result<Option<Vec<crate::shard::ShardReport>>> {
+        let client = self.cfg.target.connect().await?;
+        Ok(Some(
+            workers::Workers::new(&self.table)
+                .reports(&client, tenant)
+                .await?,
+        ))
+    }
+
+    async fn clear_shard_reports(&self, tenant: &str) -> Result<()> {
+        let client = self.cfg.target.connect().await?;
+        workers::Workers::new(&self.table)
+            .clear_reports(&client, tenant)
+            .await
+    }
+
+    async fn claim_shard(
+        &self,
+        tenant: &str,
+        shard: crate::shard::Shard,
+        _run: &str,
+    ) -> Result<Option<String>> {
+        let mut held = self.claim.lock().await;
+        if held.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(None);
         }
         let client = self.cfg.target.connect().await?;
-        // On vecload's own column: a comment a user may have on the table
-        // stays theirs.
-        let value = match n {
-            Some(n) => format!("'{SHARDS_COMMENT}{n}'"),
-            None => "NULL".to_string(),
-        };
-        client
-            .batch_execute(&format!(
-                "COMMENT ON COLUMN {}.shard_bucket IS {value}",
-                self.table.quoted
-            ))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("recording the shard count: {}", schema::db_message(&e))
-            })?;
-        Ok(true)
+        let other = workers::Workers::new(&self.table)
+            .claim(&client, tenant, shard)
+            .await?;
+        if other.is_none() {
+            *held = Some(client);
+        }
+        Ok(other)
+    }
+
+    async fn release_shard(
+        &self,
+        _tenant: &str,
+        _shard: crate::shard::Shard,
+        _run: &str,
+    ) -> Result<()> {
+        // The lock ends with its session.
+        self.claim.lock().await.take();
+        Ok(())
     }
 
     async fn ids(&self, tenant: &str) -> Result<Vec<String>> {

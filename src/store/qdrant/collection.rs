@@ -321,37 +321,6 @@ pub async fn status(client: &Qdrant, name: &str) -> Option<String> {
     })
 }
 
-/// The collection metadata key of the shard count a sharded run was
-/// prepared for.
-const SHARDS: &str = "vecload_shards";
-
-pub async fn shards(client: &Qdrant, name: &str) -> Result<Option<u32>> {
-    let Some(info) = info(client, name).await? else {
-        return Ok(None);
-    };
-    let v = info.config.as_ref().and_then(|c| c.metadata.get(SHARDS));
-    Ok(match v.and_then(|v| v.kind.as_ref()) {
-        Some(Kind::IntegerValue(n)) => u32::try_from(*n).ok(),
-        Some(Kind::DoubleValue(n)) => Some(*n as u32),
-        _ => None,
-    })
-}
-
-pub async fn set_shards(client: &Qdrant, name: &str, n: Option<u32>) -> Result<()> {
-    let v = match n {
-        Some(n) => serde_json::Value::from(n),
-        // Null removes the key (Qdrant merges metadata).
-        None => serde_json::Value::Null,
-    };
-    client
-        .update_collection(
-            UpdateCollectionBuilder::new(name).metadata(HashMap::from([(SHARDS.to_string(), v)])),
-        )
-        .await
-        .map_err(|e| anyhow!("recording the shard count on {name}: {}", message(&e)))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod connect;
 pub mod reader;
 pub mod settings;
 mod switch;
+mod workers;
 mod writer;
 
 use std::collections::HashMap;
@@ -350,12 +351,45 @@ impl Sink for QdrantSink {
     }
 
     async fn shards(&self) -> Result<Option<u32>> {
-        collection::shards(&*self.client()?, self.name()).await
+        workers::shards(&*self.client()?, self.name()).await
     }
 
     async fn set_shards(&self, n: Option<u32>) -> Result<bool> {
-        collection::set_shards(&*self.client()?, self.name(), n).await?;
+        workers::set_shards(&*self.client()?, self.name(), n).await?;
         Ok(true)
+    }
+
+    async fn put_shard_report(&self, tenant: &str, r: &crate::shard::ShardReport) -> Result<bool> {
+        workers::put_report(&*self.client()?, self.name(), tenant, r).await?;
+        Ok(true)
+    }
+
+    async fn shard_reports(&self, tenant: &str) -> Result<Option<Vec<crate::shard::ShardReport>>> {
+        Ok(Some(
+            workers::reports(&*self.client()?, self.name(), tenant).await?,
+        ))
+    }
+
+    async fn clear_shard_reports(&self, tenant: &str) -> Result<()> {
+        workers::clear_reports(&*self.client()?, self.name(), tenant).await
+    }
+
+    async fn claim_shard(
+        &self,
+        tenant: &str,
+        shard: crate::shard::Shard,
+        run: &str,
+    ) -> Result<Option<String>> {
+        workers::claim(&*self.client()?, self.name(), tenant, shard, run).await
+    }
+
+    async fn release_shard(
+        &self,
+        tenant: &str,
+        shard: crate::shard::Shard,
+        run: &str,
+    ) -> Result<()> {
+        workers::release(&*self.client()?, self.name(), tenant, shard, run).await
     }
 
     fn adopt(&self) {

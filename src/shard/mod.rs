@@ -11,9 +11,13 @@
 //! Batch array jobs `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ARRAY_SIZE`;
 //! ECS sets nothing, so each `run-task` passes `VECLOAD_SHARD=I/N`.
 
+mod report;
+
 use std::ops::Range;
 
 use sha2::{Digest, Sha256};
+
+pub use report::{ShardReport, WorkersCheck, now, run_id};
 
 /// The flags of a sharded run.
 #[derive(Debug, Clone, Default, clap::Args)]
