@@ -607,7 +607,9 @@ fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
     assert_eq!(r.code, 0);
     let rep = read_report(&report);
     let found = rep["chunks_found_on_resume"].as_u64().unwrap();
-    assert!(found > 0 && found <= 8, "found {found}");
+    // Acknowledgements are not synced before the next write: the crash
+    // may take both batches' records with it, never the points.
+    assert!(found >= 8 && found <= before, "found {found}");
     assert_eq!(rep["chunks_unchanged"].as_u64(), Some(before));
     assert_eq!(rep["tenant_rows"], rep["expected_rows"]);
     assert_vectors_match_content(&q.points(&name, None));

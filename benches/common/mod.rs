@@ -112,8 +112,9 @@ pub fn ddl(table: &str, dim: usize) -> String {
             tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
             source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
             content_hash text NOT NULL, embedding vector({dim}) NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now(), page integer,
-            PRIMARY KEY (tenant_id, id))"
+            updated_at timestamptz NOT NULL DEFAULT now(), page integer, shard_bucket integer,
+            PRIMARY KEY (tenant_id, id));
+         CREATE INDEX ON {table} (tenant_id, shard_bucket)"
     )
 }
 
@@ -123,7 +124,8 @@ fn put_text(buf: &mut BytesMut, s: &str) {
 }
 
 /// Binary COPY rows for (tenant_id, id, doc_id, source, chunk_index,
-/// content, content_hash, embedding).
+/// content, content_hash, embedding, shard_bucket): the bucket computed per
+/// row as vecload's writer does.
 #[allow(dead_code)]
 pub fn encode(rows: &[Embedded]) -> bytes::Bytes {
     let mut buf = BytesMut::new();
@@ -132,7 +134,7 @@ pub fn encode(rows: &[Embedded]) -> bytes::Bytes {
     buf.put_i32(0);
     for r in rows {
         let c = &r.chunk;
-        buf.put_i16(8);
+        buf.put_i16(9);
         put_text(&mut buf, &c.doc.tenant);
         put_text(&mut buf, &c.id);
         put_text(&mut buf, &c.doc.doc_id);
@@ -147,6 +149,8 @@ pub fn encode(rows: &[Embedded]) -> bytes::Bytes {
         for v in &r.vector {
             buf.put_f32(*v);
         }
+        buf.put_i32(4);
+        buf.put_i32(vecload::shard::bucket(&c.doc.tenant, &c.doc.file) as i32);
     }
     buf.put_i16(-1);
     buf.freeze()
@@ -164,8 +168,8 @@ pub async fn copy_rows(
 ) -> f64 {
     use futures::{SinkExt, StreamExt};
     let copy = format!(
-        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding) \
-         FROM STDIN (FORMAT binary)"
+        "COPY {table} (tenant_id, id, doc_id, source, chunk_index, content, content_hash, embedding, \
+         shard_bucket) FROM STDIN (FORMAT binary)"
     );
     let t = Instant::now();
     let parts: Vec<&[Embedded]> = rows.chunks(per_copy).collect();

@@ -105,11 +105,30 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     if let Some(path) = &job.dead_letter {
         stats.set_dead_letter(path.clone());
     }
+    // A load of this tenant killed before it ended may have recorded less
+    // than the store holds: the store is then the record, for what to pay
+    // for and for what --prune deletes.
+    let left_open = match &state {
+        Some(s) => {
+            let earlier =
+                tokio::task::block_in_place(|| s.open_run(&job.tenant, &crate::shard::run_id()))?;
+            if let Some(e) = &earlier {
+                tracing::info!(
+                    "the last load of tenant {:?} with this state ({e}) did not end cleanly: \
+                     the store is read as the record of what it wrote",
+                    job.tenant
+                );
+            }
+            earlier.is_some()
+        }
+        None => false,
+    };
+    let prune_in_store = job.prune_in_store() || (job.prune && left_open);
     let ledger = Arc::new(
         Ledger::new(state, sink.clone(), stats.clone())
             .tenant_scoped_ids(job.target.layout().is_lightrag())
             .for_prune(job.prune)
-            .track_produced(job.prune_in_store()),
+            .track_produced(prune_in_store),
     );
     ledger.reconcile().await?;
     let checkpoints = state_s3
@@ -119,7 +138,11 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     // A state kept in S3 is as old as its last upload (a killed task's is
     // older than the store): the store is read as the record anyway.
     let rows_in_store = ledger
-        .recall(&job.tenant, buckets.clone(), state_s3.is_none())
+        .recall(
+            &job.tenant,
+            buckets.clone(),
+            state_s3.is_none() && !left_open,
+        )
         .await?;
     let pool = crate::pools::chunking()?;
     // A worker of a sharded run leaves bulk mode to the prepare step: one
@@ -199,8 +222,17 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
         driver.fail(format!("state file: {e:#}"));
     }
     let interrupted = driver.interrupted();
+    // Only a load that ended with every write answered may say the state
+    // is complete: after an interruption or an error a write may have
+    // landed in the store without its acknowledgement being recorded.
+    if !interrupted
+        && driver.fatal.get().is_none()
+        && let Err(e) = ledger.close_run(&job.tenant)
+    {
+        driver.fail(format!("state file: {e:#}"));
+    }
     if job.prune && !interrupted && driver.fatal.get().is_none() {
-        let pruned = if !job.prune_in_store() {
+        let pruned = if !prune_in_store {
             ledger.prune(&job.tenant).await
         } else if let Some((reason, n)) = stats
             .skipped_by_reason()

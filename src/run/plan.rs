@@ -178,6 +178,16 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
         }
     };
     plan.state_file = state.as_ref().map(|s| s.path().display().to_string());
+    if state
+        .as_ref()
+        .is_some_and(|s| s.run_left_open(&cfg.tenant).unwrap_or(false))
+    {
+        plan.warnings.push(format!(
+            "the last load of tenant {:?} did not end cleanly (killed?): the load will read the \
+             store as the record and embed no more, possibly less, than counted here",
+            cfg.tenant
+        ));
+    }
     let ledger = Arc::new(
         Ledger::dry_run(state, Arc::from(sink), stats.clone())
             .tenant_scoped_ids(cfg.target.layout().is_lightrag())

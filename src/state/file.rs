@@ -10,9 +10,15 @@
 //! - `objects`: an object of a remote source (`tenant \0 s3://bucket/key`)
 //!   -> its ETag, size and the documents read from it with their hashes, so
 //!   an unchanged object is not downloaded again;
-//! - `intents`: chunks about to be written. A crash between the sink's commit
-//!   and ours leaves them here; the next run asks the sink which of them it
-//!   holds instead of paying for them again.
+//! - `runs`: tenant -> the load that has it open. Set with a disk sync when
+//!   a load starts and removed when it ends cleanly; everything in between
+//!   is committed without waiting for the disk (synced every few seconds).
+//!   A load that finds its tenant still open knows the last one was killed
+//!   and that this file may be behind the store: it reads the store as the
+//!   record (`Ledger::recall`), so a lost acknowledgement costs nothing twice.
+//! - `intents`: chunks about to be written, as vecload up to 0.x synced them
+//!   before every write batch; left by a crash of such a version, they are
+//!   checked against the sink at the next start (`Ledger::reconcile`).
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +32,7 @@ const DOC_CHUNKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition:
 const DOCS: TableDefinition<&str, &str> = TableDefinition::new("docs");
 const INTENTS: TableDefinition<&str, &str> = TableDefinition::new("intents");
 const OBJECTS: TableDefinition<&str, &str> = TableDefinition::new("objects");
+const RUNS: TableDefinition<&str, &str> = TableDefinition::new("runs");
 /// Intent keys of a whole write batch; its value holds one `id \t record`
 /// line per chunk.
 const INTENT_BATCH: &str = "batch:";
@@ -121,6 +128,7 @@ impl State {
         txn.open_table(DOCS)?;
         txn.open_table(INTENTS)?;
         txn.open_table(OBJECTS)?;
+        txn.open_table(RUNS)?;
         txn.commit()?;
         Ok(State {
             db,
@@ -197,32 +205,43 @@ impl State {
             .collect()
     }
 
-    /// Records write batches about to go to the sink, one entry per batch
-    /// (one B-tree update, not one per chunk), synced to disk.
-    pub fn record_intents(&self, batches: &[(String, Vec<ChunkRec>)]) -> Result<()> {
+    /// Marks `tenant` as open by the load `run`, synced to disk. Returns the
+    /// run that had it open before (killed before it ended), if any.
+    pub fn open_run(&self, tenant: &str, run: &str) -> Result<Option<String>> {
         let txn = self.db.begin_write()?;
-        {
-            let mut t = txn.open_table(INTENTS)?;
-            for (key, rows) in batches {
-                let mut v = String::new();
-                for r in rows {
-                    v.push_str(&r.id);
-                    v.push('\t');
-                    v.push_str(&r.encode());
-                    v.push('\n');
-                }
-                t.insert(format!("{INTENT_BATCH}{key}").as_str(), v.as_str())?;
-            }
-        }
+        let earlier = {
+            let mut t = txn.open_table(RUNS)?;
+            let earlier = t.get(tenant)?.map(|v| v.value().to_string());
+            t.insert(tenant, run)?;
+            earlier
+        };
+        txn.commit()?;
+        Ok(earlier)
+    }
+
+    /// The load of `tenant` ended cleanly: everything it recorded is synced
+    /// with this commit.
+    pub fn close_run(&self, tenant: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(RUNS)?.remove(tenant)?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Records rows the sink acknowledged and drops their intents, in one
-    /// commit that is not synced to disk: lost in a crash, it leaves the
-    /// (synced) intents behind, which the next run checks against the sink.
-    /// The next intents commit, or `sync`, makes it durable.
-    pub fn mark_acked(&self, intent: Option<&str>, rows: &[ChunkRec]) -> Result<()> {
+    /// Whether a load of `tenant` was killed before it ended (for `plan`).
+    pub fn run_left_open(&self, tenant: &str) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(RUNS) {
+            Ok(t) => Ok(t.get(tenant)?.is_some()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records rows the sink acknowledged, in one commit that does not wait
+    /// for the disk: lost in a crash, the rows are found in the store by the
+    /// next run (see `runs` above). The next sync makes it durable.
+    pub fn mark_acked(&self, rows: &[ChunkRec]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         {
@@ -231,10 +250,6 @@ impl State {
             for r in rows {
                 chunks.insert(r.id.as_str(), r.encode().as_str())?;
                 by_doc.insert(r.doc.as_str(), r.id.as_str())?;
-            }
-            if let Some(key) = intent {
-                txn.open_table(INTENTS)?
-                    .remove(format!("{INTENT_BATCH}{key}").as_str())?;
             }
         }
         txn.commit()?;
@@ -464,50 +479,66 @@ mod tests {
     }
 
     #[test]
-    fn acknowledged_chunks_survive_reopening() {
+    fn acknowledged_chunks_survive_reopening_once_synced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let doc = doc_key("t", "a.md");
         {
             let s = State::open(&path).unwrap();
-            s.record_intents(&[
-                ("a".into(), vec![rec("1", 0, &doc)]),
-                ("b".into(), vec![rec("2", 1, &doc)]),
-            ])
-            .unwrap();
-            s.mark_acked(Some("a"), &[rec("1", 0, &doc)]).unwrap();
+            s.mark_acked(&[rec("1", 0, &doc)]).unwrap();
+            s.sync().unwrap();
         }
         let s = State::open(&path).unwrap();
         assert_eq!(
             s.acked_hashes(&["1", "2"]).unwrap(),
             vec![Some("h1".into()), None]
         );
-        assert_eq!(
-            s.intents().unwrap(),
-            vec![rec("2", 1, &doc)],
-            "unacknowledged intent kept"
-        );
-        s.clear_intents().unwrap();
-        assert!(s.intents().unwrap().is_empty());
     }
 
     #[test]
-    fn per_chunk_intents_of_earlier_versions_are_still_read() {
+    fn a_load_left_open_is_known_to_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        {
+            let s = State::open(&path).unwrap();
+            assert_eq!(s.open_run("t", "run1").unwrap(), None);
+            assert_eq!(s.open_run("u", "run1").unwrap(), None);
+            s.close_run("u").unwrap();
+            // Dropped with "t" still open: killed.
+        }
+        let s = State::open(&path).unwrap();
+        assert!(s.run_left_open("t").unwrap());
+        assert!(!s.run_left_open("u").unwrap(), "tenants are kept apart");
+        assert_eq!(s.open_run("t", "run2").unwrap(), Some("run1".into()));
+        s.close_run("t").unwrap();
+        assert!(!s.run_left_open("t").unwrap());
+    }
+
+    /// What vecload versions that synced intents left after a crash.
+    fn insert_intent(s: &State, key: &str, value: &str) {
+        let txn = s.db.begin_write().unwrap();
+        txn.open_table(INTENTS).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn intents_of_earlier_versions_are_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.redb")).unwrap();
         let doc = doc_key("t", "a.md");
         let old = rec("7", 3, &doc);
-        let txn = s.db.begin_write().unwrap();
-        txn.open_table(INTENTS)
-            .unwrap()
-            .insert("7", old.encode().as_str())
-            .unwrap();
-        txn.commit().unwrap();
-        s.record_intents(&[("k".into(), vec![rec("8", 4, &doc)])])
-            .unwrap();
+        insert_intent(&s, "7", &old.encode());
+        let batch = rec("8", 4, &doc);
+        insert_intent(
+            &s,
+            &format!("{INTENT_BATCH}k"),
+            &format!("8\t{}\n", batch.encode()),
+        );
         let mut got = s.intents().unwrap();
         got.sort_by(|a, b| a.id.cmp(&b.id));
-        assert_eq!(got, vec![old, rec("8", 4, &doc)]);
+        assert_eq!(got, vec![old, batch]);
+        s.clear_intents().unwrap();
+        assert!(s.intents().unwrap().is_empty());
     }
 
     #[test]
@@ -515,11 +546,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = State::open(&dir.path().join("s.redb")).unwrap();
         let doc = doc_key("t", "a.md");
-        s.mark_acked(
-            None,
-            &[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)],
-        )
-        .unwrap();
+        s.mark_acked(&[rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)])
+            .unwrap();
         assert_eq!(s.stale_chunks(&doc, 2).unwrap(), vec!["3".to_string()]);
         s.complete_docs(&[Completed {
             doc: doc.clone(),
@@ -532,7 +560,7 @@ mod tests {
         assert_eq!(s.unchanged_doc(&doc, "other").unwrap(), None);
         assert_eq!(s.acked_hashes(&["3"]).unwrap(), vec![None]);
         let other = doc_key("u", "a.md");
-        s.mark_acked(None, &[rec("9", 0, &other)]).unwrap();
+        s.mark_acked(&[rec("9", 0, &other)]).unwrap();
         assert_eq!(s.docs_of_tenant("t").unwrap(), vec![doc.clone()]);
         s.forget_doc(&doc).unwrap();
         assert!(s.docs_of_tenant("t").unwrap().is_empty());

@@ -5,10 +5,12 @@
 //!   completely written is not even chunked again.
 //! - Of a changed or unfinished document, only chunks the sink has not
 //!   acknowledged with the same content are embedded.
-//! - Before a write the rows are recorded as intents, after the sink's
-//!   acknowledgement as written; intents left by a crash are checked against
-//!   the sink at the next start, so a kill between the two commits costs
-//!   nothing twice.
+//! - After the sink's acknowledgement the rows are recorded as written,
+//!   without waiting for the disk (a sync every few seconds): nothing is
+//!   synced before a write. A load marks its tenant open in the state at
+//!   the start and closed at a clean end; the next load of a tenant left
+//!   open (killed) reads the store as the record, so acknowledgements lost
+//!   with the kill cost nothing twice.
 //! - When every chunk of a document is acknowledged, its stale chunks (from a
 //!   longer earlier version) are deleted from the sink.
 //! - Without a state file that knows the tenant (a new pod, a Fargate task,
@@ -43,7 +45,8 @@ pub struct Ledger {
     seen_hasher: std::hash::RandomState,
     /// `plan`: decide and count, but change nothing in the state or sink.
     dry_run: bool,
-    intents: IntentLog,
+    /// When acknowledgements were last made durable.
+    synced: Mutex<std::time::Instant>,
     /// The sink's ids are not unique across tenants (LightRAG's are not):
     /// the state keys chunks by `tenant \0 id` instead.
     tenant_scoped: bool,
@@ -65,37 +68,10 @@ fn sink_ids(state_ids: &[String]) -> Vec<String> {
     state_ids.iter().map(|i| sink_id(i).to_string()).collect()
 }
 
-/// Group commit for write intents: each needs a disk sync before its batch
-/// goes to the sink, so writers that arrive while one sync is under way
-/// share the next one instead of queueing a sync each.
-/// A write batch's intent key and its chunks.
-type IntentBatch = (String, Vec<ChunkRec>);
-
-struct IntentLog {
-    /// Makes intent keys unique across runs sharing a state file.
-    run: String,
-    seq: std::sync::atomic::AtomicU64,
-    /// Intents not yet committed, and the number of the commit that will
-    /// take them.
-    pending: Mutex<(Vec<IntentBatch>, u64)>,
-    /// Held while committing; the number of the last commit done.
-    flushed: tokio::sync::Mutex<u64>,
-}
-
-impl Default for IntentLog {
-    fn default() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        IntentLog {
-            run: format!("{}-{nanos}", std::process::id()),
-            seq: Default::default(),
-            pending: Default::default(),
-            flushed: Default::default(),
-        }
-    }
-}
+/// How often acknowledgements are made durable while a load runs: they
+/// need not be for correctness (the store is read after a kill), but a
+/// killed load's successor then re-reads and re-chunks less.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An object of a remote source as the state knows it (`unchanged_object`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +103,7 @@ impl Ledger {
             seen: None,
             seen_hasher: Default::default(),
             dry_run: false,
-            intents: IntentLog::default(),
+            synced: Mutex::new(std::time::Instant::now()),
             tenant_scoped: false,
             held: Default::default(),
             produced: None,
@@ -319,6 +295,11 @@ impl Ledger {
             });
             chunks = rest;
             written += (before - chunks.len()) as u32;
+            if self.state.is_some() {
+                // The state did not know them: written by a load killed
+                // before its record of them was on disk.
+                Stats::add(&self.stats.found_on_resume, found.len() as u64);
+            }
             // The state, if any, learns them: it is the store's cache.
             if let (Some(state), false, false) = (&self.state, found.is_empty(), self.dry_run) {
                 let recs: Vec<ChunkRec> = found
@@ -330,7 +311,7 @@ impl Ledger {
                         doc: key.clone(),
                     })
                     .collect();
-                state.mark_acked(None, &recs)?;
+                state.mark_acked(&recs)?;
             }
         }
         if let Some(m) = &meta {
@@ -428,59 +409,41 @@ impl Ledger {
         }))
     }
 
-    /// Before the sink writes `rows`: returns the intent's key, for
-    /// `after_write`.
-    pub async fn before_write(&self, rows: &[Embedded]) -> Result<Option<String>> {
-        let Some(state) = &self.state else {
-            return Ok(None);
-        };
-        let key = format!(
-            "{}-{}",
-            self.intents.run,
-            self.intents.seq.fetch_add(1, Relaxed)
-        );
-        let ticket = {
-            let mut p = self
-                .intents
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            p.0.push((key.clone(), self.records(rows)));
-            p.1 + 1
-        };
-        let mut flushed = self.intents.flushed.lock().await;
-        if *flushed >= ticket {
-            // A sync that started after ours were queued took them.
-            return Ok(Some(key));
-        }
-        let batch = {
-            let mut p = self
-                .intents
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            p.1 += 1;
-            std::mem::take(&mut p.0)
-        };
-        tokio::task::block_in_place(|| state.record_intents(&batch))?;
-        *flushed = ticket;
-        Ok(Some(key))
-    }
-
     /// After the sink acknowledged `rows`: record them, and complete the
     /// documents whose last chunks these were.
-    pub async fn after_write(&self, rows: &[Embedded], intent: Option<&str>) -> Result<()> {
+    pub async fn after_write(&self, rows: &[Embedded]) -> Result<()> {
         let Some(state) = &self.state else {
             return Ok(());
         };
         let recs = self.records(rows);
-        tokio::task::block_in_place(|| state.mark_acked(intent, &recs))?;
+        tokio::task::block_in_place(|| state.mark_acked(&recs))?;
         let done: Vec<&DocMeta> = rows
             .iter()
             .filter(|r| r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1)
             .map(|r| r.chunk.doc.as_ref())
             .collect();
-        self.complete(&done).await
+        self.complete(&done).await?;
+        let due = {
+            let mut at = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+            let due = at.elapsed() >= SYNC_EVERY;
+            if due {
+                *at = std::time::Instant::now();
+            }
+            due
+        };
+        if due {
+            tokio::task::block_in_place(|| state.sync())?;
+        }
+        Ok(())
+    }
+
+    /// The load ended cleanly: everything recorded is synced, and the next
+    /// load may trust the state alone.
+    pub fn close_run(&self, tenant: &str) -> Result<()> {
+        match &self.state {
+            Some(state) => tokio::task::block_in_place(|| state.close_run(tenant)),
+            None => Ok(()),
+        }
     }
 
     /// Every chunk of these documents is in the sink: delete their stale
@@ -541,7 +504,7 @@ impl Ledger {
                     .cloned()
                     .collect();
                 found += done.len();
-                tokio::task::block_in_place(|| state.mark_acked(None, &done))?;
+                tokio::task::block_in_place(|| state.mark_acked(&done))?;
             }
         }
         tokio::task::block_in_place(|| state.clear_intents())?;
@@ -629,11 +592,7 @@ impl Ledger {
 
 #[async_trait::async_trait]
 impl crate::store::stage::Bookkeeping for Ledger {
-    async fn before_write(&self, rows: &[Embedded]) -> Result<Option<String>> {
-        Ledger::before_write(self, rows).await
-    }
-
-    async fn after_write(&self, rows: &[Embedded], intent: Option<&str>) -> Result<()> {
-        Ledger::after_write(self, rows, intent).await
+    async fn after_write(&self, rows: &[Embedded]) -> Result<()> {
+        Ledger::after_write(self, rows).await
     }
 }

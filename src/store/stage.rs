@@ -35,15 +35,13 @@ pub struct SinkStage {
     fatal: Fatal,
 }
 
-/// What the run records around each write, so that a killed run resumes
-/// without paying twice: intents before the store sees a batch, the
-/// acknowledgement after. `state::Ledger` keeps them.
+/// What the run records after each write, so that a rerun does not pay
+/// again for what the store holds. `state::Ledger` keeps it; nothing is
+/// recorded before a write (a killed run's successor reads the store).
 #[async_trait]
 pub trait Bookkeeping: Send + Sync {
-    /// Before `rows` are written; returns a key for `after_write`.
-    async fn before_write(&self, rows: &[Embedded]) -> anyhow::Result<Option<String>>;
     /// After the store acknowledged `rows`.
-    async fn after_write(&self, rows: &[Embedded], intent: Option<&str>) -> anyhow::Result<()>;
+    async fn after_write(&self, rows: &[Embedded]) -> anyhow::Result<()>;
 }
 
 impl SinkStage {
@@ -137,16 +135,6 @@ impl SinkStage {
         writer: &mut Option<Box<dyn SinkWriter>>,
         batch: Vec<Embedded>,
     ) {
-        // Intents first: if the process dies after the store acknowledged the
-        // batch but before the state recorded it, the next run finds these
-        // rows in the store instead of paying for them again.
-        let intent = match self.books.before_write(&batch).await {
-            Ok(key) => key,
-            Err(e) => {
-                self.fatal.set(format!("state file: {e:#}"), &self.cancel);
-                None
-            }
-        };
         let mut last = String::new();
         for attempt in 0..WRITE_ATTEMPTS {
             if attempt > 0 {
@@ -170,9 +158,9 @@ impl SinkStage {
                 Ok(()) => {
                     crash_point_after_ack();
                     Stats::add(&self.stats.vectors_written, batch.len() as u64);
-                    if let Err(e) = self.books.after_write(&batch, intent.as_deref()).await {
-                        // The rows are in the sink; the next run finds them
-                        // through their intents, so nothing is paid twice.
+                    if let Err(e) = self.books.after_write(&batch).await {
+                        // The rows are in the sink; this run stays open in
+                        // the state, so the next one reads the store.
                         self.fatal.set(format!("state file: {e:#}"), &self.cancel);
                     }
                     return;
