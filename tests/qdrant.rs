@@ -131,7 +131,14 @@ fn load_stores_every_chunk_with_its_vector_and_payload() {
     assert_eq!(params.shard_number, 2, "--shard-number");
     assert!(params.on_disk_payload, "payload on disk");
     let schema = &info.payload_schema;
-    assert!(schema.contains_key("tenant_id") && schema.contains_key("doc_id"));
+    // The document and bucket indexes are built at the finish of a load
+    // that made the collection, the tenant index before the upload.
+    assert!(
+        ["tenant_id", "doc_id", "shard_bucket"]
+            .iter()
+            .all(|f| schema.contains_key(*f)),
+        "{schema:?}"
+    );
     let tenant_params = format!("{:?}", schema["tenant_id"].params);
     assert!(
         tenant_params.contains("is_tenant: Some(true)"),
@@ -598,6 +605,11 @@ fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
     let q = qs.client();
     let before = q.count(&name, None);
     assert!(before > 8, "two batches were acknowledged: {before}");
+    let schema = q.info(&name).payload_schema;
+    assert!(
+        schema.contains_key("tenant_id") && !schema.contains_key("doc_id"),
+        "killed before its finish: the document index was not built yet"
+    );
     let report = std::env::temp_dir().join(format!("{name}.json"));
     let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
         .arg(fixtures())
@@ -613,6 +625,11 @@ fn a_crash_after_qdrants_ack_but_before_the_state_costs_nothing_again() {
     assert_eq!(rep["chunks_unchanged"].as_u64(), Some(before));
     assert_eq!(rep["tenant_rows"], rep["expected_rows"]);
     assert_vectors_match_content(&q.points(&name, None));
+    let schema = q.info(&name).payload_schema;
+    assert!(
+        schema.contains_key("doc_id") && schema.contains_key("shard_bucket"),
+        "the rerun made the indexes the killed run left undone: {schema:?}"
+    );
 }
 
 #[test]

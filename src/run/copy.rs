@@ -77,6 +77,7 @@ pub async fn run(
         return Err(SetupError(anyhow::anyhow!(msg)));
     }
     let mut sink = cfg.target.sink(cfg.dim);
+    sink.sole_writer();
     sink.prepare().await?;
     let sink: Arc<dyn Sink> = Arc::from(sink);
     let stats = Arc::new(Stats::default());

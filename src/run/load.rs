@@ -81,6 +81,9 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     let (embedder, embed) = crate::embed::connect(&job.embed).await?;
     job.embed = embed;
     let mut sink = job.target.sink(job.embed.dim);
+    if job.shard.is_none() {
+        sink.sole_writer();
+    }
     // The target is checked before any file is read or request sent.
     sink.prepare().await?;
     if let Some(s) = job.shard {

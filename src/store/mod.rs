@@ -38,6 +38,10 @@ pub trait Sink: Send + Sync {
     /// The stored vectors of these ids of `tenant` (those it holds), for
     /// comparing a copy with its source.
     async fn vectors(&self, tenant: &str, ids: &[String]) -> Result<HashMap<String, Vec<f32>>>;
+    /// Before `prepare`: this run is the target's only writer until its
+    /// `finish` (an unsharded load), so indexes that no write or look-up of
+    /// the load needs may be built at the finish, over all rows at once.
+    fn sole_writer(&mut self) {}
     /// Called once the run is about to write (after `prepare` and the state
     /// checks): bulk-load settings that `finish` undoes.
     async fn begin(&self) -> Result<()> {

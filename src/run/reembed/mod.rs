@@ -90,6 +90,9 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     let (embedder, embed) = crate::embed::connect(&cfg.embed).await?;
     cfg.embed = embed;
     let mut sink = cfg.target.sink(cfg.embed.dim);
+    if cfg.shard.is_none() && !cfg.prepare_only {
+        sink.sole_writer();
+    }
     sink.prepare().await?;
     let sink: Arc<dyn Sink> = Arc::from(sink);
     let stats = Arc::new(Stats::default());

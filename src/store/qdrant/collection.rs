@@ -143,17 +143,20 @@ pub async fn create(client: &Qdrant, cfg: &QdrantSettings, dim: usize) -> Result
 }
 
 /// The tenant index (`is_tenant`, so each tenant's points are stored
-/// together) and the document index (for deletes by document). Made before
-/// the upload: indexing afterwards means a rebuild.
+/// together: made before the upload), and with `all` the document index
+/// (for a user's deletes by document) and the shard bucket index (for a
+/// shard's counts, look-ups and prunes).
 pub async fn ensure_payload_indexes(
     client: &Qdrant,
     name: &str,
     info: &CollectionInfo,
     layout: Layout,
+    all: bool,
 ) -> Result<()> {
-    let fields: &[(&str, bool)] = match layout {
-        Layout::Vecload => &[(TENANT_FIELD, true), (DOC_FIELD, false)],
-        Layout::Lightrag(_) => &[(WORKSPACE_FIELD, true)],
+    let fields: &[(&str, bool)] = match (layout, all) {
+        (Layout::Vecload, true) => &[(TENANT_FIELD, true), (DOC_FIELD, false)],
+        (Layout::Vecload, false) => &[(TENANT_FIELD, true)],
+        (Layout::Lightrag(_), _) => &[(WORKSPACE_FIELD, true)],
     };
     for &(field, tenant) in fields {
         if let Some(schema) = info.payload_schema.get(field) {
@@ -186,7 +189,7 @@ pub async fn ensure_payload_indexes(
             .map_err(|e| anyhow!("creating the {field} index on {name}: {}", message(&e)))?;
         tracing::info!("collection {name}: created keyword index on {field} (is_tenant={tenant})");
     }
-    if layout == Layout::Vecload && !info.payload_schema.contains_key(BUCKET_FIELD) {
+    if all && layout == Layout::Vecload && !info.payload_schema.contains_key(BUCKET_FIELD) {
         client
             .create_field_index(
                 CreateFieldIndexCollectionBuilder::new(name, BUCKET_FIELD, FieldType::Integer)

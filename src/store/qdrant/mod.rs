@@ -59,6 +59,10 @@ pub struct QdrantSink {
     client: Option<Arc<Qdrant>>,
     /// Set by `begin` when this run switched HNSW building off.
     bulk: AtomicBool,
+    /// `Sink::sole_writer`: indexes no write needs may wait for `finish`.
+    sole_writer: bool,
+    /// Set by `prepare` when it made the collection without them.
+    deferred_indexes: AtomicBool,
 }
 
 impl QdrantSink {
@@ -68,6 +72,8 @@ impl QdrantSink {
             dim,
             client: None,
             bulk: AtomicBool::new(false),
+            sole_writer: false,
+            deferred_indexes: AtomicBool::new(false),
         }
     }
 
@@ -192,8 +198,10 @@ impl Sink for QdrantSink {
         let version = self.server_version(&client).await?;
         let name = self.name().to_string();
         let mut info = collection::info(&client, &name).await?;
+        let mut made_here = false;
         if info.is_none() {
             let created = collection::create(&client, &self.cfg, self.dim).await?;
+            made_here = created;
             tracing::info!(
                 "Qdrant {version}: collection {name} {}",
                 if created {
@@ -209,7 +217,16 @@ impl Sink for QdrantSink {
         let info = info.ok_or_else(|| anyhow!("collection {name} disappeared after creation"))?;
         collection::check_layout(&name, &info, self.dim, self.cfg.distance)
             .map_err(|m| anyhow!(m))?;
-        collection::ensure_payload_indexes(&client, &name, &info, self.cfg.layout).await?;
+        // A collection this run made and writes alone gets its document and
+        // bucket indexes at the finish, over all points at once, instead of
+        // per point during the load (nothing vecload writes or reads during
+        // a load filters on them). The tenant index comes first, always:
+        // Qdrant keeps each tenant's points together only when it exists
+        // before they arrive. A run killed before its finish leaves them to
+        // the next run's prepare, which makes whatever is missing.
+        let defer = self.sole_writer && made_here;
+        collection::ensure_payload_indexes(&client, &name, &info, self.cfg.layout, !defer).await?;
+        self.deferred_indexes.store(defer, Ordering::SeqCst);
         self.client = Some(client);
         Ok(())
     }
@@ -234,6 +251,10 @@ impl Sink for QdrantSink {
             Err(e) => problems.push(format!("{e:#}")),
         }
         Ok(problems)
+    }
+
+    fn sole_writer(&mut self) {
+        self.sole_writer = true;
     }
 
     async fn begin(&self) -> Result<()> {
@@ -587,9 +608,18 @@ impl Sink for QdrantSink {
             .collect())
     }
 
-    async fn finish(&self, tenant: &str, _build_index: bool) -> Result<SinkSummary> {
+    async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary> {
         let client = self.client()?;
         let name = self.name();
+        // Before HNSW comes back, so its rebuild sees every payload index;
+        // an interrupted run leaves them to the next run's prepare.
+        if build_index && self.deferred_indexes.load(Ordering::SeqCst) {
+            let info = collection::info(&client, name)
+                .await?
+                .ok_or_else(|| anyhow!("collection {name} is gone"))?;
+            collection::ensure_payload_indexes(&client, name, &info, self.cfg.layout, true).await?;
+            self.deferred_indexes.store(false, Ordering::SeqCst);
+        }
         // Restored after an error or Ctrl-C too: a collection left without
         // HNSW answers every search by full scan.
         let restored = if self.bulk.load(Ordering::SeqCst) {
