@@ -365,7 +365,7 @@ impl Sink for QdrantSink {
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(writer::QdrantWriter {
-            client: self.client()?,
+            points: self.cfg.target.points_client().await?,
             collection: self.name().to_string(),
             layout: self.cfg.layout,
         }))

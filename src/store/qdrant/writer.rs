@@ -7,15 +7,13 @@
 //! message may carry.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use qdrant_client::Qdrant;
-use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder, Value};
+use qdrant_client::qdrant::{PointStruct, UpsertPoints, UpsertPointsBuilder, Value};
 
 use super::collection::{BUCKET_FIELD, DOC_FIELD, TENANT_FIELD, WORKSPACE_FIELD};
-use super::connect::{is_transient, message, retry_after};
+use super::connect::{PointsClient, is_transient, message, retry_after};
 use crate::layout::{Layout, Namespace};
 use crate::records::Embedded;
 use crate::store::{SinkWriter, WriteError};
@@ -24,7 +22,7 @@ use crate::store::{SinkWriter, WriteError};
 pub const REQUEST_BYTES: usize = 4 << 20;
 
 pub struct QdrantWriter {
-    pub client: Arc<Qdrant>,
+    pub points: PointsClient,
     pub collection: String,
     pub layout: Layout,
 }
@@ -44,8 +42,11 @@ impl SinkWriter for QdrantWriter {
                     Layout::Lightrag(ns) => lightrag_point(r, ns, secs),
                 })
                 .collect();
-            let req = UpsertPointsBuilder::new(&self.collection, points).wait(true);
-            if let Err(e) = self.client.upsert_points(req).await {
+            let req: UpsertPoints = UpsertPointsBuilder::new(&self.collection, points)
+                .wait(true)
+                .into();
+            if let Err(status) = self.points.upsert(req).await {
+                let e = qdrant_client::QdrantError::from(status);
                 let msg = format!("upserting {} points: {}", part.len(), message(&e));
                 if !is_transient(&e) {
                     return Err(WriteError::Rejected(msg));
