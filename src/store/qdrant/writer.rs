@@ -194,6 +194,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::records::{Chunk, DocMeta};
+    use std::sync::Arc;
 
     fn row(text_len: usize, dim: usize) -> Embedded {
         let doc = Arc::new(DocMeta {
