@@ -191,6 +191,28 @@ fn a_crash_after_the_stores_ack_but_before_the_state_costs_nothing_again() {
     let db = Db::connect(&pg);
     let before = db.count(&table);
     assert!(before > 8, "two batches were committed: {before}");
+    // The state says the load was killed; plan says what that means.
+    let mut plan = vecload();
+    plan.args(["plan", "--json"])
+        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
+        .args([
+            "--embed-dim",
+            &DIM.to_string(),
+            "--pg-url",
+            &pg,
+            "--table",
+            &table,
+        ])
+        .arg("--state")
+        .arg(state_path(&table))
+        .args(&sizing[..4])
+        .arg(fixtures());
+    let p = run(&mut plan);
+    assert!(
+        p.stdout.contains("did not end cleanly"),
+        "plan warns that the state may be behind the store: {}",
+        p.all_output()
+    );
 
     let report = std::env::temp_dir().join(format!("{table}.json"));
     let sent = inputs(&server);

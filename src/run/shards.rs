@@ -10,8 +10,8 @@ use crate::report::Stats;
 use crate::shard::{Shard, ShardReport, WorkersCheck, now, run_id};
 use crate::store::Sink;
 
-/// How often a running worker says again that it runs its shard.
-const CLAIM_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+const CLAIM_REFRESH: std::time::Duration =
+    std::time::Duration::from_secs(crate::shard::CLAIM_REFRESH_SECS);
 
 /// A worker whose N is not the N the target was prepared for would split
 /// the files differently from the others: some read twice, some by no one.

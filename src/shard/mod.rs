@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
-pub use report::{ShardReport, WorkersCheck, now, run_id};
+pub use report::{CLAIM_REFRESH_SECS, ShardReport, WorkersCheck, now, run_id};
 
 /// The flags of a sharded run.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -24,6 +24,10 @@ pub struct ShardReport {
     pub at: u64,
 }
 
+/// How often a running worker says again that it runs its shard; a
+/// store without locks counts a claim as running for three times this.
+pub const CLAIM_REFRESH_SECS: u64 = 30;
+
 /// The id a worker gives itself in reports and claims: host and process,
 /// and the start time so a restarted pod with the same name differs.
 pub fn run_id() -> String {

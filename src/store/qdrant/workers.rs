@@ -15,14 +15,12 @@ use qdrant_client::qdrant::value::Kind;
 
 use super::collection::info;
 use super::connect::message;
-use crate::shard::{Shard, ShardReport, now};
+use crate::shard::{CLAIM_REFRESH_SECS, Shard, ShardReport, now};
 
 /// The metadata key of the shard count a sharded run was prepared for.
 const SHARDS: &str = "vecload_shards";
-/// How often a running worker refreshes its claim, and how old one may be
-/// and still count as running.
-pub const REFRESH_SECS: u64 = 30;
-const FRESH: u64 = 3 * REFRESH_SECS;
+/// How old a claim may be and still count as running.
+const FRESH: u64 = 3 * CLAIM_REFRESH_SECS;
 
 fn report_key(tenant: &str, shard: u32) -> String {
     format!("vecload_report/{tenant}/{shard}")
