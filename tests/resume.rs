@@ -296,3 +296,62 @@ fn prune_removes_deleted_documents_of_this_tenant_only() {
         "another tenant's rows are untouched"
     );
 }
+
+/// Behind a slow endpoint rows arrive one by one without a pause, so a
+/// write batch would fill only after minutes: rows must still reach the
+/// store within seconds (a kill then loses seconds of paid vectors, not a
+/// whole batch of them).
+#[test]
+fn rows_behind_a_slow_endpoint_reach_the_store_within_seconds() {
+    let Some(pg) = pg_url("slow_endpoint_flush") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "100"]);
+    let table = unique_table("trickle");
+    let docs = tempfile::tempdir().expect("tempdir");
+    for i in 0..20 {
+        let text: String = (0..200)
+            .map(|w| format!("term{} ", (i * 13 + w) % 70))
+            .collect();
+        std::fs::write(docs.path().join(format!("n{i:02}.md")), text).expect("write");
+    }
+    let mut cmd = load_cmd(&server, &pg, &table, DIM);
+    cmd.arg(docs.path())
+        .args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
+        .args(["--batch-size", "1", "--concurrency", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("start vecload");
+    let db = Db::connect(&pg);
+    let started = std::time::Instant::now();
+    // Wait for the first answers, then give the stage its few seconds.
+    while server.requests() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no request sent"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let first = std::time::Instant::now();
+    let mut landed = 0;
+    while first.elapsed() < std::time::Duration::from_secs(8) {
+        if db.table_exists(&table) {
+            landed = db.count(&table);
+            if landed > 0 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().expect("wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        still_running,
+        "the load should take longer than this test waits"
+    );
+    assert!(
+        landed > 0,
+        "rows were written within 8 s of the first answer, not held for a full batch"
+    );
+}
