@@ -61,17 +61,8 @@ fn a_second_tenant_with_the_same_documents_costs_no_requests() {
     assert!(paid > 0);
     assert!(cache.join("embeddings.redb").is_file(), "the cache file");
     // `plan` for tenant b: every chunk a hit, nothing to send or pay.
-    let mut plan = vecload();
-    plan.args(["plan", "--json", "--tenant", "b", "--no-state"])
-        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
-        .args([
-            "--embed-dim",
-            &DIM.to_string(),
-            "--pg-url",
-            &pg,
-            "--table",
-            &table,
-        ])
+    let mut plan = pg_cmd("plan", &server, &pg, &table, DIM);
+    plan.args(["--json", "--tenant", "b", "--no-state"])
         .args(["--chunk-tokens", "60", "--chunk-overlap", "6", "--cache"])
         .arg(&cache)
         .arg(fixtures());

@@ -192,17 +192,8 @@ fn a_crash_after_the_stores_ack_but_before_the_state_costs_nothing_again() {
     let before = db.count(&table);
     assert!(before > 8, "two batches were committed: {before}");
     // The state says the load was killed; plan says what that means.
-    let mut plan = vecload();
-    plan.args(["plan", "--json"])
-        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
-        .args([
-            "--embed-dim",
-            &DIM.to_string(),
-            "--pg-url",
-            &pg,
-            "--table",
-            &table,
-        ])
+    let mut plan = pg_cmd("plan", &server, &pg, &table, DIM);
+    plan.arg("--json")
         .arg("--state")
         .arg(state_path(&table))
         .args(&sizing[..4])

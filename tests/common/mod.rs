@@ -287,8 +287,17 @@ pub fn state_path(table: &str) -> PathBuf {
 /// `vecload load` against `server` and the test database, with the usual
 /// flags and a state file of the table's own.
 pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Command {
+    let mut c = pg_cmd("load", server, pg, table, dim);
+    c.args(["--progress", "log", "--state"])
+        .arg(state_path(table));
+    c
+}
+
+/// `vecload VERB` (load, plan) against `server` and the test database's
+/// `table`, with no state flag.
+pub fn pg_cmd(verb: &str, server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Command {
     let mut c = vecload();
-    c.arg("load")
+    c.arg(verb)
         .args(["--embed-url", &server.url, "--embed-model", "test-model"])
         .args([
             "--embed-dim",
@@ -297,9 +306,7 @@ pub fn load_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> Comm
             pg,
             "--table",
             table,
-        ])
-        .args(["--progress", "log", "--state"])
-        .arg(state_path(table));
+        ]);
     c
 }
 
