@@ -420,18 +420,8 @@ fn a_state_kept_in_s3_lets_the_next_task_skip_unchanged_objects() {
     let table = unique_table("s3state");
     let db = Db::connect(&pg);
     let load = |extra: &[&str]| {
-        let mut cmd = vecload();
-        cmd.arg("load")
-            .args(["--embed-url", &server.url, "--embed-model", "test-model"])
-            .args([
-                "--embed-dim",
-                &DIM.to_string(),
-                "--pg-url",
-                &pg,
-                "--table",
-                &table,
-            ])
-            .args(["--progress", "log", "s3://team-docs/kb"])
+        let mut cmd = pg_cmd("load", &server, &pg, &table, DIM);
+        cmd.args(["--progress", "log", "s3://team-docs/kb"])
             .args(extra);
         moto.env(&mut cmd);
         run(&mut cmd)
@@ -449,19 +439,8 @@ fn a_state_kept_in_s3_lets_the_next_task_skip_unchanged_objects() {
     );
 
     // `plan` reads the state from S3 too: nothing to embed.
-    let mut plan = vecload();
-    plan.args(["plan", "--json"])
-        .args(["--embed-url", &server.url, "--embed-model", "test-model"])
-        .args([
-            "--embed-dim",
-            &DIM.to_string(),
-            "--pg-url",
-            &pg,
-            "--table",
-            &table,
-        ])
-        .args(["s3://team-docs/kb"])
-        .args(state);
+    let mut plan = pg_cmd("plan", &server, &pg, &table, DIM);
+    plan.args(["--json", "s3://team-docs/kb"]).args(state);
     moto.env(&mut plan);
     let p = run(&mut plan);
     let p: serde_json::Value = serde_json::from_str(p.stdout.trim()).expect("plan JSON");
@@ -528,24 +507,15 @@ fn a_killed_task_leaves_its_state_in_s3_as_of_its_last_checkpoint() {
     moto.put_dir("slow/", dir.path());
     let table = unique_table("s3ckpt");
     let state = "s3://team-docs/state/slow.redb";
-    let args = |cmd: &mut std::process::Command, verb: &str| {
-        cmd.arg(verb)
-            .args(["--embed-url", &server.url, "--embed-model", "test-model"])
-            .args([
-                "--embed-dim",
-                &DIM.to_string(),
-                "--pg-url",
-                &pg,
-                "--table",
-                &table,
-            ])
-            .args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
+    let cmd = |verb: &str| {
+        let mut cmd = pg_cmd(verb, &server, &pg, &table, DIM);
+        cmd.args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
             .arg("s3://team-docs/slow");
-        moto.env(cmd);
+        moto.env(&mut cmd);
+        cmd
     };
     let plan = |state_args: &[&str]| -> serde_json::Value {
-        let mut cmd = vecload();
-        args(&mut cmd, "plan");
+        let mut cmd = cmd("plan");
         cmd.arg("--json").args(state_args);
         let p = run(&mut cmd);
         serde_json::from_str(p.stdout.trim()).expect("plan JSON")
@@ -555,8 +525,7 @@ fn a_killed_task_leaves_its_state_in_s3_as_of_its_last_checkpoint() {
         .unwrap_or(0);
     assert!(total > 60, "{total} chunks");
 
-    let mut cmd = vecload();
-    args(&mut cmd, "load");
+    let mut cmd = cmd("load");
     cmd.args(["--state", state, "--state-every", "1"])
         .args([
             "--batch-size",

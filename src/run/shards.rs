@@ -42,9 +42,8 @@ pub async fn prepare_for_workers(sink: &dyn Sink, shards: Option<u32>) -> Result
 
 /// What `--step prepare --shards N` records (and `finish` clears).
 pub async fn record_shard_count(sink: &dyn Sink, n: Option<u32>) {
-    match sink.set_shards(n).await {
-        Ok(true) | Ok(false) => {}
-        Err(e) => tracing::warn!("{e:#}"),
+    if let Err(e) = sink.set_shards(n).await {
+        tracing::warn!("{e:#}");
     }
 }
 

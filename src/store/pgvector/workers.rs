@@ -78,19 +78,29 @@ impl<'a> Workers<'a> {
                 self.put(client, "", COUNT_ROW, serde_json::json!({ "shards": n }))
                     .await
             }
-            None if self.exists(client).await? => {
-                let sql = format!(
-                    "DELETE FROM {} WHERE target = $1 AND tenant = '' AND shard = $2",
-                    self.side()
-                );
-                client
-                    .execute(&sql, &[&self.table.name, &COUNT_ROW])
+            None => {
+                let row = format!("shard = {COUNT_ROW}");
+                self.delete(client, "", &row, "clearing the shard count")
                     .await
-                    .map_err(|e| anyhow::anyhow!("clearing the shard count: {}", db_message(&e)))?;
-                Ok(())
             }
-            None => Ok(()),
         }
+    }
+
+    /// Deletes this target's rows of `tenant` that `shards` (a condition
+    /// on `shard`) picks, if the table is there at all.
+    async fn delete(&self, client: &Client, tenant: &str, shards: &str, what: &str) -> Result<()> {
+        if !self.exists(client).await? {
+            return Ok(());
+        }
+        let sql = format!(
+            "DELETE FROM {} WHERE target = $1 AND tenant = $2 AND {shards}",
+            self.side()
+        );
+        client
+            .execute(&sql, &[&self.table.name, &tenant])
+            .await
+            .map_err(|e| anyhow::anyhow!("{what}: {}", db_message(&e)))?;
+        Ok(())
     }
 
     async fn put(
@@ -144,18 +154,13 @@ impl<'a> Workers<'a> {
     }
 
     pub async fn clear_reports(&self, client: &Client, tenant: &str) -> Result<()> {
-        if !self.exists(client).await? {
-            return Ok(());
-        }
-        let sql = format!(
-            "DELETE FROM {} WHERE target = $1 AND tenant = $2 AND shard >= 0",
-            self.side()
-        );
-        client
-            .execute(&sql, &[&self.table.name, &tenant])
-            .await
-            .map_err(|e| anyhow::anyhow!("clearing the workers' reports: {}", db_message(&e)))?;
-        Ok(())
+        self.delete(
+            client,
+            tenant,
+            "shard >= 0",
+            "clearing the workers' reports",
+        )
+        .await
     }
 
     fn lock_key(&self, tenant: &str) -> String {
