@@ -372,6 +372,9 @@ pub struct LoadArgs {
 
     #[command(flatten)]
     pub shard: crate::shard::Flags,
+
+    #[command(flatten)]
+    pub batch: crate::embed::batch_api::BatchFlags,
 }
 
 #[cfg(test)]

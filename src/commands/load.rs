@@ -152,7 +152,19 @@ pub fn job(args: LoadArgs) -> Result<LoadJob, ConfigError> {
             )),
         }
     };
+    let batch = args.batch.settings(&embed)?;
+    if batch.is_some() && state.is_none() {
+        return Err(bad(
+            "--batch-api needs a state file to remember its batches across a kill: drop --no-state",
+        ));
+    }
+    if batch.is_some() && step.is_some() {
+        return Err(bad(
+            "--batch-api belongs to the workers (or an unsharded load): --step prepare|finish embeds nothing",
+        ));
+    }
     Ok(LoadJob {
+        batch,
         paths,
         s3_roots,
         tenant,

@@ -27,6 +27,9 @@ use super::settings::EmbedSettings;
 const VECTORS: TableDefinition<&[u8; 32], (u64, &[u8])> = TableDefinition::new("vectors");
 /// insertion number -> key, oldest first (what eviction drops).
 const ORDER: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("order");
+/// Named facts a pinned store keeps about its own contents (which batches
+/// it holds whole, which inputs a batch refused).
+const MARKS: TableDefinition<&str, &str> = TableDefinition::new("marks");
 
 /// Where the cache is and how big it may grow.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +81,72 @@ impl Cache {
             dim: embed.dim,
             max_entries: (at.max_bytes / per_entry).max(1),
         })
+    }
+
+    /// A store of vectors in the cache's format that never evicts: the
+    /// results of `--batch-api` batches, kept until the load has written
+    /// them (they are paid for).
+    pub fn pinned(embed: &EmbedSettings, file: &Path) -> Result<Cache> {
+        let db = open_db(file)?;
+        Ok(Cache {
+            db: Arc::new(db),
+            prefix: Sha256::new_with_prefix(namespace(embed)),
+            dim: embed.dim,
+            max_entries: u64::MAX,
+        })
+    }
+
+    /// SHA-256 (hex) of the settings part of every key: which vectors these are.
+    pub fn namespace_of(embed: &EmbedSettings) -> String {
+        hex::encode(Sha256::digest(namespace(embed)))
+    }
+
+    /// Makes every write before it durable.
+    pub fn sync(&self) -> Result<()> {
+        self.db.begin_write()?.commit()?;
+        Ok(())
+    }
+
+    /// Keeps `value` under `name`, durably.
+    pub fn mark(&self, name: &str, value: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(MARKS)?.insert(name, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Keeps many marks in one commit that does not wait for the disk
+    /// (the next `sync` or `mark` makes it durable).
+    pub fn mark_all(&self, marks: &[(String, String)]) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        {
+            let mut t = txn.open_table(MARKS)?;
+            for (name, value) in marks {
+                t.insert(name.as_str(), value.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn marked(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .marks(std::slice::from_ref(&name.to_string()))?
+            .pop()
+            .flatten())
+    }
+
+    pub fn marks(&self, names: &[String]) -> Result<Vec<Option<String>>> {
+        let txn = self.db.begin_read()?;
+        match txn.open_table(MARKS) {
+            Ok(t) => names
+                .iter()
+                .map(|n| Ok(t.get(n.as_str())?.map(|v| v.value().to_string())))
+                .collect(),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(vec![None; names.len()]),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn key(&self, text: &str) -> [u8; 32] {

@@ -4,6 +4,7 @@
 //! the checks every vector passes before it may be written.
 
 pub mod batch;
+pub mod batch_api;
 pub mod cache;
 mod http;
 pub mod limiter;

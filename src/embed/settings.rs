@@ -183,6 +183,8 @@ pub struct EmbedSettings {
     pub options: ProviderOptions,
     /// The embedding cache (None: --no-cache, or nowhere to keep it).
     pub cache: Option<super::cache::CacheSettings>,
+    /// `--batch-api`: the store of batch results the embed stage asks first.
+    pub batch_results: Option<PathBuf>,
 }
 
 impl Default for EmbedSettings {
@@ -211,6 +213,7 @@ impl Default for EmbedSettings {
             purpose: Purpose::Document,
             options: ProviderOptions::default(),
             cache: None,
+            batch_results: None,
         }
     }
 }
@@ -374,6 +377,7 @@ impl EmbedFlags {
             purpose: Purpose::Document,
             options: ProviderOptions::default(),
             cache: cache_settings(&flags, env)?,
+            batch_results: None,
         };
         asymmetry(&flags, provider)?;
         provider.check(&mut settings, &flags, env)?;

@@ -35,6 +35,8 @@ pub struct EmbedStage {
     /// Inputs per request and the longest input, as learned from refusals.
     limits: Arc<Limits>,
     cache: Option<super::cache::Cache>,
+    /// The results of `--batch-api` batches, asked before the cache.
+    results: Option<super::cache::Cache>,
 }
 
 impl EmbedStage {
@@ -58,6 +60,16 @@ impl EmbedStage {
                 .cache
                 .as_ref()
                 .and_then(|at| super::cache::Cache::open(&cfg, at)),
+            results: cfg.batch_results.as_ref().and_then(|file| {
+                super::cache::Cache::pinned(&cfg, file)
+                    .map_err(|e| {
+                        fatal.set(
+                            format!("the batch results {}: {e:#}", file.display()),
+                            &cancel,
+                        )
+                    })
+                    .ok()
+            }),
             embedder,
             cfg,
             stats,
@@ -141,36 +153,61 @@ impl EmbedStage {
     /// kept in the cache). Cache reads and writes are file I/O: off the
     /// tokio workers.
     async fn embed_cached(&self, batch: Vec<Chunk>) -> Option<Vec<Embedded>> {
-        let Some(cache) = self.cache.clone() else {
+        if self.cache.is_none() && self.results.is_none() {
             return self.embed_with_retries(batch).await;
-        };
-        let reader = cache.clone();
+        }
+        let (results, reader) = (self.results.clone(), self.cache.clone());
         let looked_up = tokio::task::spawn_blocking(move || {
-            let keys: Vec<[u8; 32]> = batch.iter().map(|c| reader.key(&c.text)).collect();
-            let found = reader.get(&keys);
-            (batch, keys, found)
+            // Both are keyed alike (the same settings): one key per text.
+            let keyer = results.as_ref().or(reader.as_ref())?;
+            let keys: Vec<[u8; 32]> = batch.iter().map(|c| keyer.key(&c.text)).collect();
+            let mut found: Vec<Option<(Vec<f32>, bool)>> = match &results {
+                Some(r) => r
+                    .get(&keys)
+                    .into_iter()
+                    .map(|v| v.map(|v| (v, true)))
+                    .collect(),
+                None => vec![None; keys.len()],
+            };
+            if let Some(c) = &reader {
+                let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+                let asked: Vec<[u8; 32]> = missing.iter().map(|&i| keys[i]).collect();
+                for (i, v) in missing.into_iter().zip(c.get(&asked)) {
+                    found[i] = v.map(|v| (v, false));
+                }
+            }
+            Some((batch, found))
         })
         .await;
-        let Ok((batch, keys, found)) = looked_up else {
+        let Ok(Some((batch, found))) = looked_up else {
             return None;
         };
         let mut out = Vec::new();
         let mut misses = Vec::new();
-        for ((chunk, _), hit) in batch.into_iter().zip(keys).zip(found) {
+        for (chunk, hit) in batch.into_iter().zip(found) {
             match hit {
-                Some(vector) => out.push(Embedded { chunk, vector }),
+                Some((vector, from_batch)) => {
+                    if from_batch {
+                        Stats::add(&self.stats.batch_vectors, 1);
+                    } else {
+                        Stats::add(&self.stats.cache_hits, 1);
+                        Stats::add(&self.stats.tokens_saved, u64::from(chunk.tokens));
+                    }
+                    out.push(Embedded { chunk, vector })
+                }
                 None => misses.push(chunk),
             }
         }
         if !out.is_empty() {
-            let tokens: u64 = out.iter().map(|e| e.chunk.tokens as u64).sum();
-            Stats::add(&self.stats.cache_hits, out.len() as u64);
-            Stats::add(&self.stats.tokens_saved, tokens);
             Stats::add(&self.stats.chunks_embedded, out.len() as u64);
         }
         if !misses.is_empty()
             && let Some(rows) = self.embed_with_retries(misses).await
         {
+            let Some(cache) = self.cache.clone() else {
+                out.extend(rows);
+                return (!out.is_empty()).then_some(out);
+            };
             // Keyed by each answered row's own text: a split or partly
             // failed batch comes back in another shape.
             let keep: Vec<(String, Vec<f32>)> = rows

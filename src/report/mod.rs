@@ -18,6 +18,21 @@ pub use stats::{DeadChunk, DecodedFile, FailedChunk, Gauges, InFlight, Stats};
 
 use crate::records::Skip;
 
+/// What `--batch-api` did before the load wrote (`run/batches.rs`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BatchSummary {
+    /// Batches whose results this load used (all rounds).
+    pub batches: u64,
+    /// Of them, submitted by this run (the rest by an earlier, killed one).
+    pub submitted: u64,
+    pub inputs_answered: u64,
+    /// Inputs no batch answered: refused lines, and what an expired batch
+    /// left undone after its one resubmission (or at once with
+    /// `--batch-fallback sync`).
+    pub inputs_failed: u64,
+    pub seconds_waited: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub tenant: String,
@@ -70,6 +85,11 @@ pub struct Report {
     /// Chunks whose vector the embedding cache had (no request), and their tokens.
     pub cache_hits: u64,
     pub tokens_saved: u64,
+    /// Chunks whose vector came from `--batch-api` batches (at the batch price).
+    pub vectors_from_batches: u64,
+    /// What `--batch-api` submitted and collected (None without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<BatchSummary>,
     pub tenant_rows: Option<u64>,
     /// What the state file says the sink should hold for the tenant.
     pub expected_rows: Option<u64>,
@@ -134,6 +154,8 @@ impl Report {
             tokens: Stats::get(&stats.tokens),
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
+            vectors_from_batches: Stats::get(&stats.batch_vectors),
+            batches: None,
             tenant_rows: info.tenant_rows,
             expected_rows: info.expected_rows,
             index: info.index,
@@ -197,6 +219,19 @@ impl Report {
                 s,
                 "  embedding cache: {} chunks ({} tokens) not sent, their vectors computed before",
                 self.cache_hits, self.tokens_saved
+            );
+        }
+        if let Some(b) = self.batches.as_ref().filter(|b| b.batches > 0) {
+            let _ = writeln!(
+                s,
+                "  batch API: {} batches ({} submitted by this run), {} inputs answered, {} \
+                 refused or left undone (embedded synchronously); {} chunks written from batch \
+                 results",
+                b.batches,
+                b.submitted,
+                b.inputs_answered,
+                b.inputs_failed,
+                self.vectors_from_batches
             );
         }
         if self.chunks_unchanged > 0 {

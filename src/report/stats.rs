@@ -30,6 +30,8 @@ pub struct Stats {
     /// Chunks whose vector came from the embedding cache, and their tokens.
     pub cache_hits: AtomicU64,
     pub tokens_saved: AtomicU64,
+    /// Chunks whose vector came from a `--batch-api` batch's results.
+    pub batch_vectors: AtomicU64,
     pub embed_retries: AtomicU64,
     pub tokens: AtomicU64,
     /// Chunks not embedded because the sink already holds them unchanged.

@@ -58,6 +58,8 @@ pub struct LoadJob {
     pub step: Option<Step>,
     /// `--shards N` of a step: what `prepare` records in the target.
     pub step_shards: Option<u32>,
+    /// `--batch-api`: embed through the provider's batch API first.
+    pub batch: Option<crate::embed::batch_api::BatchSettings>,
 }
 
 impl LoadJob {
@@ -147,6 +149,34 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
             state_s3.is_none() && !left_open,
         )
         .await?;
+    // Batches run before bulk mode begins: the store serves as usual
+    // while they take their hours.
+    let batches = match &job.batch {
+        Some(settings) => {
+            let put_state = || -> futures::future::BoxFuture<'static, ()> {
+                let (remote_state, ledger) = (state_s3.clone(), ledger.clone());
+                Box::pin(async move {
+                    if let Some(r) = remote_state {
+                        r.checkpoint_now(&ledger).await;
+                    }
+                })
+            };
+            let summary = super::batches::embed_in_batches(
+                &job,
+                settings,
+                &filter,
+                &ledger,
+                remote.as_ref(),
+                &put_state,
+            )
+            .await?;
+            job.embed.batch_results = ledger
+                .state()
+                .map(|s| super::batches::results_path(s.path()));
+            Some(summary)
+        }
+        None => None,
+    };
     let pool = crate::pools::chunking()?;
     // A worker of a sharded run leaves bulk mode to the prepare step: one
     // worker turning it off at its end must not do it under the others.
@@ -234,6 +264,13 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     {
         driver.fail(format!("state file: {e:#}"));
     }
+    if batches.is_some()
+        && !interrupted
+        && driver.fatal.get().is_none()
+        && let Err(e) = super::batches::forget(&job, &ledger)
+    {
+        driver.fail(format!("forgetting the written batches: {e:#}"));
+    }
     if job.prune && !interrupted && driver.fatal.get().is_none() {
         let pruned = if !prune_in_store {
             ledger.prune(&job.tenant).await
@@ -317,6 +354,7 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     report.shard = job.shard.map(|s| s.to_string());
     report.also_running = also_running;
     report.rows_in_store_at_start = rows_in_store;
+    report.batches = batches;
     Ok(report)
 }
 
@@ -398,24 +436,29 @@ impl RemoteState {
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let copy = this.local.with_extension("checkpoint");
             loop {
                 tokio::time::sleep(every).await;
-                let (ledger, to) = (ledger.clone(), copy.clone());
-                let snap = tokio::task::spawn_blocking(move || ledger.snapshot(&to)).await;
-                let put = match snap {
-                    Ok(Ok(true)) => this.put_file(&copy).await,
-                    Ok(Ok(false)) => return,
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(anyhow::anyhow!("{e}")),
-                };
-                let _ = std::fs::remove_file(&copy);
-                match put {
-                    Ok(()) => tracing::info!("--state {}: checkpoint put", this.url()),
-                    Err(e) => tracing::warn!("--state {}: checkpoint not put: {e:#}", this.url()),
-                }
+                this.checkpoint_now(&ledger).await;
             }
         })
+    }
+
+    /// Puts a snapshot of the state back now; a failure is only said.
+    pub(super) async fn checkpoint_now(&self, ledger: &Arc<Ledger>) {
+        let copy = self.local.with_extension("checkpoint");
+        let (ledger, to) = (ledger.clone(), copy.clone());
+        let snap = tokio::task::spawn_blocking(move || ledger.snapshot(&to)).await;
+        let put = match snap {
+            Ok(Ok(true)) => self.put_file(&copy).await,
+            Ok(Ok(false)) => return,
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        let _ = std::fs::remove_file(&copy);
+        match put {
+            Ok(()) => tracing::info!("--state {}: checkpoint put", self.url()),
+            Err(e) => tracing::warn!("--state {}: checkpoint not put: {e:#}", self.url()),
+        }
     }
 }
 
@@ -523,6 +566,16 @@ pub struct Books<'a> {
 pub struct Remote {
     pub s3: Arc<S3>,
     pub spool: Arc<Spool>,
+}
+
+impl Remote {
+    /// Another handle on the same client and spool.
+    pub fn share(&self) -> Remote {
+        Remote {
+            s3: self.s3.clone(),
+            spool: self.spool.clone(),
+        }
+    }
 }
 
 /// The run's record, as the S3 feed asks it about objects.

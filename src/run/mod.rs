@@ -13,6 +13,7 @@
 //! requests in flight finish and everything already embedded is written
 //! (it is paid for). A second signal exits at once.
 
+pub mod batches;
 pub mod copy;
 pub mod load;
 pub mod plan;

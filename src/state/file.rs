@@ -91,7 +91,7 @@ pub fn doc_key(tenant: &str, key: &str) -> String {
 }
 
 pub struct State {
-    db: Database,
+    pub(super) db: Database,
     path: PathBuf,
 }
 

@@ -215,6 +215,11 @@ impl Ledger {
         }
     }
 
+    /// The state file, for what is recorded beside the chunks (batches).
+    pub fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+
     pub fn state_path(&self) -> Option<String> {
         self.state.as_ref().map(|s| s.path().display().to_string())
     }

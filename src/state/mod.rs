@@ -4,8 +4,10 @@
 //! checked wherever the state could be behind it (write intents left by a
 //! crash), so the file only ever saves work.
 
+pub mod batches;
 pub mod file;
 pub mod ledger;
 
+pub use batches::BatchRec;
 pub use file::State;
 pub use ledger::{DocWork, Ledger, Unchanged};

@@ -26,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+mod batches;
 mod protocol;
 pub mod sigv4;
 use protocol::Fault;
@@ -118,6 +119,12 @@ pub struct Opts {
     /// access not granted).
     #[arg(long)]
     pub deny_model: Option<String>,
+    /// openai: seconds a batch stays in progress before it is run.
+    #[arg(long, default_value_t = 1.0)]
+    pub batch_seconds: f64,
+    /// openai: the first N batches expire with half their requests done.
+    #[arg(long, default_value_t = 0)]
+    pub batch_expire_first: u64,
 }
 
 /// The vector for `text`: unit length, derived from SHA-256 of the text.
@@ -166,6 +173,9 @@ struct Counters {
     auth_refused: AtomicU64,
     first_us: AtomicU64,
     last_us: AtomicU64,
+    /// Batches made (`POST /v1/batches`), and request lines they ran.
+    batches_created: AtomicU64,
+    batch_requests: AtomicU64,
 }
 
 struct State {
@@ -178,6 +188,7 @@ struct State {
     /// embedded: what a test checks a question was sent as.
     tasks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     last_input: std::sync::Mutex<String>,
+    batches: tokio::sync::Mutex<batches::Store>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -210,12 +221,52 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
                 "inputs_ok": c.inputs_ok.load(SeqCst),
                 "base64_answers": c.base64.load(SeqCst),
                 "auth_refused": c.auth_refused.load(SeqCst),
+                "batches_created": c.batches_created.load(SeqCst),
+                "batch_requests": c.batch_requests.load(SeqCst),
                 "busy_seconds": c.last_us.load(SeqCst).saturating_sub(c.first_us.load(SeqCst)) as f64 / 1e6,
                 "tasks": state.tasks.lock().map(|t| json!(*t)).unwrap_or_default(),
                 "last_input": state.last_input.lock().map(|l| l.clone()).unwrap_or_default(),
             }),
             None,
         ));
+    }
+    if proto == Protocol::Openai && batches::handles(&path) {
+        if let Some(key) = &state.opts.api_key {
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if auth != format!("Bearer {key}") {
+                state.c.auth_refused.fetch_add(1, SeqCst);
+                return Ok(protocol::error(
+                    proto,
+                    Fault::Auth,
+                    "Incorrect API key provided",
+                    None,
+                ));
+            }
+        }
+        let method = req.method().clone();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Ok(protocol::error(
+                    proto,
+                    Fault::BadRequest,
+                    "could not read body",
+                    None,
+                ));
+            }
+        };
+        return Ok(batches::handle(&state, &method, &path, &query, &content_type, body).await);
     }
     if proto == Protocol::Tei && req.method() == Method::GET && path == "/info" {
         return Ok(reply(StatusCode::OK, protocol::tei_info(&state.opts), None));
@@ -236,7 +287,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     let n = c.requests.fetch_add(1, SeqCst) + 1;
     let now = c.in_flight.fetch_add(1, SeqCst) + 1;
     c.max_in_flight.fetch_max(now, SeqCst);
-    let resp = embeddings(&state, req, n, now).await;
+    let resp = embeddings(&state, req, Some(n), now).await;
     c.in_flight.fetch_sub(1, SeqCst);
     if !resp.status().is_success() {
         c.rejected.fetch_add(1, SeqCst);
@@ -307,7 +358,7 @@ fn bedrock_auth(
     }
 }
 
-async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u64) -> Resp {
+async fn embeddings(state: &State, req: Request<Incoming>, n: Option<u64>, in_flight: u64) -> Resp {
     let o = &state.opts;
     let proto = o.protocol;
     let fail = |fault: Fault, msg: &str| protocol::error(proto, fault, msg, None);
@@ -391,8 +442,10 @@ async fn embeddings(state: &State, req: Request<Incoming>, n: u64, in_flight: u6
     answer(state, &path, body, n, in_flight).await
 }
 
-/// The answer to an authenticated request's body.
-async fn answer(state: &State, path: &str, body: Bytes, n: u64, in_flight: u64) -> Resp {
+/// The answer to an authenticated request's body: the `n`th request, or
+/// (None) a batch's line, which gets no latency, capacity limit or
+/// injected fault.
+async fn answer(state: &State, path: &str, body: Bytes, n: Option<u64>, in_flight: u64) -> Resp {
     let o = &state.opts;
     let proto = o.protocol;
     let fail = |fault: Fault, msg: &str| protocol::error(proto, fault, msg, None);
@@ -401,6 +454,7 @@ async fn answer(state: &State, path: &str, body: Bytes, n: u64, in_flight: u64) 
     }
     if let Some(cap) = o.capacity
         && in_flight > cap
+        && n.is_some()
     {
         return protocol::error(
             proto,
@@ -414,10 +468,12 @@ async fn answer(state: &State, path: &str, body: Bytes, n: u64, in_flight: u64) 
         Protocol::Ollama => Some(state.serial.lock().await),
         _ => None,
     };
-    if o.latency_ms > 0 {
+    if o.latency_ms > 0 && n.is_some() {
         tokio::time::sleep(Duration::from_millis(o.latency_ms)).await;
     }
-    if n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)) {
+    if let Some(n) = n
+        && (n <= o.fail_first || o.fail_every.is_some_and(|k| k > 0 && n.is_multiple_of(k)))
+    {
         let status =
             StatusCode::from_u16(o.fail_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return protocol::error(
@@ -562,6 +618,7 @@ pub async fn serve(opts: Opts) -> anyhow::Result<()> {
         serial: tokio::sync::Mutex::new(()),
         tasks: Default::default(),
         last_input: Default::default(),
+        batches: Default::default(),
     });
     loop {
         let (stream, _) = listener.accept().await?;

@@ -1,0 +1,486 @@
+//! OpenAI's Files and Batches APIs, for embeddings at the batch price:
+//! request files (JSONL, one `POST /v1/embeddings` body a line, named by
+//! `custom_id`) uploaded with purpose `batch`, batches made with a 24 h
+//! window, polled, and their output and error files read line by line.
+//!
+//! Every call is retried on what a synchronous request is retried on
+//! (timeouts, 5xx, 429 with its Retry-After); a refusal (bad key, unknown
+//! model, a file the API will not take) stops the run with the API's words.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::embed::EmbedError;
+use crate::embed::http;
+use crate::embed::settings::EmbedSettings;
+use crate::settings::Secret;
+
+/// OpenAI's limits of one batch's input file.
+pub const MAX_REQUESTS: usize = 50_000;
+pub const MAX_FILE_BYTES: usize = 200 * 1024 * 1024;
+
+/// What a batch says of itself (`GET /batches/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub input_file_id: String,
+    #[serde(default)]
+    pub output_file_id: Option<String>,
+    #[serde(default)]
+    pub error_file_id: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub request_counts: Option<Counts>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Counts {
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub completed: u64,
+    #[serde(default)]
+    pub failed: u64,
+}
+
+impl Job {
+    /// No further change will come: its files are what there will be.
+    pub fn is_over(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "expired" | "cancelled" | "failed"
+        )
+    }
+
+    pub fn digest(&self) -> Option<&str> {
+        self.metadata.as_ref()?.get(DIGEST_KEY).map(String::as_str)
+    }
+}
+
+/// The metadata key naming the request file a batch was made from: how a
+/// run that was killed between creating a batch and recording it finds
+/// the batch again instead of paying for a second one.
+const DIGEST_KEY: &str = "vecload_file_sha256";
+
+pub struct OpenAiBatches {
+    client: reqwest::Client,
+    base: String,
+    key: Option<Secret>,
+    model: String,
+    dimensions: Option<usize>,
+    prefix: Option<String>,
+}
+
+impl OpenAiBatches {
+    pub fn new(cfg: &EmbedSettings) -> Result<OpenAiBatches> {
+        let base = cfg
+            .urls
+            .first()
+            .cloned()
+            .context("--batch-api needs the endpoint's URL (--embed-url)")?;
+        let prefix = cfg.prefixed("");
+        Ok(OpenAiBatches {
+            client: http::client(cfg)?,
+            base,
+            key: cfg.api_key.clone(),
+            model: cfg.model.clone(),
+            dimensions: cfg.send_dimensions.then_some(cfg.dim),
+            prefix: (!prefix.is_empty()).then(|| prefix.into_owned()),
+        })
+    }
+
+    /// One line of a request file: the body the synchronous path sends
+    /// (providers/openai.rs: model, the prefixed inputs, `dimensions` when
+    /// sent), vectors asked as base64 (a quarter of the output file).
+    pub fn request_line(&self, custom_id: &str, inputs: &[&str]) -> String {
+        let input: Vec<String> = inputs
+            .iter()
+            .map(|t| format!("{}{t}", self.prefix.as_deref().unwrap_or("")))
+            .collect();
+        let mut body = json!({
+            "model": self.model,
+            "input": input,
+            "encoding_format": "base64",
+        });
+        if let Some(d) = self.dimensions {
+            body["dimensions"] = json!(d);
+        }
+        let mut line = json!({
+            "custom_id": custom_id,
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": body,
+        })
+        .to_string();
+        line.push('\n');
+        line
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}/batches (model {})", self.base, self.model)
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(k) => req.bearer_auth(k.expose()),
+            None => req,
+        }
+    }
+
+    /// Sends what `make` builds until it is answered, retrying what is
+    /// worth retrying.
+    async fn call(
+        &self,
+        what: &str,
+        make: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<bytes::Bytes> {
+        let mut attempt = 0;
+        loop {
+            match http::send(self.auth(make()), self.key.as_ref()).await {
+                Ok(b) => return Ok(b),
+                Err(
+                    EmbedError::Transient {
+                        message,
+                        retry_after,
+                    }
+                    | EmbedError::Throttled {
+                        message,
+                        retry_after,
+                    },
+                ) if attempt < 8 => {
+                    let wait = crate::backoff::delay(attempt, retry_after);
+                    tracing::warn!("{what}: {message}; again in {:.1}s", wait.as_secs_f64());
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => bail!("{what}: {e}"),
+            }
+        }
+    }
+
+    /// Uploads a request file; returns its file id.
+    pub async fn upload(&self, name: &str, content: &[u8]) -> Result<String> {
+        // multipart/form-data by hand: two parts, and reqwest's multipart
+        // feature would pull in more than it saves.
+        let boundary = format!("vecload-{:016x}", rand::random::<u64>());
+        let mut body = Vec::with_capacity(content.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/jsonl\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let body = bytes::Bytes::from(body);
+        let url = format!("{}/files", self.base);
+        let answer = self
+            .call(&format!("uploading {name}"), || {
+                self.client
+                    .post(&url)
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body.clone())
+            })
+            .await?;
+        #[derive(Deserialize)]
+        struct File {
+            id: String,
+        }
+        let f: File = serde_json::from_slice(&answer)
+            .with_context(|| format!("uploading {name}: the answer has no file id"))?;
+        Ok(f.id)
+    }
+
+    /// Makes a batch of the uploaded request file `file_id`.
+    pub async fn create(&self, file_id: &str, digest: &str, tenant: &str) -> Result<Job> {
+        let url = format!("{}/batches", self.base);
+        let body = json!({
+            "input_file_id": file_id,
+            "endpoint": "/v1/embeddings",
+            "completion_window": "24h",
+            "metadata": { DIGEST_KEY: digest, "vecload_tenant": tenant },
+        });
+        let answer = self
+            .call(&format!("creating a batch of {file_id}"), || {
+                self.client.post(&url).json(&body)
+            })
+            .await?;
+        parse_job(&answer)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Job> {
+        let url = format!("{}/batches/{id}", self.base);
+        let answer = self
+            .call(&format!("batch {id}"), || self.client.get(&url))
+            .await?;
+        parse_job(&answer)
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Job> {
+        let url = format!("{}/batches/{id}/cancel", self.base);
+        let answer = self
+            .call(&format!("cancelling batch {id}"), || self.client.post(&url))
+            .await?;
+        parse_job(&answer)
+    }
+
+    /// The batch made from the request file with this digest, if any: the
+    /// account's batches are listed, newest first, until one is found.
+    pub async fn find(&self, digest: &str) -> Result<Option<Job>> {
+        #[derive(Deserialize)]
+        struct Page {
+            data: Vec<Job>,
+            #[serde(default)]
+            has_more: bool,
+            #[serde(default)]
+            last_id: Option<String>,
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/batches?limit=100", self.base);
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let answer = self
+                .call("listing batches", || self.client.get(&url))
+                .await?;
+            let page: Page =
+                serde_json::from_slice(&answer).context("listing batches: an unreadable page")?;
+            if let Some(j) = page.data.iter().find(|j| j.digest() == Some(digest)) {
+                return Ok(Some(j.clone()));
+            }
+            match (
+                page.has_more,
+                page.last_id.or(page.data.last().map(|j| j.id.clone())),
+            ) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Reads a file's content and hands each line to `each`, as it comes:
+    /// an output file is never held whole in memory.
+    pub async fn lines(
+        &self,
+        file_id: &str,
+        mut each: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let url = format!("{}/files/{file_id}/content", self.base);
+        let mut attempt = 0;
+        let mut resp = loop {
+            let sent = self.auth(self.client.get(&url)).send().await;
+            match sent {
+                Ok(r) if r.status().is_success() => break r,
+                Ok(r) if attempt < 8 && (r.status().is_server_error() || r.status() == 429) => {
+                    tracing::warn!("file {file_id}: {}; trying again", r.status());
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.bytes().await.unwrap_or_default();
+                    bail!(
+                        "file {file_id}: {status} {}",
+                        http::redact(http::error_message(&body), self.key.as_ref())
+                    );
+                }
+                Err(e) if attempt < 8 => tracing::warn!("file {file_id}: {e}; trying again"),
+                Err(e) => bail!("file {file_id}: {e}"),
+            }
+            tokio::time::sleep(crate::backoff::delay(attempt, None)).await;
+            attempt += 1;
+        };
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(piece) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("reading file {file_id}"))?
+        {
+            pending.extend_from_slice(&piece);
+            let mut start = 0;
+            while let Some(n) = pending[start..].iter().position(|&b| b == b'\n') {
+                let line = &pending[start..start + n];
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    each(line)?;
+                }
+                start += n + 1;
+            }
+            pending.drain(..start);
+        }
+        if !pending.iter().all(u8::is_ascii_whitespace) {
+            each(&pending)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_job(answer: &[u8]) -> Result<Job> {
+    serde_json::from_slice(answer).with_context(|| {
+        format!(
+            "an unreadable batch: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(200)])
+        )
+    })
+}
+
+/// One line of an output or error file, as OpenAI writes it.
+#[derive(Deserialize)]
+pub struct OutputLine {
+    pub custom_id: String,
+    #[serde(default)]
+    pub response: Option<LineResponse>,
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+pub struct LineResponse {
+    pub status_code: u16,
+    #[serde(default)]
+    pub body: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct Embeddings {
+    data: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    index: usize,
+    #[serde(deserialize_with = "http::floats_or_base64")]
+    embedding: Vec<f32>,
+}
+
+/// What one line says: the vectors of its request in input order, or why
+/// there are none.
+pub enum LineOutcome {
+    Vectors(Vec<Vec<f32>>),
+    Failed(String),
+}
+
+impl OutputLine {
+    /// The line's vectors for a request of `n` inputs, each checked.
+    pub fn outcome(self, n: usize, dim: usize) -> LineOutcome {
+        let resp = match (self.response, self.error) {
+            (Some(r), _) if r.status_code == 200 => r,
+            (Some(r), _) => {
+                return LineOutcome::Failed(format!(
+                    "{} {}",
+                    r.status_code,
+                    http::error_message(r.body.to_string().as_bytes())
+                ));
+            }
+            (None, Some(e)) => {
+                return LineOutcome::Failed(
+                    e.get("message")
+                        .and_then(|m| m.as_str())
+                        .map_or_else(|| e.to_string(), str::to_string),
+                );
+            }
+            (None, None) => return LineOutcome::Failed("a line with no response".into()),
+        };
+        let parsed: Embeddings = match serde_json::from_value(resp.body) {
+            Ok(p) => p,
+            Err(e) => return LineOutcome::Failed(format!("an unreadable answer: {e}")),
+        };
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
+        for item in parsed.data {
+            match out.get_mut(item.index) {
+                Some(slot @ None) => *slot = Some(item.embedding),
+                _ => {
+                    return LineOutcome::Failed(format!(
+                        "an answer with index {} twice or out of 0..{n}",
+                        item.index
+                    ));
+                }
+            }
+        }
+        let mut vectors = Vec::with_capacity(n);
+        for (i, v) in out.into_iter().enumerate() {
+            match v {
+                Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => vectors.push(v),
+                Some(v) if v.len() != dim => {
+                    return LineOutcome::Failed(format!(
+                        "input {i}: a vector of length {} where {dim} was expected",
+                        v.len()
+                    ));
+                }
+                Some(_) => return LineOutcome::Failed(format!("input {i}: a non-finite value")),
+                None => return LineOutcome::Failed(format!("input {i}: no vector")),
+            }
+        }
+        LineOutcome::Vectors(vectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(s: &str) -> OutputLine {
+        serde_json::from_str(s).expect("line")
+    }
+
+    #[test]
+    fn output_lines_are_placed_by_index_and_checked() {
+        let ok = line(
+            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":1,"embedding":[3.0,4.0]},{"index":0,"embedding":[1.0,2.0]}]}},"error":null}"#,
+        );
+        match ok.outcome(2, 2) {
+            LineOutcome::Vectors(v) => assert_eq!(v, vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
+            LineOutcome::Failed(m) => panic!("{m}"),
+        }
+        let short = line(
+            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":0,"embedding":[1.0]}]}}}"#,
+        );
+        assert!(matches!(short.outcome(1, 2), LineOutcome::Failed(_)));
+        let missing = line(
+            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":0,"embedding":[1.0,2.0]}]}}}"#,
+        );
+        assert!(matches!(missing.outcome(2, 2), LineOutcome::Failed(_)));
+        let refused = line(
+            r#"{"custom_id":"r3","response":{"status_code":400,"body":{"error":{"message":"too long"}}}}"#,
+        );
+        match refused.outcome(1, 2) {
+            LineOutcome::Failed(m) => assert!(m.contains("too long"), "{m}"),
+            LineOutcome::Vectors(_) => panic!("a 400 has no vectors"),
+        }
+        let expired = line(
+            r#"{"custom_id":"r4","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}"#,
+        );
+        assert!(matches!(expired.outcome(1, 2), LineOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn request_lines_carry_the_synchronous_body() {
+        let cfg = EmbedSettings {
+            urls: vec!["http://e/v1".into()],
+            model: "text-embedding-3-small".into(),
+            dim: 512,
+            send_dimensions: true,
+            ..EmbedSettings::default()
+        };
+        let b = OpenAiBatches::new(&cfg).expect("client");
+        let l: serde_json::Value =
+            serde_json::from_str(b.request_line("r7", &["a", "b"]).trim()).expect("json");
+        assert_eq!(l["custom_id"], "r7");
+        assert_eq!(l["url"], "/v1/embeddings");
+        assert_eq!(l["body"]["input"], json!(["a", "b"]));
+        assert_eq!(l["body"]["dimensions"], 512);
+        assert_eq!(l["body"]["model"], "text-embedding-3-small");
+    }
+}

@@ -1,0 +1,632 @@
+//! `load --batch-api`: before the load writes, every chunk it would pay
+//! for is embedded through the provider's batch API, and the results go to
+//! a store the embed stage asks first. The load that follows is the usual
+//! one; it finds the vectors there and sends only what no batch answered.
+//!
+//! ```text
+//!  feed (the load's own producer, ledger and batcher)
+//!    └─► request lines ─► file (≤ --batch-max-requests, ≤ 100 MB) ─► upload ─► batch
+//!  poll every --batch-poll ─► a batch is over ─► output/error lines by custom_id
+//!    └─► checked vectors ─► results store (redb beside the state file)
+//!  then: the load, with the results store asked before the endpoint
+//! ```
+//!
+//! Why it cannot pay twice:
+//! - a batch is recorded in the state (synced) before its file is uploaded,
+//!   with the keys of every input; after a kill, a recorded batch without
+//!   an id is looked for at the provider by the SHA-256 of its file, which
+//!   the batch carries in its metadata, so a batch created just before the
+//!   kill is adopted, not made again;
+//! - the feed leaves out every input whose vector the results store (or
+//!   the embedding cache) has, and every input of a batch still running;
+//! - the results store is synced before a batch is marked collected in it,
+//!   and a store lost with its machine is filled again from the provider's
+//!   output files (kept 30 days), not by new batches.
+//!
+//! Inputs a batch refused (an error line) are left to the synchronous
+//! path, which handles each refusal as it always does (an over-long input
+//! is embedded in parts); inputs an expired or cancelled batch left undone
+//! get one more batch (`--batch-fallback resubmit`) or go synchronously.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::SetupError;
+use super::load::{Books, LoadJob, Remote, produce};
+use crate::embed::batch::Batcher;
+use crate::embed::batch_api::openai::{LineOutcome, OpenAiBatches, OutputLine};
+use crate::embed::batch_api::{BatchSettings, Fallback};
+use crate::embed::cache::Cache;
+use crate::records::Chunk;
+use crate::report::{BatchSummary, Fatal, Stats};
+use crate::source::Filter;
+use crate::state::{BatchRec, Ledger, State};
+
+/// Where the results of a load's batches wait to be written: beside its
+/// state file.
+pub fn results_path(state: &Path) -> PathBuf {
+    let mut name = state.file_name().unwrap_or_default().to_os_string();
+    name.push(".batch-results");
+    state.with_file_name(name)
+}
+
+/// Marks kept in the results store.
+fn collected(digest: &str) -> String {
+    format!("collected/{digest}")
+}
+fn tried(key: &[u8; 32]) -> String {
+    format!("tried/{}", hex::encode(key))
+}
+fn refused(key: &[u8; 32]) -> String {
+    format!("refused/{}", hex::encode(key))
+}
+
+struct Batches<'a> {
+    job: &'a LoadJob,
+    cfg: &'a BatchSettings,
+    api: OpenAiBatches,
+    state: &'a State,
+    results: Cache,
+    namespace: String,
+    summary: BatchSummary,
+    /// Called after each batch is recorded with its id (a state kept in S3
+    /// is put back then: another machine must know of it).
+    on_recorded: &'a (dyn Fn() -> futures::future::BoxFuture<'static, ()> + Sync),
+}
+
+/// Embeds, through batches, every chunk the load would pay for; returns
+/// what it did. Err when a batch cannot be made or read, or on a signal
+/// (the batches stay recorded for the next run).
+#[allow(clippy::too_many_arguments)]
+pub async fn embed_in_batches(
+    job: &LoadJob,
+    cfg: &BatchSettings,
+    filter: &Arc<Filter>,
+    ledger: &Arc<Ledger>,
+    remote: Option<&Remote>,
+    on_recorded: &(dyn Fn() -> futures::future::BoxFuture<'static, ()> + Sync),
+) -> Result<BatchSummary, SetupError> {
+    let started = Instant::now();
+    let state = ledger.state().ok_or_else(|| {
+        SetupError(anyhow!(
+            "--batch-api needs a state file to remember its batches (leave out --no-state)"
+        ))
+    })?;
+    let file = results_path(state.path());
+    let mut b = Batches {
+        job,
+        cfg,
+        api: OpenAiBatches::new(&job.embed)?,
+        state,
+        results: Cache::pinned(&job.embed, &file)
+            .with_context(|| format!("the batch results {}", file.display()))?,
+        namespace: Cache::namespace_of(&job.embed),
+        summary: BatchSummary::default(),
+        on_recorded,
+    };
+    b.adopt().await?;
+    // Two passes at most: the first submits what needs paying for, the
+    // second what an expired batch left undone (with --batch-fallback
+    // resubmit). Each waits for every batch it knows.
+    for pass in 0..2 {
+        let submitted = b.feed(filter, ledger, remote).await?;
+        if submitted == 0 && b.live()?.is_empty() {
+            break;
+        }
+        b.wait().await?;
+        if pass == 0 && cfg.fallback == Fallback::Sync {
+            break;
+        }
+    }
+    b.summary.seconds_waited = started.elapsed().as_secs_f64();
+    Ok(b.summary)
+}
+
+/// After a clean load: the batches are written, their records and results go.
+pub fn forget(job: &LoadJob, ledger: &Ledger) -> Result<()> {
+    let Some(state) = ledger.state() else {
+        return Ok(());
+    };
+    let namespace = Cache::namespace_of(&job.embed);
+    for rec in state.batches()? {
+        if rec.tenant == job.tenant && rec.namespace == namespace {
+            state.forget_batch(&rec.digest)?;
+        }
+    }
+    let file = results_path(state.path());
+    match std::fs::remove_file(&file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(anyhow!("removing {}: {e}", file.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Batches<'_> {
+    /// This run's batches (tenant and settings) recorded in the state.
+    fn ours(&self) -> Result<Vec<BatchRec>> {
+        Ok(self
+            .state
+            .batches()?
+            .into_iter()
+            .filter(|r| r.tenant == self.job.tenant && r.namespace == self.namespace)
+            .collect())
+    }
+
+    /// Batches not yet read into the results store.
+    fn live(&self) -> Result<Vec<BatchRec>> {
+        let mut out = Vec::new();
+        for r in self.ours()? {
+            if self.results.marked(&collected(&r.digest))?.is_none() {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recorded batches without an id (killed between recording and
+    /// creating): found at the provider by their file's digest, or
+    /// forgotten (nothing was paid for; the feed submits their inputs).
+    async fn adopt(&mut self) -> Result<()> {
+        for mut rec in self.ours()? {
+            if rec.batch_id.is_some() {
+                continue;
+            }
+            match self.api.find(&rec.digest).await? {
+                Some(found) => {
+                    tracing::info!(
+                        "batch {} (file {}) was made before the last run stopped: waiting for it",
+                        found.id,
+                        rec.digest
+                    );
+                    rec.batch_id = Some(found.id);
+                    self.state.put_batch(&rec)?;
+                    (self.on_recorded)().await;
+                }
+                None => self.state.forget_batch(&rec.digest)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the load's feed and submits, in files, the requests for every
+    /// chunk no batch has answered or is answering. Returns the batches made.
+    async fn feed(
+        &mut self,
+        filter: &Arc<Filter>,
+        ledger: &Arc<Ledger>,
+        remote: Option<&Remote>,
+    ) -> Result<u64, SetupError> {
+        let mut running: HashSet<[u8; 32]> = HashSet::new();
+        for r in self.live()? {
+            for request in self.state.batch_keys(&r.digest)? {
+                running.extend(request);
+            }
+        }
+        let cache = self
+            .job
+            .embed
+            .cache
+            .as_ref()
+            .and_then(|at| Cache::open(&self.job.embed, at));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4096);
+        let fatal = Fatal::default();
+        let pool = crate::pools::chunking()?;
+        // The counts of this pass are not the load's: it counts again.
+        let scratch = Arc::new(Stats::default());
+        let cancel = CancellationToken::new();
+        let producer = {
+            let (job, filter, fatal, cancel) = (
+                self.job.clone(),
+                filter.clone(),
+                fatal.clone(),
+                cancel.clone(),
+            );
+            let (ledger, handle) = (ledger.clone(), tokio::runtime::Handle::current());
+            // `produce` reads S3 through `remote`, borrowed for the thread's life.
+            let remote: Option<Remote> = remote.map(Remote::share);
+            std::thread::spawn(move || {
+                let books = Books {
+                    ledger: &ledger,
+                    fatal: &fatal,
+                    handle: &handle,
+                };
+                produce(
+                    pool,
+                    &job,
+                    &filter,
+                    &scratch,
+                    &cancel,
+                    tx,
+                    Some(books),
+                    remote.as_ref(),
+                );
+            })
+        };
+        let mut file = RequestFile::default();
+        let mut batcher =
+            Batcher::new(self.job.embed.batch_size, self.job.embed.max_request_tokens);
+        let mut made = 0u64;
+        let mut pending: Vec<Chunk> = Vec::new();
+        let mut open = true;
+        let outcome: Result<(), SetupError> = async {
+            while open {
+                match rx.recv().await {
+                    Some(c) => pending.push(c),
+                    None => open = false,
+                }
+                if pending.len() < 256 && open {
+                    continue;
+                }
+                let group = std::mem::take(&mut pending);
+                for chunk in self.to_submit(group, &running, cache.as_ref()).await? {
+                    if let Some(request) = batcher.push(chunk) {
+                        made += self.add(&mut file, request).await?;
+                    }
+                }
+            }
+            if let Some(request) = batcher.take() {
+                made += self.add(&mut file, request).await?;
+            }
+            if file.requests > 0 {
+                self.submit(std::mem::take(&mut file)).await?;
+                made += 1;
+            }
+            Ok(())
+        }
+        .await;
+        if outcome.is_err() {
+            cancel.cancel();
+            while rx.recv().await.is_some() {}
+        }
+        let joined = tokio::task::spawn_blocking(move || producer.join()).await;
+        outcome?;
+        if !matches!(joined, Ok(Ok(()))) {
+            return Err(SetupError(anyhow!(
+                "internal error: the chunking thread panicked"
+            )));
+        }
+        if let Some(e) = fatal.get() {
+            return Err(SetupError(anyhow!(e)));
+        }
+        Ok(made)
+    }
+
+    /// The chunks of `group` to put into a batch: not answered (results
+    /// store, embedding cache), not in a running batch, not refused by
+    /// one, and not tried twice (or once, with --batch-fallback sync).
+    async fn to_submit(
+        &self,
+        group: Vec<Chunk>,
+        running: &HashSet<[u8; 32]>,
+        cache: Option<&Cache>,
+    ) -> Result<Vec<Chunk>, SetupError> {
+        let (results, cache) = (self.results.clone(), cache.cloned());
+        let keys: Vec<[u8; 32]> = group.iter().map(|c| self.results.key(&c.text)).collect();
+        let running: Vec<bool> = keys.iter().map(|k| running.contains(k)).collect();
+        let most_tries = self.most_tries();
+        let decided = tokio::task::spawn_blocking(move || -> Result<Vec<bool>> {
+            let have = results.get(&keys);
+            let cached = match &cache {
+                Some(c) => c.get(&keys),
+                None => vec![None; keys.len()],
+            };
+            let names: Vec<String> = keys.iter().flat_map(|k| [refused(k), tried(k)]).collect();
+            let marks = results.marks(&names)?;
+            Ok((0..keys.len())
+                .map(|i| {
+                    let skip = have[i].is_some()
+                        || cached[i].is_some()
+                        || running[i]
+                        || marks[2 * i].is_some()
+                        || marks[2 * i + 1]
+                            .as_deref()
+                            .and_then(|n| n.parse::<u32>().ok())
+                            .is_some_and(|n| n >= most_tries);
+                    !skip
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| SetupError(anyhow!("internal error: the batch look-up: {e}")))??;
+        Ok(group
+            .into_iter()
+            .zip(decided)
+            .filter_map(|(c, submit)| submit.then_some(c))
+            .collect())
+    }
+
+    /// How many batches an input is put into before it goes synchronously.
+    fn most_tries(&self) -> u32 {
+        match self.cfg.fallback {
+            Fallback::Resubmit => 2,
+            Fallback::Sync => 1,
+        }
+    }
+
+    /// Adds one request to the file; submits the file when it is full.
+    /// Returns the batches made (0 or 1).
+    async fn add(
+        &mut self,
+        file: &mut RequestFile,
+        request: Vec<Chunk>,
+    ) -> Result<u64, SetupError> {
+        let line = {
+            let texts: Vec<&str> = request.iter().map(|c| c.text.as_str()).collect();
+            self.api
+                .request_line(&format!("r{}", file.requests), &texts)
+        };
+        let mut made = 0;
+        if file.requests > 0
+            && (file.requests as usize >= self.cfg.max_requests
+                || file.bytes.len() + line.len() > self.cfg.max_bytes)
+        {
+            self.submit(std::mem::take(file)).await?;
+            made = 1;
+            return Ok(made + Box::pin(self.add(file, request)).await?);
+        }
+        file.bytes.extend_from_slice(line.as_bytes());
+        file.requests += 1;
+        file.tokens += request.iter().map(|c| u64::from(c.tokens)).sum::<u64>();
+        file.keys
+            .push(request.iter().map(|c| self.results.key(&c.text)).collect());
+        Ok(made)
+    }
+
+    /// Records, uploads and makes one batch; each step recorded before the
+    /// next is taken.
+    async fn submit(&mut self, file: RequestFile) -> Result<(), SetupError> {
+        let digest = hex::encode(Sha256::digest(&file.bytes));
+        let mut rec = BatchRec {
+            digest: digest.clone(),
+            tenant: self.job.tenant.clone(),
+            namespace: self.namespace.clone(),
+            file_id: None,
+            batch_id: None,
+            requests: file.requests,
+            inputs: file.keys.iter().map(|k| k.len() as u64).sum(),
+            tokens: file.tokens,
+            submitted: crate::shard::now(),
+            round: 1,
+        };
+        self.state.put_batch_with_keys(&rec, &file.keys)?;
+        let name = format!("vecload-{}.jsonl", &digest[..16]);
+        let file_id = self.api.upload(&name, &file.bytes).await?;
+        rec.file_id = Some(file_id.clone());
+        self.state.put_batch(&rec)?;
+        let made = self.api.create(&file_id, &digest, &self.job.tenant).await?;
+        // For the tests: the one moment a kill cannot be aimed at from
+        // outside, the batch made and its id not yet recorded.
+        if std::env::var_os("VECLOAD_CRASH_AFTER_BATCH_CREATE").is_some() {
+            std::process::abort();
+        }
+        tracing::info!(
+            "batch {} submitted: {} requests, {} inputs, {} tokens ({})",
+            made.id,
+            rec.requests,
+            rec.inputs,
+            rec.tokens,
+            self.api.describe()
+        );
+        rec.batch_id = Some(made.id);
+        self.state.put_batch(&rec)?;
+        self.summary.submitted += 1;
+        (self.on_recorded)().await;
+        Ok(())
+    }
+
+    /// Polls until every live batch is over and read.
+    async fn wait(&mut self) -> Result<(), SetupError> {
+        let mut last_status: HashMap<String, String> = HashMap::new();
+        loop {
+            let live = self.live()?;
+            if live.is_empty() {
+                return Ok(());
+            }
+            for rec in live {
+                let Some(id) = rec.batch_id.clone() else {
+                    continue;
+                };
+                let job = self.api.get(&id).await?;
+                let counts = job.request_counts.clone().unwrap_or_default();
+                if last_status.get(&id) != Some(&job.status) {
+                    tracing::info!(
+                        "batch {id}: {} ({} of {} requests done, {} failed)",
+                        job.status,
+                        counts.completed,
+                        counts.total,
+                        counts.failed
+                    );
+                    last_status.insert(id.clone(), job.status.clone());
+                }
+                if job.is_over() {
+                    self.collect(&rec, &job).await?;
+                }
+            }
+            if self.live()?.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll) => {}
+                _ = stop_signal() => {
+                    return Err(SetupError(anyhow!(
+                        "interrupted while waiting for batches: they go on at the provider and \
+                         are recorded in the state; run the same command again to pick them up"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Reads a finished batch's output and error files into the results
+    /// store, joined by `custom_id`.
+    async fn collect(
+        &mut self,
+        rec: &BatchRec,
+        job: &crate::embed::batch_api::openai::Job,
+    ) -> Result<(), SetupError> {
+        let keys = self.state.batch_keys(&rec.digest)?;
+        let dim = self.job.embed.dim;
+        let mut answered = vec![false; keys.len()];
+        let mut refusals = 0u64;
+        let mut marks: Vec<(String, String)> = Vec::new();
+        let mut put: Vec<([u8; 32], Vec<f32>)> = Vec::new();
+        let results = self.results.clone();
+        for file in [&job.output_file_id, &job.error_file_id]
+            .into_iter()
+            .flatten()
+        {
+            self.api
+                .lines(file, |line| {
+                    let parsed: OutputLine = serde_json::from_slice(line)
+                        .with_context(|| format!("batch {}: an unreadable line", job.id))?;
+                    let Some(i) = parsed
+                        .custom_id
+                        .strip_prefix('r')
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .filter(|&i| i < keys.len())
+                    else {
+                        tracing::warn!(
+                            "batch {}: a line for {:?}, which its file did not have: ignored",
+                            job.id,
+                            parsed.custom_id
+                        );
+                        return Ok(());
+                    };
+                    let expired = parsed
+                        .error
+                        .as_ref()
+                        .and_then(|e| e.get("code"))
+                        .and_then(|c| c.as_str())
+                        .is_some_and(|c| c == "batch_expired" || c == "batch_cancelled");
+                    let custom_id = parsed.custom_id.clone();
+                    match parsed.outcome(keys[i].len(), dim) {
+                        LineOutcome::Vectors(vs) => {
+                            answered[i] = true;
+                            put.extend(keys[i].iter().copied().zip(vs));
+                            if put.len() >= 1024 {
+                                store(&results, &mut put);
+                            }
+                        }
+                        // Left undone: tried once more, or sent synchronously.
+                        LineOutcome::Failed(_) if expired => {}
+                        LineOutcome::Failed(why) => {
+                            answered[i] = true;
+                            refusals += keys[i].len() as u64;
+                            tracing::warn!(
+                                "batch {}: request {} refused ({why}): its {} inputs go the \
+                                 synchronous way",
+                                job.id,
+                                custom_id,
+                                keys[i].len()
+                            );
+                            marks.extend(keys[i].iter().map(|k| (refused(k), why.clone())));
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        store(&results, &mut put);
+        let left: Vec<[u8; 32]> = keys
+            .iter()
+            .zip(&answered)
+            .filter(|(_, a)| !**a)
+            .flat_map(|(r, _)| r.iter().copied())
+            .collect();
+        let undone = left.len() as u64;
+        let names: Vec<String> = left.iter().map(tried).collect();
+        let before = results.marks(&names)?;
+        // Undone for the last time: these go the synchronous way.
+        let mut given_up = 0u64;
+        for (name, n) in names.into_iter().zip(before) {
+            let n = n.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) + 1;
+            if n >= self.most_tries() {
+                given_up += 1;
+            }
+            marks.push((name, n.to_string()));
+        }
+        results.mark_all(&marks)?;
+        results.sync()?;
+        results.mark(&collected(&rec.digest), &job.status)?;
+        let inputs = keys.iter().map(|k| k.len() as u64).sum::<u64>();
+        self.summary.batches += 1;
+        self.summary.inputs_answered += inputs - refusals - undone;
+        self.summary.inputs_failed += refusals + given_up;
+        if undone > 0 {
+            tracing::warn!(
+                "batch {} ended {} with {undone} inputs undone: {}",
+                job.id,
+                job.status,
+                match self.cfg.fallback {
+                    Fallback::Resubmit =>
+                        "they are submitted once more (what is undone then is sent synchronously)",
+                    Fallback::Sync => "they are sent synchronously (--batch-fallback sync)",
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes the gathered vectors into the results store.
+fn store(results: &Cache, put: &mut Vec<([u8; 32], Vec<f32>)>) {
+    let entries: Vec<([u8; 32], &[f32])> = put.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    results.put(&entries);
+    put.clear();
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One request file being written.
+#[derive(Default)]
+struct RequestFile {
+    bytes: Vec<u8>,
+    requests: u32,
+    tokens: u64,
+    /// Per request, the results-store keys of its inputs.
+    keys: Vec<Vec<[u8; 32]>>,
+}
+
+/// Makes a future boxed for `on_recorded`.
+pub fn nothing() -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_live_beside_the_state_file() {
+        assert_eq!(
+            results_path(Path::new("/d/.vecload/pg-x.redb")),
+            PathBuf::from("/d/.vecload/pg-x.redb.batch-results")
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! `load --batch-api`: the same rows as the synchronous path, at the batch
+//! price, through the test server's OpenAI Files and Batches endpoints
+//! (vectors the same pure function of the text); a kill while waiting
+//! submits nothing twice; an expired batch's undone half is resubmitted
+//! once and a refused line is handled the synchronous way.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DIM: usize = 16;
+
+/// `docs` small documents in a folder of their own, plus `extra`.
+fn corpus(docs: usize, extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..docs {
+        std::fs::write(
+            dir.path().join(format!("note-{i:03}.md")),
+            format!("Note {i}: the batch API embeds this at half the price, overnight."),
+        )
+        .unwrap();
+    }
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+/// (content, vector) of every row, sorted by content.
+fn rows(db: &Db, table: &str) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = db
+        .query(&format!("SELECT content, embedding FROM \"{table}\""), &[])
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, pgvector::Vector>(1).to_vec()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn batch_cmd(server: &EmbedServer, pg: &str, table: &str) -> std::process::Command {
+    let mut c = load_cmd(server, pg, table, DIM);
+    c.args(["--batch-api", "--batch-poll", "0.2", "--batch-size", "2"]);
+    c
+}
+
+fn stat(server: &EmbedServer, name: &str) -> u64 {
+    server.stats()[name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_batch_api_load_stores_what_the_synchronous_load_stores_without_a_synchronous_request() {
+    let Some(pg) = pg_url("batch_api_same_rows") else {
+        return;
+    };
+    let docs = corpus(40, &[]);
+    let sync_server = EmbedServer::start(&["--dim", "16"]);
+    let sync_table = unique_table("batch_sync");
+    let r = run(load_cmd(&sync_server, &pg, &sync_table, DIM)
+        .arg(docs.path())
+        .args(["--batch-size", "2"]));
+    assert_eq!(r.code, 0);
+
+    let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "0.5"]);
+    let table = unique_table("batch_api");
+    let report = docs.path().join("r.json");
+    let r = run(batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .args(["--batch-max-requests", "8", "--report"])
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    let db = Db::connect(&pg);
+    let (want, got) = (rows(&db, &sync_table), rows(&db, &table));
+    assert_eq!(got.len(), 40);
+    assert_eq!(
+        got, want,
+        "the same contents and vectors as the synchronous load"
+    );
+    assert_eq!(
+        table_rows(&db, &table)
+            .iter()
+            .map(|r| &r.0)
+            .collect::<Vec<_>>(),
+        table_rows(&db, &sync_table)
+            .iter()
+            .map(|r| &r.0)
+            .collect::<Vec<_>>(),
+        "the same ids"
+    );
+    assert_eq!(server.requests(), 0, "nothing was sent synchronously");
+    // 40 chunks, 2 a request, 8 requests a file: 3 batches.
+    assert_eq!(stat(&server, "batches_created"), 3);
+    assert_eq!(stat(&server, "batch_requests"), 20);
+    let rep = read_report(&report);
+    assert_eq!(rep["vectors_from_batches"], 40);
+    assert_eq!(rep["batches"]["submitted"], 3);
+    assert_eq!(rep["batches"]["inputs_answered"], 40);
+
+    // Unchanged: no batch, no request; the records of the batches are gone.
+    let r = run(batch_cmd(&server, &pg, &table).arg(docs.path()));
+    assert_eq!(r.code, 0);
+    assert_eq!(stat(&server, "batches_created"), 3);
+    assert_eq!(server.requests(), 0);
+    assert!(
+        !std::path::Path::new(&format!("{}.batch-results", state_path(&table).display())).exists(),
+        "the results of written batches are removed"
+    );
+}
+
+#[test]
+fn a_load_killed_while_waiting_for_its_batch_picks_it_up_and_submits_nothing_twice() {
+    let Some(pg) = pg_url("batch_api_kill") else {
+        return;
+    };
+    let docs = corpus(24, &[]);
+    let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "3"]);
+    let table = unique_table("batch_kill");
+    let mut child = batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stat(&server, "batches_created") < 1 {
+        assert!(Instant::now() < deadline, "no batch was made within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the load ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Long enough for the batch's id to be recorded, well before it is done.
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let db = Db::connect(&pg);
+    assert!(
+        !db.table_exists(&table) || db.count(&table) == 0,
+        "nothing was written before the batch was done"
+    );
+
+    let r = run(batch_cmd(&server, &pg, &table).arg(docs.path()));
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        stat(&server, "batches_created"),
+        1,
+        "the batch was not made again"
+    );
+    assert_eq!(server.requests(), 0);
+    let got = rows(&db, &table);
+    assert_eq!(got.len(), 24);
+    for (content, vector) in &got {
+        assert_eq!(
+            vector,
+            &embedding_test_server::vector_for(content, DIM),
+            "{content:?} has its own vector"
+        );
+    }
+}
+
+#[test]
+fn an_expired_batch_is_completed_once_more_and_a_refused_input_goes_the_synchronous_way() {
+    let Some(pg) = pg_url("batch_api_expired") else {
+        return;
+    };
+    let long = format!(
+        "A long record that the model refuses: {}",
+        "every word of it matters. ".repeat(14)
+    );
+    assert!(long.len() > 300);
+    let docs = corpus(20, &[("long.md", &long)]);
+    let server = EmbedServer::start(&[
+        "--dim",
+        "16",
+        "--batch-seconds",
+        "0.3",
+        "--batch-expire-first",
+        "1",
+        "--max-input-bytes",
+        "300",
+    ]);
+    let table = unique_table("batch_expired");
+    let report = docs.path().join("r.json");
+    let r = run(batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .args(["--chunk-tokens", "200", "--report"])
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    // The first batch expired half done; its undone half went into one more.
+    assert_eq!(stat(&server, "batches_created"), 2);
+    let db = Db::connect(&pg);
+    let got = rows(&db, &table);
+    assert_eq!(got.len(), 21);
+    for (content, vector) in &got {
+        assert_eq!(
+            vector,
+            &vector_in_parts(content, 300, DIM),
+            "{content:?} has its own vector"
+        );
+    }
+    // Only the refused request went synchronously (the long input in parts).
+    let sent = server.requests();
+    assert!((2..=6).contains(&sent), "{sent} synchronous requests");
+    let rep = read_report(&report);
+    assert_eq!(rep["failed_chunks"], 0);
+    assert_eq!(rep["vectors_from_batches"], 19);
+    assert_eq!(rep["batches"]["inputs_answered"], 19);
+    assert_eq!(
+        rep["batches"]["inputs_failed"], 2,
+        "the refused request's two inputs"
+    );
+    assert!(rep["chunks_embedded_in_parts"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn a_batch_made_just_before_a_crash_is_found_by_its_file_and_not_made_again() {
+    let Some(pg) = pg_url("batch_api_adopt") else {
+        return;
+    };
+    let docs = corpus(12, &[]);
+    let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "0.3"]);
+    let table = unique_table("batch_adopt");
+    // Aborts right after the batch is made, before its id is recorded.
+    let r = run(batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .env("VECLOAD_CRASH_AFTER_BATCH_CREATE", "1"));
+    assert_ne!(r.code, 0);
+    assert_eq!(stat(&server, "batches_created"), 1);
+    let r = run(batch_cmd(&server, &pg, &table).arg(docs.path()));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.all_output()
+            .contains("was made before the last run stopped"),
+        "the batch is adopted"
+    );
+    assert_eq!(stat(&server, "batches_created"), 1, "not made again");
+    assert_eq!(server.requests(), 0);
+    let db = Db::connect(&pg);
+    assert_eq!(rows(&db, &table).len(), 12);
+}
+
+#[test]
+fn with_batch_fallback_sync_what_an_expired_batch_left_undone_is_sent_at_once() {
+    let Some(pg) = pg_url("batch_api_fallback_sync") else {
+        return;
+    };
+    let docs = corpus(16, &[]);
+    let server = EmbedServer::start(&[
+        "--dim",
+        "16",
+        "--batch-seconds",
+        "0.3",
+        "--batch-expire-first",
+        "1",
+    ]);
+    let table = unique_table("batch_fallback");
+    let report = docs.path().join("r.json");
+    let r = run(batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .args(["--batch-fallback", "sync", "--report"])
+        .arg(&report));
+    assert_eq!(r.code, 0);
+    assert_eq!(stat(&server, "batches_created"), 1, "nothing resubmitted");
+    // 16 inputs, 2 a request: the expired batch did 4 of its 8 requests.
+    assert_eq!(stat(&server, "batch_requests"), 4);
+    assert_eq!(
+        server.stats()["inputs"].as_u64().unwrap(),
+        16,
+        "8 by batch, 8 synchronously"
+    );
+    let rep = read_report(&report);
+    assert_eq!(rep["vectors_from_batches"], 8);
+    assert_eq!(rep["batches"]["inputs_failed"], 8);
+    let db = Db::connect(&pg);
+    for (content, vector) in rows(&db, &table) {
+        assert_eq!(vector, embedding_test_server::vector_for(&content, DIM));
+    }
+}
