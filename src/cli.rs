@@ -66,6 +66,9 @@ pub enum Command {
     /// into another), verify the copy against the source, and optionally
     /// point the name the RAG API reads at it. No embedding request is made.
     Copy(CopyArgs),
+    /// List the batches `load --batch-api` submitted and has not written
+    /// yet (with the load's own arguments), or cancel them with --cancel.
+    Batches(BatchesArgs),
     /// Print the text vecload reads from one file (a PDF page by page, a
     /// spreadsheet as row records), or why it reads none: what a load
     /// would chunk and embed.
@@ -290,6 +293,21 @@ pub struct PlanArgs {
     pub request_seconds: f64,
 
     /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchesArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Cancel each batch that is not over (what it finished stays usable
+    /// by the next `load --batch-api`).
+    #[arg(long)]
+    pub cancel: bool,
+
+    /// Print the batches as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -65,6 +65,26 @@ fn a_batch_api_load_stores_what_the_synchronous_load_stores_without_a_synchronou
 
     let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "0.5"]);
     let table = unique_table("batch_api");
+    // plan --batch-api: the batches it would make, at half the price.
+    let p = run(pg_cmd("plan", &server, &pg, &table, DIM)
+        .arg(docs.path())
+        .args([
+            "--batch-api",
+            "--batch-size",
+            "2",
+            "--batch-max-requests",
+            "8",
+        ])
+        .args(["--price-per-million-tokens", "0.02", "--json"]));
+    assert_eq!(p.code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&p.stdout).unwrap();
+    assert_eq!(plan["batch_api"]["batches"], 3);
+    assert_eq!(plan["batch_api"]["price_per_million_tokens"], 0.01);
+    let (sync_cost, batch_cost) = (
+        plan["estimated_cost_usd"].as_f64().unwrap(),
+        plan["batch_api"]["estimated_cost_usd"].as_f64().unwrap(),
+    );
+    assert!(sync_cost > 0.0 && (batch_cost - sync_cost / 2.0).abs() < 1e-12);
     let report = docs.path().join("r.json");
     let r = run(batch_cmd(&server, &pg, &table)
         .arg(docs.path())
@@ -139,6 +159,17 @@ fn a_load_killed_while_waiting_for_its_batch_picks_it_up_and_submits_nothing_twi
         "nothing was written before the batch was done"
     );
 
+    // `vecload batches`, with the load's arguments, says what waits.
+    let listed = run(pg_cmd("batches", &server, &pg, &table, DIM)
+        .arg(docs.path())
+        .arg("--state")
+        .arg(state_path(&table))
+        .arg("--json"));
+    assert_eq!(listed.code, 0);
+    let views: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(views.as_array().unwrap().len(), 1, "{views}");
+    assert_eq!(views[0]["requests"], 12);
+    assert!(views[0]["batch_id"].as_str().unwrap().starts_with("batch_"));
     let r = run(batch_cmd(&server, &pg, &table).arg(docs.path()));
     assert_eq!(r.code, 0);
     assert_eq!(
@@ -275,4 +306,56 @@ fn with_batch_fallback_sync_what_an_expired_batch_left_undone_is_sent_at_once() 
     for (content, vector) in rows(&db, &table) {
         assert_eq!(vector, embedding_test_server::vector_for(&content, DIM));
     }
+}
+
+#[test]
+fn cancelled_batches_are_said_and_a_load_after_them_embeds_the_rest_synchronously() {
+    let Some(pg) = pg_url("batch_api_cancel") else {
+        return;
+    };
+    let docs = corpus(10, &[]);
+    let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "600"]);
+    let table = unique_table("batch_cancel");
+    let mut child = batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stat(&server, "batches_created") < 1 {
+        assert!(Instant::now() < deadline, "no batch was made within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let batches = |extra: &[&str]| {
+        run(pg_cmd("batches", &server, &pg, &table, DIM)
+            .arg(docs.path())
+            .arg("--state")
+            .arg(state_path(&table))
+            .args(extra))
+    };
+    let r = batches(&["--cancel"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("cancelled"), "{}", r.stdout);
+    let r = run(batch_cmd(&server, &pg, &table)
+        .arg(docs.path())
+        .args(["--batch-fallback", "sync"]));
+    assert_eq!(r.code, 0);
+    assert_eq!(stat(&server, "batches_created"), 1);
+    assert_eq!(
+        server.stats()["inputs"].as_u64().unwrap(),
+        10,
+        "all sent synchronously"
+    );
+    let db = Db::connect(&pg);
+    assert_eq!(rows(&db, &table).len(), 10);
+    let r = batches(&[]);
+    assert!(
+        r.stdout.contains("none recorded"),
+        "written batches are forgotten: {}",
+        r.stdout
+    );
 }

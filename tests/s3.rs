@@ -564,3 +564,60 @@ fn a_killed_task_leaves_its_state_in_s3_as_of_its_last_checkpoint() {
     );
     assert!(left > 0, "the task was killed before the end");
 }
+
+#[test]
+fn a_batch_api_task_killed_while_waiting_is_picked_up_by_the_next_task_from_the_s3_state() {
+    let test = "s3_batch_api_state";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(moto) = Moto::start(test, "team-docs", false) else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string(), "--batch-seconds", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..16 {
+        std::fs::write(
+            dir.path().join(format!("doc{i:02}.md")),
+            format!("Document {i} is embedded overnight by the batch API."),
+        )
+        .unwrap();
+    }
+    moto.put_dir("overnight/", dir.path());
+    let table = unique_table("s3batch");
+    let cmd = || {
+        let mut cmd = pg_cmd("load", &server, &pg, &table, DIM);
+        cmd.arg("s3://team-docs/overnight")
+            .args(["--state", "s3://team-docs/state/overnight.redb"])
+            .args(["--batch-api", "--batch-poll", "0.2", "--progress", "log"]);
+        moto.env(&mut cmd);
+        cmd
+    };
+    let batches = || server.stats()["batches_created"].as_u64().unwrap_or(0);
+    let mut child = cmd()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start vecload");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while batches() < 1 {
+        assert!(std::time::Instant::now() < deadline, "no batch made");
+        assert!(child.try_wait().unwrap().is_none(), "the load ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The batch is recorded and the state put back right after it is made.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Another task: a fresh local copy of the state, no results file.
+    let r = run(&mut cmd());
+    assert_eq!(r.code, 0);
+    assert_eq!(batches(), 1, "the batch was picked up, not made again");
+    assert_eq!(server.requests(), 0, "nothing sent synchronously");
+    let db = Db::connect(&pg);
+    let rows = db.query(&format!("SELECT content, embedding FROM \"{table}\""), &[]);
+    assert_eq!(rows.len(), 16);
+    for row in rows {
+        let (content, v): (String, pgvector::Vector) = (row.get(0), row.get(1));
+        assert_eq!(v.to_vec(), embedding_test_server::vector_for(&content, DIM));
+    }
+}

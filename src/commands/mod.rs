@@ -3,6 +3,7 @@
 //! read, sent or written), the run driver does the work, and the outcome is
 //! printed and mapped to an exit code. Only this layer imports `cli`.
 
+mod batches;
 mod copy;
 mod extract;
 mod load;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Load(args) => load::load(&runtime, args, cli.quiet),
         Command::Plan(args) => plan::plan(&runtime, args, cli.quiet),
+        Command::Batches(args) => batches::batches(&runtime, args),
         Command::Search(args) => search::search(&runtime, args),
         Command::Reembed(args) => reembed::reembed(&runtime, args, cli.quiet),
         Command::Copy(args) => copy::copy(&runtime, args, cli.quiet),

@@ -148,6 +148,68 @@ pub fn forget(job: &LoadJob, ledger: &Ledger) -> Result<()> {
     }
 }
 
+/// One recorded batch as `vecload batches` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct BatchView {
+    pub batch_id: Option<String>,
+    pub status: String,
+    pub requests: u32,
+    pub inputs: u64,
+    pub tokens: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub submitted: u64,
+}
+
+/// `vecload batches [--cancel]`: the batches the load's state records for
+/// its tenant and model, as the provider sees them now; with `cancel`,
+/// each one not over is cancelled (what it finished stays usable by the
+/// next `load --batch-api`).
+pub async fn list(job: &LoadJob, cancel: bool) -> Result<Vec<BatchView>, SetupError> {
+    let fetched = match &job.state_s3 {
+        Some((bucket, key)) => Some(super::load::RemoteState::fetch(job, None, bucket, key).await?),
+        None => None,
+    };
+    let Some(path) = &job.state else {
+        return Ok(Vec::new());
+    };
+    let Some(state) = State::open_existing(path)? else {
+        return Ok(Vec::new());
+    };
+    let namespace = Cache::namespace_of(&job.embed);
+    let api = OpenAiBatches::new(&job.embed)?;
+    let mut out = Vec::new();
+    for rec in state.batches()? {
+        if rec.tenant != job.tenant || rec.namespace != namespace {
+            continue;
+        }
+        let mut view = BatchView {
+            batch_id: rec.batch_id.clone(),
+            status: "not made (the next load looks for it, else submits its inputs)".into(),
+            requests: rec.requests,
+            inputs: rec.inputs,
+            tokens: rec.tokens,
+            completed: 0,
+            failed: 0,
+            submitted: rec.submitted,
+        };
+        if let Some(id) = &rec.batch_id {
+            let mut job = api.get(id).await?;
+            if cancel && !job.is_over() {
+                job = api.cancel(id).await?;
+                tracing::info!("batch {id}: cancel asked, now {}", job.status);
+            }
+            let counts = job.request_counts.clone().unwrap_or_default();
+            view.status = job.status;
+            view.completed = counts.completed;
+            view.failed = counts.failed;
+        }
+        out.push(view);
+    }
+    drop(fetched);
+    Ok(out)
+}
+
 impl Batches<'_> {
     /// This run's batches (tenant and settings) recorded in the state.
     fn ours(&self) -> Result<Vec<BatchRec>> {
@@ -365,7 +427,8 @@ impl Batches<'_> {
         let mut made = 0;
         if file.requests > 0
             && (file.requests as usize >= self.cfg.max_requests
-                || file.bytes.len() + line.len() > self.cfg.max_bytes)
+                || file.bytes.len() + line.len() > self.cfg.max_bytes
+                || file.inputs + request.len() > self.cfg.max_inputs)
         {
             self.submit(std::mem::take(file)).await?;
             made = 1;
@@ -373,6 +436,7 @@ impl Batches<'_> {
         }
         file.bytes.extend_from_slice(line.as_bytes());
         file.requests += 1;
+        file.inputs += request.len();
         file.tokens += request.iter().map(|c| u64::from(c.tokens)).sum::<u64>();
         file.keys
             .push(request.iter().map(|c| self.results.key(&c.text)).collect());
@@ -608,6 +672,7 @@ async fn stop_signal() {
 struct RequestFile {
     bytes: Vec<u8>,
     requests: u32,
+    inputs: usize,
     tokens: u64,
     /// Per request, the results-store keys of its inputs.
     keys: Vec<Vec<[u8; 32]>>,

@@ -56,10 +56,26 @@ pub struct Plan {
     /// shard cannot split).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub largest_file: Option<(String, u64)>,
+    /// `plan --batch-api`: what the batches would be and cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_api: Option<BatchPlan>,
     /// Worth knowing, not wrong (exit 0).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BatchPlan {
+    /// Request files, one batch each.
+    pub batches: u64,
+    pub price_per_million_tokens: Option<f64>,
+    pub estimated_cost_usd: Option<f64>,
+    /// Against the synchronous price.
+    pub saving_usd: Option<f64>,
+    /// Batches an earlier load submitted that are not written yet (the
+    /// load picks them up; their chunks are counted above too).
+    pub submitted_before: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -188,6 +204,14 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
             cfg.tenant
         ));
     }
+    let pending_batches = state.as_ref().map_or(0, |s| {
+        let namespace = crate::embed::cache::Cache::namespace_of(&cfg.embed);
+        s.batches().map_or(0, |b| {
+            b.iter()
+                .filter(|r| r.tenant == cfg.tenant && r.namespace == namespace)
+                .count() as u64
+        })
+    });
     let ledger = Arc::new(
         Ledger::dry_run(state, Arc::from(sink), stats.clone())
             .tenant_scoped_ids(cfg.target.layout().is_lightrag())
@@ -229,6 +253,7 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
     plan.files_by_format = stats.files_by_format();
     plan.chunks = Stats::get(&stats.chunks);
     plan.tokens = tokens;
+    let text_bytes = split.text_bytes;
     if let Some(w) = split.finish(&mut plan) {
         plan.warnings.push(w);
     }
@@ -239,6 +264,29 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
     plan.estimated_cost_usd = plan
         .price_per_million_tokens
         .map(|p| tokens as f64 / 1e6 * p);
+    if let Some(b) = &cfg.batch {
+        // A file is full at its request count or its size (a request line
+        // is its texts and about 120 bytes of JSON around them).
+        let by_requests = requests.div_ceil(b.max_requests as u64);
+        let by_bytes = (text_bytes + 120 * requests).div_ceil(b.max_bytes as u64);
+        let by_inputs = plan
+            .chunks_to_embed
+            .saturating_sub(plan.cache_hits)
+            .div_ceil(b.max_inputs as u64);
+        let price = plan
+            .price_per_million_tokens
+            .map(|p| p * crate::embed::batch_api::PRICE_RATIO);
+        plan.batch_api = Some(BatchPlan {
+            batches: by_requests.max(by_bytes).max(by_inputs),
+            price_per_million_tokens: price,
+            estimated_cost_usd: price.map(|p| tokens as f64 / 1e6 * p),
+            saving_usd: plan
+                .estimated_cost_usd
+                .zip(price)
+                .map(|(c, p)| c - tokens as f64 / 1e6 * p),
+            submitted_before: pending_batches,
+        });
+    }
     let per_request = opts
         .request_seconds
         .max(plan.probe.as_ref().map_or(0.0, |p| p.seconds));
@@ -472,6 +520,33 @@ impl Plan {
                 "  estimated cost: unknown (pass --price-per-million-tokens)"
             ),
         };
+        if let Some(b) = &self.batch_api {
+            let _ = match (
+                b.estimated_cost_usd,
+                b.price_per_million_tokens,
+                b.saving_usd,
+            ) {
+                (Some(c), Some(p), Some(saved)) => writeln!(
+                    s,
+                    "  batch API: {} batches, estimated cost ${c:.4} at ${p} per million tokens \
+                     (saves ${saved:.4}); results within 24 hours",
+                    b.batches
+                ),
+                _ => writeln!(
+                    s,
+                    "  batch API: {} batches at half the synchronous price; results within 24 hours",
+                    b.batches
+                ),
+            };
+            if b.submitted_before > 0 {
+                let _ = writeln!(
+                    s,
+                    "  batch API: {} batches submitted by an earlier load are not written yet: \
+                     the load waits for them, it does not submit them again",
+                    b.submitted_before
+                );
+            }
+        }
         if let Some(secs) = self.estimated_seconds {
             let _ = writeln!(
                 s,
@@ -509,6 +584,8 @@ fn human_duration(secs: f64) -> String {
 
 /// Per-shard counts of `plan --shards N`.
 pub struct Split {
+    /// Bytes of the texts to embed (for the size of batch files).
+    text_bytes: u64,
     count: u32,
     shards: Vec<ShardWork>,
     files: std::collections::HashMap<std::sync::Arc<str>, u64>,
@@ -518,6 +595,7 @@ impl Split {
     fn new(count: Option<u32>) -> Split {
         let count = count.unwrap_or(0);
         Split {
+            text_bytes: 0,
             count,
             shards: (0..count)
                 .map(|i| ShardWork {
@@ -530,6 +608,7 @@ impl Split {
     }
 
     fn add(&mut self, c: &Chunk) {
+        self.text_bytes += c.text.len() as u64;
         if self.count == 0 {
             return;
         }

@@ -53,6 +53,8 @@ pub struct BatchSettings {
     pub max_requests: usize,
     /// Most bytes of one request file (held in memory for its upload).
     pub max_bytes: usize,
+    /// Most inputs in one batch, across its requests.
+    pub max_inputs: usize,
 }
 
 /// The price of batch embeddings against the synchronous price: OpenAI's
@@ -88,6 +90,7 @@ impl BatchFlags {
             poll: Duration::from_secs_f64(self.batch_poll),
             max_requests: self.batch_max_requests,
             max_bytes: 100 * 1024 * 1024,
+            max_inputs: openai::MAX_INPUTS,
         }))
     }
 }

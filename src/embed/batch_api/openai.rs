@@ -18,9 +18,11 @@ use crate::embed::http;
 use crate::embed::settings::EmbedSettings;
 use crate::settings::Secret;
 
-/// OpenAI's limits of one batch's input file.
+/// OpenAI's limits of one batch's input file: requests, bytes, and (for
+/// embeddings) inputs across all its requests.
 pub const MAX_REQUESTS: usize = 50_000;
 pub const MAX_FILE_BYTES: usize = 200 * 1024 * 1024;
+pub const MAX_INPUTS: usize = 50_000;
 
 /// What a batch says of itself (`GET /batches/{id}`).
 #[derive(Debug, Clone, Deserialize)]
