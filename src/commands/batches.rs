@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use crate::cli::BatchesArgs;
 use crate::{EXIT_CONFIG, EXIT_OK};
 
-pub fn batches(runtime: &tokio::runtime::Runtime, args: BatchesArgs) -> ExitCode {
+pub fn batches(runtime: &tokio::runtime::Runtime, mut args: BatchesArgs) -> ExitCode {
+    // The load's batch settings (Bedrock's bucket and role), with or
+    // without --batch-api given.
+    args.load.batch.batch_api = true;
     let job = match super::load::job(args.load) {
         Ok(j) => j,
         Err(e) => return super::refused(e),

@@ -40,12 +40,14 @@ use tokio_util::sync::CancellationToken;
 use super::SetupError;
 use super::load::{Books, LoadJob, Remote, produce};
 use crate::embed::batch::Batcher;
-use crate::embed::batch_api::openai::{LineOutcome, OpenAiBatches, OutputLine};
-use crate::embed::batch_api::{BatchSettings, Fallback};
+use crate::embed::batch_api::{
+    BatchApi, BatchSettings, Fallback, Job, LineOutcome, Objects, checked,
+};
 use crate::embed::cache::Cache;
 use crate::records::Chunk;
 use crate::report::{BatchSummary, Fatal, Stats};
 use crate::source::Filter;
+use crate::source::s3::S3;
 use crate::state::{BatchRec, Ledger, State};
 
 /// Where the results of a load's batches wait to be written: beside its
@@ -70,7 +72,7 @@ fn refused(key: &[u8; 32]) -> String {
 struct Batches<'a> {
     job: &'a LoadJob,
     cfg: &'a BatchSettings,
-    api: OpenAiBatches,
+    api: Arc<dyn BatchApi>,
     state: &'a State,
     results: Cache,
     namespace: String,
@@ -102,7 +104,7 @@ pub async fn embed_in_batches(
     let mut b = Batches {
         job,
         cfg,
-        api: OpenAiBatches::new(&job.embed)?,
+        api: connect(job, cfg, remote)?,
         state,
         results: Cache::pinned(&job.embed, &file)
             .with_context(|| format!("the batch results {}", file.display()))?,
@@ -126,6 +128,83 @@ pub async fn embed_in_batches(
     }
     b.summary.seconds_waited = started.elapsed().as_secs_f64();
     Ok(b.summary)
+}
+
+/// The batch API of the load's provider (Bedrock's reads and writes S3
+/// through the load's S3 client).
+fn connect(
+    job: &LoadJob,
+    cfg: &BatchSettings,
+    remote: Option<&Remote>,
+) -> Result<Arc<dyn BatchApi>> {
+    let objects: Option<Arc<dyn Objects>> = match &cfg.bedrock {
+        Some(_) => Some(Arc::new(S3Objects(match remote {
+            Some(r) => r.s3.clone(),
+            None => Arc::new(S3::from_settings(&job.source.s3)?),
+        }))),
+        None => None,
+    };
+    crate::embed::batch_api::connect(&job.embed, cfg, objects)
+}
+
+/// vecload's S3 client as a Bedrock batch needs it.
+struct S3Objects(Arc<S3>);
+
+#[async_trait::async_trait]
+impl Objects for S3Objects {
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+        Ok(self.0.put(bucket, key, body, "application/jsonl").await?)
+    }
+
+    async fn keys(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.0.list(bucket, prefix, token.as_deref(), 1000).await?;
+            keys.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    async fn lines(
+        &self,
+        bucket: &str,
+        key: &str,
+        each: &mut (dyn for<'l> FnMut(&'l [u8]) -> Result<()> + Send),
+    ) -> Result<()> {
+        use tokio::io::AsyncBufReadExt;
+        // Spooled to disk, then read a line at a time: memory stays flat.
+        let spool = Spool(std::env::temp_dir().join(format!(
+            "vecload-batch-{}-{:016x}.jsonl",
+            std::process::id(),
+            rand::random::<u64>()
+        )));
+        self.0.download(bucket, key, &spool.0, u64::MAX).await?;
+        let file = tokio::fs::File::open(&spool.0).await?;
+        let mut reader = tokio::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).await? == 0 {
+                return Ok(());
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                each(line.trim_ascii_end())?;
+            }
+        }
+    }
+}
+
+/// A downloaded output file, removed when dropped.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// After a clean load: the batches are written, their records and results go.
@@ -177,7 +256,12 @@ pub async fn list(job: &LoadJob, cancel: bool) -> Result<Vec<BatchView>, SetupEr
         return Ok(Vec::new());
     };
     let namespace = Cache::namespace_of(&job.embed);
-    let api = OpenAiBatches::new(&job.embed)?;
+    let settings = job.batch.as_ref().ok_or_else(|| {
+        SetupError(anyhow!(
+            "internal error: batches listed without their settings"
+        ))
+    })?;
+    let api = connect(job, settings, None)?;
     let mut out = Vec::new();
     for rec in state.batches()? {
         if rec.tenant != job.tenant || rec.namespace != namespace {
@@ -195,14 +279,13 @@ pub async fn list(job: &LoadJob, cancel: bool) -> Result<Vec<BatchView>, SetupEr
         };
         if let Some(id) = &rec.batch_id {
             let mut job = api.get(id).await?;
-            if cancel && !job.is_over() {
+            if cancel && !job.over {
                 job = api.cancel(id).await?;
                 tracing::info!("batch {id}: cancel asked, now {}", job.status);
             }
-            let counts = job.request_counts.clone().unwrap_or_default();
             view.status = job.status;
-            view.completed = counts.completed;
-            view.failed = counts.failed;
+            view.completed = job.completed;
+            view.failed = job.failed;
         }
         out.push(view);
     }
@@ -336,9 +419,15 @@ impl Batches<'_> {
             if let Some(request) = batcher.take() {
                 made += self.add(&mut file, request).await?;
             }
-            if file.requests > 0 {
+            if file.requests as usize >= self.cfg.min_requests {
                 self.submit(std::mem::take(&mut file)).await?;
                 made += 1;
+            } else if file.requests > 0 {
+                tracing::info!(
+                    "{} requests left, fewer than a batch takes ({}): they go synchronously",
+                    file.requests,
+                    self.cfg.min_requests
+                );
             }
             Ok(())
         }
@@ -425,10 +514,11 @@ impl Batches<'_> {
                 .request_line(&format!("r{}", file.requests), &texts)
         };
         let mut made = 0;
+        let api = self.api.limits();
         if file.requests > 0
-            && (file.requests as usize >= self.cfg.max_requests
-                || file.bytes.len() + line.len() > self.cfg.max_bytes
-                || file.inputs + request.len() > self.cfg.max_inputs)
+            && (file.requests as usize >= self.cfg.max_requests.min(api.max_requests)
+                || file.bytes.len() + line.len() > self.cfg.max_bytes.min(api.max_bytes)
+                || file.inputs + request.len() > self.cfg.max_inputs.min(api.max_inputs))
         {
             self.submit(std::mem::take(file)).await?;
             made = 1;
@@ -498,18 +588,17 @@ impl Batches<'_> {
                     continue;
                 };
                 let job = self.api.get(&id).await?;
-                let counts = job.request_counts.clone().unwrap_or_default();
                 if last_status.get(&id) != Some(&job.status) {
                     tracing::info!(
                         "batch {id}: {} ({} of {} requests done, {} failed)",
                         job.status,
-                        counts.completed,
-                        counts.total,
-                        counts.failed
+                        job.completed,
+                        job.total.max(u64::from(rec.requests)),
+                        job.failed
                     );
                     last_status.insert(id.clone(), job.status.clone());
                 }
-                if job.is_over() {
+                if job.over {
                     self.collect(&rec, &job).await?;
                 }
             }
@@ -530,11 +619,7 @@ impl Batches<'_> {
 
     /// Reads a finished batch's output and error files into the results
     /// store, joined by `custom_id`.
-    async fn collect(
-        &mut self,
-        rec: &BatchRec,
-        job: &crate::embed::batch_api::openai::Job,
-    ) -> Result<(), SetupError> {
+    async fn collect(&mut self, rec: &BatchRec, job: &Job) -> Result<(), SetupError> {
         let keys = self.state.batch_keys(&rec.digest)?;
         let dim = self.job.embed.dim;
         let mut answered = vec![false; keys.len()];
@@ -542,61 +627,52 @@ impl Batches<'_> {
         let mut marks: Vec<(String, String)> = Vec::new();
         let mut put: Vec<([u8; 32], Vec<f32>)> = Vec::new();
         let results = self.results.clone();
-        for file in [&job.output_file_id, &job.error_file_id]
-            .into_iter()
-            .flatten()
-        {
-            self.api
-                .lines(file, |line| {
-                    let parsed: OutputLine = serde_json::from_slice(line)
-                        .with_context(|| format!("batch {}: an unreadable line", job.id))?;
-                    let Some(i) = parsed
-                        .custom_id
-                        .strip_prefix('r')
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .filter(|&i| i < keys.len())
-                    else {
-                        tracing::warn!(
-                            "batch {}: a line for {:?}, which its file did not have: ignored",
-                            job.id,
-                            parsed.custom_id
-                        );
-                        return Ok(());
-                    };
-                    let expired = parsed
-                        .error
-                        .as_ref()
-                        .and_then(|e| e.get("code"))
-                        .and_then(|c| c.as_str())
-                        .is_some_and(|c| c == "batch_expired" || c == "batch_cancelled");
-                    let custom_id = parsed.custom_id.clone();
-                    match parsed.outcome(keys[i].len(), dim) {
-                        LineOutcome::Vectors(vs) => {
-                            answered[i] = true;
-                            put.extend(keys[i].iter().copied().zip(vs));
-                            if put.len() >= 1024 {
-                                store(&results, &mut put);
-                            }
-                        }
-                        // Left undone: tried once more, or sent synchronously.
-                        LineOutcome::Failed(_) if expired => {}
-                        LineOutcome::Failed(why) => {
-                            answered[i] = true;
-                            refusals += keys[i].len() as u64;
-                            tracing::warn!(
-                                "batch {}: request {} refused ({why}): its {} inputs go the \
-                                 synchronous way",
-                                job.id,
-                                custom_id,
-                                keys[i].len()
-                            );
-                            marks.extend(keys[i].iter().map(|k| (refused(k), why.clone())));
-                        }
+        let api = self.api.clone();
+        api.lines(job, &mut |raw| {
+            let line = api.line(raw).with_context(|| format!("batch {}", job.id))?;
+            let Some(i) = line
+                .id
+                .strip_prefix('r')
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|&i| i < keys.len())
+            else {
+                tracing::warn!(
+                    "batch {}: a line for {:?}, which its file did not have: ignored",
+                    job.id,
+                    line.id
+                );
+                return Ok(());
+            };
+            let outcome = match line.outcome {
+                LineOutcome::Vectors(vs) => checked(vs, keys[i].len(), dim),
+                failed => failed,
+            };
+            match outcome {
+                LineOutcome::Vectors(vs) => {
+                    answered[i] = true;
+                    put.extend(keys[i].iter().copied().zip(vs));
+                    if put.len() >= 1024 {
+                        store(&results, &mut put);
                     }
-                    Ok(())
-                })
-                .await?;
-        }
+                }
+                // Left undone: tried once more, or sent synchronously.
+                LineOutcome::Failed(_) if line.undone => {}
+                LineOutcome::Failed(why) => {
+                    answered[i] = true;
+                    refusals += keys[i].len() as u64;
+                    tracing::warn!(
+                        "batch {}: request {} refused ({why}): its {} inputs go the \
+                         synchronous way",
+                        job.id,
+                        line.id,
+                        keys[i].len()
+                    );
+                    marks.extend(keys[i].iter().map(|k| (refused(k), why.clone())));
+                }
+            }
+            Ok(())
+        })
+        .await?;
         store(&results, &mut put);
         let left: Vec<[u8; 32]> = keys
             .iter()

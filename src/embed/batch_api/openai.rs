@@ -10,9 +10,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::{BatchApi, Job, Limits, Line, LineOutcome};
 use crate::embed::EmbedError;
 use crate::embed::http;
 use crate::embed::settings::EmbedSettings;
@@ -26,11 +28,9 @@ pub const MAX_INPUTS: usize = 50_000;
 
 /// What a batch says of itself (`GET /batches/{id}`).
 #[derive(Debug, Clone, Deserialize)]
-pub struct Job {
+struct Batch {
     pub id: String,
     pub status: String,
-    #[serde(default)]
-    pub input_file_id: String,
     #[serde(default)]
     pub output_file_id: Option<String>,
     #[serde(default)]
@@ -51,17 +51,28 @@ pub struct Counts {
     pub failed: u64,
 }
 
-impl Job {
-    /// No further change will come: its files are what there will be.
-    pub fn is_over(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "completed" | "expired" | "cancelled" | "failed"
-        )
+impl Batch {
+    fn digest(&self) -> Option<&str> {
+        self.metadata.as_ref()?.get(DIGEST_KEY).map(String::as_str)
     }
 
-    pub fn digest(&self) -> Option<&str> {
-        self.metadata.as_ref()?.get(DIGEST_KEY).map(String::as_str)
+    fn job(self) -> Job {
+        let counts = self.request_counts.unwrap_or_default();
+        Job {
+            over: matches!(
+                self.status.as_str(),
+                "completed" | "expired" | "cancelled" | "failed"
+            ),
+            id: self.id,
+            status: self.status,
+            total: counts.total,
+            completed: counts.completed,
+            failed: counts.failed,
+            outputs: [self.output_file_id, self.error_file_id]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
     }
 }
 
@@ -96,11 +107,23 @@ impl OpenAiBatches {
             prefix: (!prefix.is_empty()).then(|| prefix.into_owned()),
         })
     }
+}
+
+#[async_trait]
+impl BatchApi for OpenAiBatches {
+    fn limits(&self) -> Limits {
+        Limits {
+            max_requests: MAX_REQUESTS,
+            max_bytes: MAX_FILE_BYTES,
+            max_inputs: MAX_INPUTS,
+            min_requests: 1,
+        }
+    }
 
     /// One line of a request file: the body the synchronous path sends
     /// (providers/openai.rs: model, the prefixed inputs, `dimensions` when
     /// sent), vectors asked as base64 (a quarter of the output file).
-    pub fn request_line(&self, custom_id: &str, inputs: &[&str]) -> String {
+    fn request_line(&self, custom_id: &str, inputs: &[&str]) -> String {
         let input: Vec<String> = inputs
             .iter()
             .map(|t| format!("{}{t}", self.prefix.as_deref().unwrap_or("")))
@@ -124,10 +147,146 @@ impl OpenAiBatches {
         line
     }
 
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         format!("{}/batches (model {})", self.base, self.model)
     }
 
+    /// Uploads a request file; returns its file id.
+    async fn upload(&self, name: &str, content: &[u8]) -> Result<String> {
+        // multipart/form-data by hand: two parts, and reqwest's multipart
+        // feature would pull in more than it saves.
+        let boundary = format!("vecload-{:016x}", rand::random::<u64>());
+        let mut body = Vec::with_capacity(content.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                 Content-Type: application/jsonl\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let body = bytes::Bytes::from(body);
+        let url = format!("{}/files", self.base);
+        let answer = self
+            .call(&format!("uploading {name}"), || {
+                self.client
+                    .post(&url)
+                    .header(
+                        "content-type",
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body.clone())
+            })
+            .await?;
+        #[derive(Deserialize)]
+        struct File {
+            id: String,
+        }
+        let f: File = serde_json::from_slice(&answer)
+            .with_context(|| format!("uploading {name}: the answer has no file id"))?;
+        Ok(f.id)
+    }
+
+    /// Makes a batch of the uploaded request file `file_id`.
+    async fn create(&self, file_id: &str, digest: &str, tenant: &str) -> Result<Job> {
+        let url = format!("{}/batches", self.base);
+        let body = json!({
+            "input_file_id": file_id,
+            "endpoint": "/v1/embeddings",
+            "completion_window": "24h",
+            "metadata": { DIGEST_KEY: digest, "vecload_tenant": tenant },
+        });
+        let answer = self
+            .call(&format!("creating a batch of {file_id}"), || {
+                self.client.post(&url).json(&body)
+            })
+            .await?;
+        parse_job(&answer)
+    }
+
+    async fn get(&self, id: &str) -> Result<Job> {
+        let url = format!("{}/batches/{id}", self.base);
+        let answer = self
+            .call(&format!("batch {id}"), || self.client.get(&url))
+            .await?;
+        parse_job(&answer)
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Job> {
+        let url = format!("{}/batches/{id}/cancel", self.base);
+        let answer = self
+            .call(&format!("cancelling batch {id}"), || self.client.post(&url))
+            .await?;
+        parse_job(&answer)
+    }
+
+    /// The batch made from the request file with this digest, if any: the
+    /// account's batches are listed, newest first, until one is found.
+    async fn find(&self, digest: &str) -> Result<Option<Job>> {
+        #[derive(Deserialize)]
+        struct Page {
+            data: Vec<Batch>,
+            #[serde(default)]
+            has_more: bool,
+            #[serde(default)]
+            last_id: Option<String>,
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let mut url = format!("{}/batches?limit=100", self.base);
+            if let Some(a) = &after {
+                url.push_str(&format!("&after={a}"));
+            }
+            let answer = self
+                .call("listing batches", || self.client.get(&url))
+                .await?;
+            let page: Page =
+                serde_json::from_slice(&answer).context("listing batches: an unreadable page")?;
+            if let Some(j) = page.data.iter().find(|j| j.digest() == Some(digest)) {
+                return Ok(Some(j.clone().job()));
+            }
+            match (
+                page.has_more,
+                page.last_id.or(page.data.last().map(|j| j.id.clone())),
+            ) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    async fn lines(
+        &self,
+        job: &Job,
+        each: &mut (dyn for<'l> FnMut(&'l [u8]) -> Result<()> + Send),
+    ) -> Result<()> {
+        for file in &job.outputs {
+            self.file_lines(file, each).await?;
+        }
+        Ok(())
+    }
+
+    fn line(&self, raw: &[u8]) -> Result<Line> {
+        let parsed: OutputLine =
+            serde_json::from_slice(raw).context("an unreadable line of a batch's file")?;
+        let undone = parsed
+            .error
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .and_then(|c| c.as_str())
+            .is_some_and(|c| c == "batch_expired" || c == "batch_cancelled");
+        let id = parsed.custom_id.clone();
+        Ok(Line {
+            id,
+            outcome: parsed.outcome(),
+            undone,
+        })
+    }
+}
+
+impl OpenAiBatches {
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.key {
             Some(k) => req.bearer_auth(k.expose()),
@@ -166,118 +325,12 @@ impl OpenAiBatches {
         }
     }
 
-    /// Uploads a request file; returns its file id.
-    pub async fn upload(&self, name: &str, content: &[u8]) -> Result<String> {
-        // multipart/form-data by hand: two parts, and reqwest's multipart
-        // feature would pull in more than it saves.
-        let boundary = format!("vecload-{:016x}", rand::random::<u64>());
-        let mut body = Vec::with_capacity(content.len() + 512);
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
-                 Content-Type: application/jsonl\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(content);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let body = bytes::Bytes::from(body);
-        let url = format!("{}/files", self.base);
-        let answer = self
-            .call(&format!("uploading {name}"), || {
-                self.client
-                    .post(&url)
-                    .header(
-                        "content-type",
-                        format!("multipart/form-data; boundary={boundary}"),
-                    )
-                    .body(body.clone())
-            })
-            .await?;
-        #[derive(Deserialize)]
-        struct File {
-            id: String,
-        }
-        let f: File = serde_json::from_slice(&answer)
-            .with_context(|| format!("uploading {name}: the answer has no file id"))?;
-        Ok(f.id)
-    }
-
-    /// Makes a batch of the uploaded request file `file_id`.
-    pub async fn create(&self, file_id: &str, digest: &str, tenant: &str) -> Result<Job> {
-        let url = format!("{}/batches", self.base);
-        let body = json!({
-            "input_file_id": file_id,
-            "endpoint": "/v1/embeddings",
-            "completion_window": "24h",
-            "metadata": { DIGEST_KEY: digest, "vecload_tenant": tenant },
-        });
-        let answer = self
-            .call(&format!("creating a batch of {file_id}"), || {
-                self.client.post(&url).json(&body)
-            })
-            .await?;
-        parse_job(&answer)
-    }
-
-    pub async fn get(&self, id: &str) -> Result<Job> {
-        let url = format!("{}/batches/{id}", self.base);
-        let answer = self
-            .call(&format!("batch {id}"), || self.client.get(&url))
-            .await?;
-        parse_job(&answer)
-    }
-
-    pub async fn cancel(&self, id: &str) -> Result<Job> {
-        let url = format!("{}/batches/{id}/cancel", self.base);
-        let answer = self
-            .call(&format!("cancelling batch {id}"), || self.client.post(&url))
-            .await?;
-        parse_job(&answer)
-    }
-
-    /// The batch made from the request file with this digest, if any: the
-    /// account's batches are listed, newest first, until one is found.
-    pub async fn find(&self, digest: &str) -> Result<Option<Job>> {
-        #[derive(Deserialize)]
-        struct Page {
-            data: Vec<Job>,
-            #[serde(default)]
-            has_more: bool,
-            #[serde(default)]
-            last_id: Option<String>,
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let mut url = format!("{}/batches?limit=100", self.base);
-            if let Some(a) = &after {
-                url.push_str(&format!("&after={a}"));
-            }
-            let answer = self
-                .call("listing batches", || self.client.get(&url))
-                .await?;
-            let page: Page =
-                serde_json::from_slice(&answer).context("listing batches: an unreadable page")?;
-            if let Some(j) = page.data.iter().find(|j| j.digest() == Some(digest)) {
-                return Ok(Some(j.clone()));
-            }
-            match (
-                page.has_more,
-                page.last_id.or(page.data.last().map(|j| j.id.clone())),
-            ) {
-                (true, Some(last)) => after = Some(last),
-                _ => return Ok(None),
-            }
-        }
-    }
-
     /// Reads a file's content and hands each line to `each`, as it comes:
     /// an output file is never held whole in memory.
-    pub async fn lines(
+    async fn file_lines(
         &self,
         file_id: &str,
-        mut each: impl FnMut(&[u8]) -> Result<()>,
+        each: &mut (dyn for<'l> FnMut(&'l [u8]) -> Result<()> + Send + '_),
     ) -> Result<()> {
         let url = format!("{}/files/{file_id}/content", self.base);
         let mut attempt = 0;
@@ -327,29 +380,31 @@ impl OpenAiBatches {
 }
 
 fn parse_job(answer: &[u8]) -> Result<Job> {
-    serde_json::from_slice(answer).with_context(|| {
-        format!(
-            "an unreadable batch: {}",
-            String::from_utf8_lossy(&answer[..answer.len().min(200)])
-        )
-    })
+    serde_json::from_slice::<Batch>(answer)
+        .map(Batch::job)
+        .with_context(|| {
+            format!(
+                "an unreadable batch: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(200)])
+            )
+        })
 }
 
 /// One line of an output or error file, as OpenAI writes it.
 #[derive(Deserialize)]
-pub struct OutputLine {
-    pub custom_id: String,
+struct OutputLine {
+    custom_id: String,
     #[serde(default)]
-    pub response: Option<LineResponse>,
+    response: Option<LineResponse>,
     #[serde(default)]
-    pub error: Option<serde_json::Value>,
+    error: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
-pub struct LineResponse {
-    pub status_code: u16,
+struct LineResponse {
+    status_code: u16,
     #[serde(default)]
-    pub body: serde_json::Value,
+    body: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -364,16 +419,9 @@ struct Item {
     embedding: Vec<f32>,
 }
 
-/// What one line says: the vectors of its request in input order, or why
-/// there are none.
-pub enum LineOutcome {
-    Vectors(Vec<Vec<f32>>),
-    Failed(String),
-}
-
 impl OutputLine {
-    /// The line's vectors for a request of `n` inputs, each checked.
-    pub fn outcome(self, n: usize, dim: usize) -> LineOutcome {
+    /// The line's vectors in input order (placed by `index`), or why none.
+    fn outcome(self) -> LineOutcome {
         let resp = match (self.response, self.error) {
             (Some(r), _) if r.status_code == 200 => r,
             (Some(r), _) => {
@@ -396,6 +444,7 @@ impl OutputLine {
             Ok(p) => p,
             Err(e) => return LineOutcome::Failed(format!("an unreadable answer: {e}")),
         };
+        let n = parsed.data.len();
         let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
         for item in parsed.data {
             match out.get_mut(item.index) {
@@ -408,67 +457,26 @@ impl OutputLine {
                 }
             }
         }
-        let mut vectors = Vec::with_capacity(n);
-        for (i, v) in out.into_iter().enumerate() {
-            match v {
-                Some(v) if v.len() == dim && v.iter().all(|x| x.is_finite()) => vectors.push(v),
-                Some(v) if v.len() != dim => {
-                    return LineOutcome::Failed(format!(
-                        "input {i}: a vector of length {} where {dim} was expected",
-                        v.len()
-                    ));
-                }
-                Some(_) => return LineOutcome::Failed(format!("input {i}: a non-finite value")),
-                None => return LineOutcome::Failed(format!("input {i}: no vector")),
-            }
-        }
-        LineOutcome::Vectors(vectors)
+        LineOutcome::Vectors(out.into_iter().flatten().collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed::batch_api::checked;
 
-    fn line(s: &str) -> OutputLine {
-        serde_json::from_str(s).expect("line")
+    fn outcome(b: &OpenAiBatches, raw: &str, n: usize, dim: usize) -> (Line, LineOutcome) {
+        let mut line = b.line(raw.as_bytes()).expect("line");
+        let outcome = match std::mem::replace(&mut line.outcome, LineOutcome::Failed(String::new()))
+        {
+            LineOutcome::Vectors(v) => checked(v, n, dim),
+            f => f,
+        };
+        (line, outcome)
     }
 
-    #[test]
-    fn output_lines_are_placed_by_index_and_checked() {
-        let ok = line(
-            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
-            {"index":1,"embedding":[3.0,4.0]},{"index":0,"embedding":[1.0,2.0]}]}},"error":null}"#,
-        );
-        match ok.outcome(2, 2) {
-            LineOutcome::Vectors(v) => assert_eq!(v, vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
-            LineOutcome::Failed(m) => panic!("{m}"),
-        }
-        let short = line(
-            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
-            {"index":0,"embedding":[1.0]}]}}}"#,
-        );
-        assert!(matches!(short.outcome(1, 2), LineOutcome::Failed(_)));
-        let missing = line(
-            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
-            {"index":0,"embedding":[1.0,2.0]}]}}}"#,
-        );
-        assert!(matches!(missing.outcome(2, 2), LineOutcome::Failed(_)));
-        let refused = line(
-            r#"{"custom_id":"r3","response":{"status_code":400,"body":{"error":{"message":"too long"}}}}"#,
-        );
-        match refused.outcome(1, 2) {
-            LineOutcome::Failed(m) => assert!(m.contains("too long"), "{m}"),
-            LineOutcome::Vectors(_) => panic!("a 400 has no vectors"),
-        }
-        let expired = line(
-            r#"{"custom_id":"r4","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}"#,
-        );
-        assert!(matches!(expired.outcome(1, 2), LineOutcome::Failed(_)));
-    }
-
-    #[test]
-    fn request_lines_carry_the_synchronous_body() {
+    fn client() -> OpenAiBatches {
         let cfg = EmbedSettings {
             urls: vec!["http://e/v1".into()],
             model: "text-embedding-3-small".into(),
@@ -476,7 +484,48 @@ mod tests {
             send_dimensions: true,
             ..EmbedSettings::default()
         };
-        let b = OpenAiBatches::new(&cfg).expect("client");
+        OpenAiBatches::new(&cfg).expect("client")
+    }
+
+    #[test]
+    fn output_lines_are_placed_by_index_and_checked() {
+        let b = client();
+        let (line, ok) = outcome(
+            &b,
+            r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":1,"embedding":[3.0,4.0]},{"index":0,"embedding":[1.0,2.0]}]}},"error":null}"#,
+            2,
+            2,
+        );
+        assert_eq!(line.id, "r0");
+        match ok {
+            LineOutcome::Vectors(v) => assert_eq!(v, vec![vec![1.0, 2.0], vec![3.0, 4.0]]),
+            LineOutcome::Failed(m) => panic!("{m}"),
+        }
+        let short = r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":0,"embedding":[1.0]}]}}}"#;
+        assert!(matches!(outcome(&b, short, 1, 2).1, LineOutcome::Failed(_)));
+        let missing = r#"{"custom_id":"r0","response":{"status_code":200,"body":{"data":[
+            {"index":0,"embedding":[1.0,2.0]}]}}}"#;
+        assert!(matches!(
+            outcome(&b, missing, 2, 2).1,
+            LineOutcome::Failed(_)
+        ));
+        let refused = r#"{"custom_id":"r3","response":{"status_code":400,"body":{"error":{"message":"too long"}}}}"#;
+        let (line, o) = outcome(&b, refused, 1, 2);
+        assert!(!line.undone);
+        match o {
+            LineOutcome::Failed(m) => assert!(m.contains("too long"), "{m}"),
+            LineOutcome::Vectors(_) => panic!("a 400 has no vectors"),
+        }
+        let expired = r#"{"custom_id":"r4","response":null,"error":{"code":"batch_expired","message":"This request could not be executed before the completion window expired."}}"#;
+        let (line, o) = outcome(&b, expired, 1, 2);
+        assert!(line.undone && matches!(o, LineOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn request_lines_carry_the_synchronous_body() {
+        let b = client();
         let l: serde_json::Value =
             serde_json::from_str(b.request_line("r7", &["a", "b"]).trim()).expect("json");
         assert_eq!(l["custom_id"], "r7");

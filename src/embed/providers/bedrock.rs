@@ -239,7 +239,8 @@ impl BedrockEmbedder {
         })
     }
 
-    fn body(&self, inputs: &[&str]) -> serde_json::Value {
+    /// The InvokeModel body for `inputs` (also a batch record's `modelInput`).
+    pub(crate) fn body(&self, inputs: &[&str]) -> serde_json::Value {
         match self.family {
             Family::TitanV2 => {
                 let mut b = json!({"inputText": inputs[0], "embeddingTypes": ["float"]});
@@ -263,6 +264,40 @@ impl BedrockEmbedder {
         }
     }
 
+    /// Signs `req` for Bedrock (runtime or control plane: both sign as
+    /// `bedrock`), or puts the API key on it.
+    pub(crate) async fn sign(&self, req: &mut reqwest::Request) -> anyhow::Result<()> {
+        match &self.auth {
+            Auth::Bearer(t) => {
+                let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+                    .map_err(|_| {
+                    anyhow::anyhow!("AWS_BEARER_TOKEN_BEDROCK is not a valid header value")
+                })?;
+                req.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
+            }
+            Auth::SigV4(chain) => {
+                let (creds, _) = chain
+                    .get()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("AWS credentials for Bedrock: {e:#}"))?;
+                sign::sign(req, &creds, &self.region, "bedrock", Service::Other)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.model
+    }
+
     async fn invoke(&self, inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let body =
             serde_json::to_vec(&self.body(inputs)).map_err(|e| EmbedError::Fatal(e.to_string()))?;
@@ -274,22 +309,9 @@ impl BedrockEmbedder {
             .body(body)
             .build()
             .map_err(|e| EmbedError::Fatal(format!("building the Bedrock request: {e}")))?;
-        match &self.auth {
-            Auth::Bearer(t) => {
-                let v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                    .map_err(|_| {
-                    EmbedError::Fatal("AWS_BEARER_TOKEN_BEDROCK is not a valid header value".into())
-                })?;
-                req.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
-            }
-            Auth::SigV4(chain) => {
-                let (creds, _) = chain.get().await.map_err(|e| {
-                    EmbedError::Fatal(format!("AWS credentials for Bedrock: {e:#}"))
-                })?;
-                sign::sign(&mut req, &creds, &self.region, "bedrock", Service::Other)
-                    .map_err(|e| EmbedError::Fatal(format!("{e:#}")))?;
-            }
-        }
+        self.sign(&mut req)
+            .await
+            .map_err(|e| EmbedError::Fatal(format!("{e:#}")))?;
         let resp = self
             .client
             .execute(req)
@@ -309,7 +331,8 @@ impl BedrockEmbedder {
         self.vectors(&bytes, inputs.len())
     }
 
-    fn vectors(&self, bytes: &[u8], n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// The vectors of an InvokeModel answer (also a batch record's `modelOutput`).
+    pub(crate) fn vectors(&self, bytes: &[u8], n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
         #[derive(Deserialize)]
         struct Titan {
             #[serde(deserialize_with = "http::lenient_floats")]
