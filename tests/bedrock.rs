@@ -260,3 +260,86 @@ fn a_denied_model_or_a_wrong_secret_stops_the_run_naming_model_and_region() {
     );
     assert_eq!(server.stats()["requests"].as_u64().unwrap(), sent);
 }
+
+/// `load --batch-api` with Bedrock: records in S3 (a real S3-compatible
+/// server), a batch inference job made and polled through the signed
+/// control plane, its output records joined by recordId; the remainder
+/// below Bedrock's minimum records per job goes synchronously.
+#[test]
+fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_goes_synchronously()
+{
+    let test = "bedrock_batch";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(moto) = common::s3::Moto::start(test, "batch-bucket", false) else {
+        return;
+    };
+    let server = EmbedServer::start(&[
+        "--protocol",
+        "bedrock",
+        "--aws-access-key-id",
+        &moto.key_id,
+        "--aws-secret-access-key",
+        &moto.secret,
+        "--aws-region",
+        "us-east-1",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--batch-seconds",
+        "0.5",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..150 {
+        std::fs::write(
+            dir.path().join(format!("n{i:03}.md")),
+            format!("Record {i} goes through Bedrock batch inference overnight."),
+        )
+        .unwrap();
+    }
+    let table = unique_table("bedrock_batch");
+    let mut cmd = vecload();
+    cmd.arg("load")
+        .arg(dir.path())
+        .env("EMBEDDING_BINDING", "bedrock")
+        .env("EMBEDDING_MODEL", "amazon.titan-embed-text-v2:0")
+        .env("EMBEDDING_DIM", "1024")
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
+        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
+        .args(["--pg-url", &pg, "--table", &table, "--progress", "log"])
+        .arg("--state")
+        .arg(state_path(&table))
+        .args([
+            "--batch-api",
+            "--batch-poll",
+            "0.2",
+            "--batch-max-requests",
+            "100",
+        ])
+        .args(["--batch-s3", "s3://batch-bucket/vecload/jobs"])
+        .args([
+            "--batch-role-arn",
+            "arn:aws:iam::123456789012:role/BedrockBatch",
+        ]);
+    moto.env(&mut cmd);
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    let stats = server.stats();
+    assert_eq!(stats["auth_refused"], 0, "every call was signed: {stats}");
+    assert_eq!(
+        stats["batches_created"], 1,
+        "100 records in one job: {stats}"
+    );
+    assert_eq!(stats["batch_requests"], 100);
+    assert_eq!(
+        stats["requests"], 50,
+        "the last 50, below the minimum of 100 records a job, went synchronously"
+    );
+    assert_eq!(Db::connect(&pg).count(&table), 150);
+    assert_vectors(&pg, &table, 1024, 50_000);
+    assert!(
+        moto.object_gets()
+            .iter()
+            .any(|k| k.contains("vecload/jobs/output/")),
+        "the output was read from S3: {:?}",
+        moto.object_gets()
+    );
+}

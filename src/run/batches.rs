@@ -596,6 +596,9 @@ impl Batches<'_> {
                         job.total.max(u64::from(rec.requests)),
                         job.failed
                     );
+                    if let Some(m) = &job.message {
+                        tracing::warn!("batch {id} {}: {m}", job.status);
+                    }
                     last_status.insert(id.clone(), job.status.clone());
                 }
                 if job.over {

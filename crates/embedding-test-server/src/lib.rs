@@ -27,6 +27,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 mod batches;
+mod bedrock_batch;
 mod protocol;
 pub mod sigv4;
 use protocol::Fault;
@@ -122,9 +123,13 @@ pub struct Opts {
     /// openai: seconds a batch stays in progress before it is run.
     #[arg(long, default_value_t = 1.0)]
     pub batch_seconds: f64,
-    /// openai: the first N batches expire with half their requests done.
+    /// openai, bedrock: the first N batches expire with half their requests done.
     #[arg(long, default_value_t = 0)]
     pub batch_expire_first: u64,
+    /// bedrock: the S3-compatible server batch inference jobs read their
+    /// records from and write their output to (http://HOST:PORT, path style).
+    #[arg(long)]
+    pub s3_endpoint: Option<String>,
 }
 
 /// The vector for `text`: unit length, derived from SHA-256 of the text.
@@ -189,6 +194,7 @@ struct State {
     tasks: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     last_input: std::sync::Mutex<String>,
     batches: tokio::sync::Mutex<batches::Store>,
+    bedrock_jobs: tokio::sync::Mutex<bedrock_batch::Store>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -267,6 +273,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
             }
         };
         return Ok(batches::handle(&state, &method, &path, &query, &content_type, body).await);
+    }
+    if proto == Protocol::Bedrock && bedrock_batch::handles(&path) {
+        let method = req.method().clone();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return Ok(protocol::error(
+                    proto,
+                    Fault::BadRequest,
+                    "could not read body",
+                    None,
+                ));
+            }
+        };
+        if let Err(refused) = bedrock_auth(&state.opts, &parts, &body) {
+            state.c.auth_refused.fetch_add(1, SeqCst);
+            return Ok(*refused);
+        }
+        return Ok(bedrock_batch::handle(&state, &method, &path, &query, &body).await);
     }
     if proto == Protocol::Tei && req.method() == Method::GET && path == "/info" {
         return Ok(reply(StatusCode::OK, protocol::tei_info(&state.opts), None));
@@ -619,6 +646,7 @@ pub async fn serve(opts: Opts) -> anyhow::Result<()> {
         tasks: Default::default(),
         last_input: Default::default(),
         batches: Default::default(),
+        bedrock_jobs: Default::default(),
     });
     loop {
         let (stream, _) = listener.accept().await?;

@@ -158,6 +158,8 @@ struct Described {
     output_data_config: Option<serde_json::Value>,
     #[serde(default)]
     job_name: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 impl Described {
@@ -180,6 +182,7 @@ impl Described {
             status: self.status,
             over,
             outputs,
+            message: self.message,
             ..Job::default()
         }
     }

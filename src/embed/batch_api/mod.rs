@@ -120,6 +120,8 @@ pub struct Job {
     pub failed: u64,
     /// Where its answers are (file ids, S3 URLs), for `lines`.
     pub outputs: Vec<String>,
+    /// Why it failed, in the API's words.
+    pub message: Option<String>,
 }
 
 /// One output or error line.

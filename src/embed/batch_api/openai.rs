@@ -39,6 +39,9 @@ struct Batch {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub request_counts: Option<Counts>,
+    /// Why a batch failed validation (`{"data": [{"code", "message"}]}`).
+    #[serde(default)]
+    pub errors: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -72,6 +75,14 @@ impl Batch {
                 .into_iter()
                 .flatten()
                 .collect(),
+            message: self.errors.as_ref().and_then(|e| {
+                let all: Vec<String> = e["data"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|d| d["message"].as_str().map(str::to_string))
+                    .collect();
+                (!all.is_empty()).then(|| all.join("; "))
+            }),
         }
     }
 }
