@@ -235,6 +235,72 @@ pub fn verify(
     Ok(())
 }
 
+/// `YYYYMMDDTHHMMSSZ` of a time (the inverse of `amz_time`).
+pub(crate) fn amz_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// The headers that sign an S3 request (path style, no query) with these
+/// keys: what the test server needs to read and write a real
+/// S3-compatible server as a Bedrock job would.
+pub(crate) fn s3_headers(
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+    key_id: &str,
+    secret: &str,
+    region: &str,
+) -> Vec<(String, String)> {
+    let date = amz_date(SystemTime::now());
+    let day = &date[..8];
+    let payload = hex(&Sha256::digest(body));
+    let uri = path
+        .split('/')
+        .map(|seg| encode(seg.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("/");
+    let canonical = format!(
+        "{method}\n{uri}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{date}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload}"
+    );
+    let scope = format!("{day}/{region}/s3/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let k = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
+    let k = hmac(&k, region.as_bytes());
+    let k = hmac(&k, b"s3");
+    let k = hmac(&k, b"aws4_request");
+    let signature = hex(&hmac(&k, to_sign.as_bytes()));
+    vec![
+        ("x-amz-date".into(), date.clone()),
+        ("x-amz-content-sha256".into(), payload),
+        (
+            "authorization".into(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
+            ),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,70 +374,11 @@ mod tests {
             Err(Refusal::UnrecognizedClient(_))
         ));
     }
-}
 
-/// `YYYYMMDDTHHMMSSZ` of a time (the inverse of `amz_time`).
-pub(crate) fn amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// The headers that sign an S3 request (path style, no query) with these
-/// keys: what the test server needs to read and write a real
-/// S3-compatible server as a Bedrock job would.
-pub(crate) fn s3_headers(
-    method: &str,
-    host: &str,
-    path: &str,
-    body: &[u8],
-    key_id: &str,
-    secret: &str,
-    region: &str,
-) -> Vec<(String, String)> {
-    let date = amz_date(SystemTime::now());
-    let day = &date[..8];
-    let payload = hex(&Sha256::digest(body));
-    let uri = path
-        .split('/')
-        .map(|seg| encode(seg.as_bytes()))
-        .collect::<Vec<_>>()
-        .join("/");
-    let canonical = format!(
-        "{method}\n{uri}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{date}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload}"
-    );
-    let scope = format!("{day}/{region}/s3/aws4_request");
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let k = hmac(format!("AWS4{secret}").as_bytes(), day.as_bytes());
-    let k = hmac(&k, region.as_bytes());
-    let k = hmac(&k, b"s3");
-    let k = hmac(&k, b"aws4_request");
-    let signature = hex(&hmac(&k, to_sign.as_bytes()));
-    vec![
-        ("x-amz-date".into(), date.clone()),
-        ("x-amz-content-sha256".into(), payload),
-        (
-            "authorization".into(),
-            format!(
-                "AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
-            ),
-        ),
-    ]
+    #[test]
+    fn amz_dates_read_back_as_the_same_time() {
+        let t = amz_time("20261202T031330Z").expect("time");
+        assert_eq!(amz_date(t), "20261202T031330Z");
+        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
+    }
 }
