@@ -309,7 +309,8 @@ fn with_batch_fallback_sync_what_an_expired_batch_left_undone_is_sent_at_once() 
 }
 
 #[test]
-fn cancelled_batches_are_said_and_a_load_after_them_embeds_the_rest_synchronously() {
+fn a_sigterm_while_waiting_ends_the_run_and_cancelled_batches_leave_the_rest_to_the_synchronous_path()
+ {
     let Some(pg) = pg_url("batch_api_cancel") else {
         return;
     };
@@ -328,8 +329,22 @@ fn cancelled_batches_are_said_and_a_load_after_them_embeds_the_rest_synchronousl
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(700));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // ECS and Kubernetes stop a task with SIGTERM: the wait ends at once,
+    // interrupted, and the batches stay recorded.
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not end the wait");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130), "interrupted");
     let batches = |extra: &[&str]| {
         run(pg_cmd("batches", &server, &pg, &table, DIM)
             .arg(docs.path())

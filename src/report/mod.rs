@@ -31,6 +31,8 @@ pub struct BatchSummary {
     /// `--batch-fallback sync`).
     pub inputs_failed: u64,
     pub seconds_waited: f64,
+    /// A signal came while waiting: nothing was written; the batches go on.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Serialize)]

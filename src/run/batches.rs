@@ -122,6 +122,9 @@ pub async fn embed_in_batches(
             break;
         }
         b.wait().await?;
+        if b.summary.interrupted {
+            break;
+        }
         if pass == 0 && cfg.fallback == Fallback::Sync {
             break;
         }
@@ -578,6 +581,17 @@ impl Batches<'_> {
     /// Polls until every live batch is over and read.
     async fn wait(&mut self) -> Result<(), SetupError> {
         let mut last_status: HashMap<String, String> = HashMap::new();
+        // Listening from now on, not only while asleep: a signal that
+        // arrives during a call to the API is not lost.
+        let stop = CancellationToken::new();
+        let listener = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                stop.cancel();
+            })
+        };
+        let _listening = AbortOnDrop(listener);
         loop {
             let live = self.live()?;
             if live.is_empty() {
@@ -610,11 +624,13 @@ impl Batches<'_> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.poll) => {}
-                _ = stop_signal() => {
-                    return Err(SetupError(anyhow!(
+                _ = stop.cancelled() => {
+                    tracing::warn!(
                         "interrupted while waiting for batches: they go on at the provider and \
                          are recorded in the state; run the same command again to pick them up"
-                    )));
+                    );
+                    self.summary.interrupted = true;
+                    return Ok(());
                 }
             }
         }
@@ -723,6 +739,14 @@ fn store(results: &Cache, put: &mut Vec<([u8; 32], Vec<f32>)>) {
     let entries: Vec<([u8; 32], &[f32])> = put.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     results.put(&entries);
     put.clear();
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// SIGINT or SIGTERM.

@@ -170,6 +170,37 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
                 &put_state,
             )
             .await?;
+            if summary.interrupted {
+                // Nothing written: the state (with the batches) goes back
+                // to S3, and the next run picks them up.
+                if let Some(r) = &state_s3 {
+                    r.checkpoint_now(&ledger).await;
+                }
+                if let Some(c) = claim {
+                    c.release().await;
+                }
+                let mut report = Report::build(
+                    &stats,
+                    RunInfo {
+                        state_file: match &state_s3 {
+                            Some(r) => Some(r.url()),
+                            None => ledger.state_path(),
+                        },
+                        tenant: job.tenant.clone(),
+                        sink: sink.describe(),
+                        embedding_endpoint: embedder.describe(),
+                        embed_dim: job.embed.dim,
+                        tenant_rows: None,
+                        expected_rows: None,
+                        index: None,
+                        interrupted: true,
+                        error: None,
+                        elapsed_seconds: started.elapsed().as_secs_f64(),
+                    },
+                );
+                report.batches = Some(summary);
+                return Ok(report);
+            }
             job.embed.batch_results = ledger
                 .state()
                 .map(|s| super::batches::results_path(s.path()));
