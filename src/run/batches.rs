@@ -37,18 +37,22 @@ use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
 use super::SetupError;
-use super::load::{Books, LoadJob, Remote, produce};
+use super::load::LoadJob;
 use crate::embed::batch::Batcher;
 use crate::embed::batch_api::{
     BatchApi, BatchSettings, Fallback, Job, LineOutcome, Objects, checked,
 };
 use crate::embed::cache::Cache;
+use crate::embed::settings::EmbedSettings;
 use crate::records::Chunk;
-use crate::report::{BatchSummary, Fatal, Stats};
-use crate::source::Filter;
+use crate::report::BatchSummary;
 use crate::source::s3::S3;
-use crate::state::{BatchRec, Ledger, State};
+use crate::source::settings::S3Settings;
+use crate::state::{BatchRec, State};
 
 /// Where the results of a load's batches wait to be written: beside its
 /// state file.
@@ -69,55 +73,60 @@ fn refused(key: &[u8; 32]) -> String {
     format!("refused/{}", hex::encode(key))
 }
 
+/// A run's feed: sends into the channel every chunk the synchronous run
+/// would pay for, and resolves when it is done (Err: why it stopped).
+pub type Feed<'a> =
+    &'a (dyn Fn(mpsc::Sender<Chunk>) -> BoxFuture<'static, Result<(), String>> + Sync);
+
+/// What the batch phase needs of the run it goes before (a load or a
+/// re-embedding).
+pub struct BatchRun<'a> {
+    pub embed: &'a EmbedSettings,
+    /// Whose batches these are ("" for every tenant of a re-embedding).
+    pub tenant: &'a str,
+    /// The S3 client Bedrock's files go through, if the run has one.
+    pub s3: Option<Arc<S3>>,
+    pub s3_settings: &'a S3Settings,
+    pub state: &'a State,
+    pub feed: Feed<'a>,
+    /// Called after each batch is recorded with its id (a state kept in S3
+    /// is put back then: another machine must know of it).
+    pub on_recorded: &'a (dyn Fn() -> BoxFuture<'static, ()> + Sync),
+}
+
 struct Batches<'a> {
-    job: &'a LoadJob,
+    run: BatchRun<'a>,
     cfg: &'a BatchSettings,
     api: Arc<dyn BatchApi>,
-    state: &'a State,
     results: Cache,
     namespace: String,
     summary: BatchSummary,
-    /// Called after each batch is recorded with its id (a state kept in S3
-    /// is put back then: another machine must know of it).
-    on_recorded: &'a (dyn Fn() -> futures::future::BoxFuture<'static, ()> + Sync),
 }
 
-/// Embeds, through batches, every chunk the load would pay for; returns
-/// what it did. Err when a batch cannot be made or read, or on a signal
-/// (the batches stay recorded for the next run).
-#[allow(clippy::too_many_arguments)]
+/// Embeds, through batches, every chunk the run would pay for; returns
+/// what it did (`interrupted` on a signal: the batches stay recorded for
+/// the next run). Err when a batch cannot be made or read.
 pub async fn embed_in_batches(
-    job: &LoadJob,
+    run: BatchRun<'_>,
     cfg: &BatchSettings,
-    filter: &Arc<Filter>,
-    ledger: &Arc<Ledger>,
-    remote: Option<&Remote>,
-    on_recorded: &(dyn Fn() -> futures::future::BoxFuture<'static, ()> + Sync),
 ) -> Result<BatchSummary, SetupError> {
     let started = Instant::now();
-    let state = ledger.state().ok_or_else(|| {
-        SetupError(anyhow!(
-            "--batch-api needs a state file to remember its batches (leave out --no-state)"
-        ))
-    })?;
-    let file = results_path(state.path());
+    let file = results_path(run.state.path());
     let mut b = Batches {
-        job,
-        cfg,
-        api: connect(job, cfg, remote)?,
-        state,
-        results: Cache::pinned(&job.embed, &file)
+        api: connect(run.embed, run.s3.clone(), run.s3_settings, cfg)?,
+        results: Cache::pinned(run.embed, &file)
             .with_context(|| format!("the batch results {}", file.display()))?,
-        namespace: Cache::namespace_of(&job.embed),
+        namespace: Cache::namespace_of(run.embed),
         summary: BatchSummary::default(),
-        on_recorded,
+        cfg,
+        run,
     };
     b.adopt().await?;
     // Two passes at most: the first submits what needs paying for, the
     // second what an expired batch left undone (with --batch-fallback
     // resubmit). Each waits for every batch it knows.
     for pass in 0..2 {
-        let submitted = b.feed(filter, ledger, remote).await?;
+        let submitted = b.feed().await?;
         if submitted == 0 && b.live()?.is_empty() {
             break;
         }
@@ -136,18 +145,19 @@ pub async fn embed_in_batches(
 /// The batch API of the load's provider (Bedrock's reads and writes S3
 /// through the load's S3 client).
 fn connect(
-    job: &LoadJob,
+    embed: &EmbedSettings,
+    s3: Option<Arc<S3>>,
+    s3_settings: &S3Settings,
     cfg: &BatchSettings,
-    remote: Option<&Remote>,
 ) -> Result<Arc<dyn BatchApi>> {
     let objects: Option<Arc<dyn Objects>> = match &cfg.bedrock {
-        Some(_) => Some(Arc::new(S3Objects(match remote {
-            Some(r) => r.s3.clone(),
-            None => Arc::new(S3::from_settings(&job.source.s3)?),
+        Some(_) => Some(Arc::new(S3Objects(match s3 {
+            Some(s3) => s3,
+            None => Arc::new(S3::from_settings(s3_settings)?),
         }))),
         None => None,
     };
-    crate::embed::batch_api::connect(&job.embed, cfg, objects)
+    crate::embed::batch_api::connect(embed, cfg, objects)
 }
 
 /// vecload's S3 client as a Bedrock batch needs it.
@@ -211,13 +221,10 @@ impl Drop for Spool {
 }
 
 /// After a clean load: the batches are written, their records and results go.
-pub fn forget(job: &LoadJob, ledger: &Ledger) -> Result<()> {
-    let Some(state) = ledger.state() else {
-        return Ok(());
-    };
-    let namespace = Cache::namespace_of(&job.embed);
+pub fn forget(embed: &EmbedSettings, tenant: &str, state: &State) -> Result<()> {
+    let namespace = Cache::namespace_of(embed);
     for rec in state.batches()? {
-        if rec.tenant == job.tenant && rec.namespace == namespace {
+        if rec.tenant == tenant && rec.namespace == namespace {
             state.forget_batch(&rec.digest)?;
         }
     }
@@ -264,7 +271,7 @@ pub async fn list(job: &LoadJob, cancel: bool) -> Result<Vec<BatchView>, SetupEr
             "internal error: batches listed without their settings"
         ))
     })?;
-    let api = connect(job, settings, None)?;
+    let api = connect(&job.embed, None, &job.source.s3, settings)?;
     let mut out = Vec::new();
     for rec in state.batches()? {
         if rec.tenant != job.tenant || rec.namespace != namespace {
@@ -300,10 +307,11 @@ impl Batches<'_> {
     /// This run's batches (tenant and settings) recorded in the state.
     fn ours(&self) -> Result<Vec<BatchRec>> {
         Ok(self
+            .run
             .state
             .batches()?
             .into_iter()
-            .filter(|r| r.tenant == self.job.tenant && r.namespace == self.namespace)
+            .filter(|r| r.tenant == self.run.tenant && r.namespace == self.namespace)
             .collect())
     }
 
@@ -334,72 +342,35 @@ impl Batches<'_> {
                         rec.digest
                     );
                     rec.batch_id = Some(found.id);
-                    self.state.put_batch(&rec)?;
-                    (self.on_recorded)().await;
+                    self.run.state.put_batch(&rec)?;
+                    (self.run.on_recorded)().await;
                 }
-                None => self.state.forget_batch(&rec.digest)?,
+                None => self.run.state.forget_batch(&rec.digest)?,
             }
         }
         Ok(())
     }
 
-    /// Runs the load's feed and submits, in files, the requests for every
+    /// Runs the run's feed and submits, in files, the requests for every
     /// chunk no batch has answered or is answering. Returns the batches made.
-    async fn feed(
-        &mut self,
-        filter: &Arc<Filter>,
-        ledger: &Arc<Ledger>,
-        remote: Option<&Remote>,
-    ) -> Result<u64, SetupError> {
+    async fn feed(&mut self) -> Result<u64, SetupError> {
         let mut running: HashSet<[u8; 32]> = HashSet::new();
         for r in self.live()? {
-            for request in self.state.batch_keys(&r.digest)? {
+            for request in self.run.state.batch_keys(&r.digest)? {
                 running.extend(request);
             }
         }
         let cache = self
-            .job
+            .run
             .embed
             .cache
             .as_ref()
-            .and_then(|at| Cache::open(&self.job.embed, at));
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(4096);
-        let fatal = Fatal::default();
-        let pool = crate::pools::chunking()?;
-        // The counts of this pass are not the load's: it counts again.
-        let scratch = Arc::new(Stats::default());
-        let cancel = CancellationToken::new();
-        let producer = {
-            let (job, filter, fatal, cancel) = (
-                self.job.clone(),
-                filter.clone(),
-                fatal.clone(),
-                cancel.clone(),
-            );
-            let (ledger, handle) = (ledger.clone(), tokio::runtime::Handle::current());
-            // `produce` reads S3 through `remote`, borrowed for the thread's life.
-            let remote: Option<Remote> = remote.map(Remote::share);
-            std::thread::spawn(move || {
-                let books = Books {
-                    ledger: &ledger,
-                    fatal: &fatal,
-                    handle: &handle,
-                };
-                produce(
-                    pool,
-                    &job,
-                    &filter,
-                    &scratch,
-                    &cancel,
-                    tx,
-                    Some(books),
-                    remote.as_ref(),
-                );
-            })
-        };
+            .and_then(|at| Cache::open(self.run.embed, at));
+        let (tx, mut rx) = mpsc::channel::<Chunk>(4096);
+        let producer = tokio::spawn((self.run.feed)(tx));
         let mut file = RequestFile::default();
         let mut batcher =
-            Batcher::new(self.job.embed.batch_size, self.job.embed.max_request_tokens);
+            Batcher::new(self.run.embed.batch_size, self.run.embed.max_request_tokens);
         let mut made = 0u64;
         let mut pending: Vec<Chunk> = Vec::new();
         let mut open = true;
@@ -435,21 +406,15 @@ impl Batches<'_> {
             Ok(())
         }
         .await;
-        if outcome.is_err() {
-            cancel.cancel();
-            while rx.recv().await.is_some() {}
-        }
-        let joined = tokio::task::spawn_blocking(move || producer.join()).await;
+        // Closing the channel stops the feed.
+        drop(rx);
+        let fed = producer.await;
         outcome?;
-        if !matches!(joined, Ok(Ok(()))) {
-            return Err(SetupError(anyhow!(
-                "internal error: the chunking thread panicked"
-            )));
+        match fed {
+            Ok(Ok(())) => Ok(made),
+            Ok(Err(e)) => Err(SetupError(anyhow!(e))),
+            Err(e) => Err(SetupError(anyhow!("internal error: the feed: {e}"))),
         }
-        if let Some(e) = fatal.get() {
-            return Err(SetupError(anyhow!(e)));
-        }
-        Ok(made)
     }
 
     /// The chunks of `group` to put into a batch: not answered (results
@@ -542,7 +507,7 @@ impl Batches<'_> {
         let digest = hex::encode(Sha256::digest(&file.bytes));
         let mut rec = BatchRec {
             digest: digest.clone(),
-            tenant: self.job.tenant.clone(),
+            tenant: self.run.tenant.to_string(),
             namespace: self.namespace.clone(),
             file_id: None,
             batch_id: None,
@@ -552,12 +517,12 @@ impl Batches<'_> {
             submitted: crate::shard::now(),
             round: 1,
         };
-        self.state.put_batch_with_keys(&rec, &file.keys)?;
+        self.run.state.put_batch_with_keys(&rec, &file.keys)?;
         let name = format!("vecload-{}.jsonl", &digest[..16]);
         let file_id = self.api.upload(&name, &file.bytes).await?;
         rec.file_id = Some(file_id.clone());
-        self.state.put_batch(&rec)?;
-        let made = self.api.create(&file_id, &digest, &self.job.tenant).await?;
+        self.run.state.put_batch(&rec)?;
+        let made = self.api.create(&file_id, &digest, self.run.tenant).await?;
         // For the tests: the one moment a kill cannot be aimed at from
         // outside, the batch made and its id not yet recorded.
         if std::env::var_os("VECLOAD_CRASH_AFTER_BATCH_CREATE").is_some() {
@@ -572,9 +537,9 @@ impl Batches<'_> {
             self.api.describe()
         );
         rec.batch_id = Some(made.id);
-        self.state.put_batch(&rec)?;
+        self.run.state.put_batch(&rec)?;
         self.summary.submitted += 1;
-        (self.on_recorded)().await;
+        (self.run.on_recorded)().await;
         Ok(())
     }
 
@@ -639,8 +604,8 @@ impl Batches<'_> {
     /// Reads a finished batch's output and error files into the results
     /// store, joined by `custom_id`.
     async fn collect(&mut self, rec: &BatchRec, job: &Job) -> Result<(), SetupError> {
-        let keys = self.state.batch_keys(&rec.digest)?;
-        let dim = self.job.embed.dim;
+        let keys = self.run.state.batch_keys(&rec.digest)?;
+        let dim = self.run.embed.dim;
         let mut answered = vec![false; keys.len()];
         let mut refusals = 0u64;
         let mut marks: Vec<(String, String)> = Vec::new();

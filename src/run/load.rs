@@ -161,13 +161,61 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
                     }
                 })
             };
+            let state = ledger.state().ok_or_else(|| {
+                SetupError(anyhow::anyhow!(
+                    "--batch-api needs a state file to remember its batches (leave out --no-state)"
+                ))
+            })?;
+            // The load's own producer and ledger: what is submitted is what
+            // this load would pay for.
+            let feed = |tx: mpsc::Sender<Chunk>| -> futures::future::BoxFuture<'static, Result<(), String>> {
+                let (job, filter, ledger) = (job.clone(), filter.clone(), ledger.clone());
+                let remote = remote.as_ref().map(Remote::share);
+                Box::pin(async move {
+                    let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
+                    let fatal = Fatal::default();
+                    let handle = tokio::runtime::Handle::current();
+                    let inner = fatal.clone();
+                    let walker = std::thread::Builder::new()
+                        .name("vecload-batch-walk".into())
+                        .spawn(move || {
+                            let books = Books {
+                                ledger: &ledger,
+                                fatal: &inner,
+                                handle: &handle,
+                            };
+                            // Its counts are not the load's: the load counts again.
+                            let scratch = Arc::new(Stats::default());
+                            produce(
+                                pool,
+                                &job,
+                                &filter,
+                                &scratch,
+                                &CancellationToken::new(),
+                                tx,
+                                Some(books),
+                                remote.as_ref(),
+                            );
+                        })
+                        .map_err(|e| format!("cannot start the walking thread: {e}"))?;
+                    match tokio::task::spawn_blocking(move || walker.join()).await {
+                        Ok(Ok(())) => {}
+                        _ => return Err("internal error: the chunking thread panicked".into()),
+                    }
+                    fatal.get().map_or(Ok(()), Err)
+                })
+            };
             let summary = super::batches::embed_in_batches(
-                &job,
+                super::batches::BatchRun {
+                    embed: &job.embed,
+                    tenant: &job.tenant,
+                    s3: remote.as_ref().map(|r| r.s3.clone()),
+                    s3_settings: &job.source.s3,
+                    state,
+                    feed: &feed,
+                    on_recorded: &put_state,
+                },
                 settings,
-                &filter,
-                &ledger,
-                remote.as_ref(),
-                &put_state,
             )
             .await?;
             if summary.interrupted {
@@ -298,7 +346,8 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     if batches.is_some()
         && !interrupted
         && driver.fatal.get().is_none()
-        && let Err(e) = super::batches::forget(&job, &ledger)
+        && let Some(state) = ledger.state()
+        && let Err(e) = super::batches::forget(&job.embed, &job.tenant, state)
     {
         driver.fail(format!("forgetting the written batches: {e:#}"));
     }
