@@ -168,6 +168,16 @@ pub struct ReembedArgs {
 
     #[command(flatten)]
     pub shard: crate::shard::Flags,
+
+    /// With --batch-api: where the batches submitted are recorded, so a
+    /// run after a kill waits for them instead of paying again (a file,
+    /// kept until the re-embedding ends well). Default: in the user's state
+    /// folder, named after the source and target.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub batch: crate::embed::batch_api::BatchFlags,
 }
 
 #[derive(Debug, Args)]

@@ -374,3 +374,71 @@ fn a_sigterm_while_waiting_ends_the_run_and_cancelled_batches_leave_the_rest_to_
         r.stdout
     );
 }
+
+#[test]
+fn a_reembedding_through_batches_survives_a_kill_verifies_and_switches() {
+    let Some(pg) = pg_url("batch_api_reembed") else {
+        return;
+    };
+    let docs = corpus(30, &[]);
+    let old_server = EmbedServer::start(&["--dim", "16"]);
+    let source = unique_table("batch_src");
+    let r = run(load_cmd(&old_server, &pg, &source, DIM).arg(docs.path()));
+    assert_eq!(r.code, 0);
+
+    const NEW: usize = 24;
+    let server = EmbedServer::start(&["--dim", "24", "--batch-seconds", "3"]);
+    let target = unique_table("batch_new");
+    let state = state_path(&target);
+    let reembed = || {
+        let mut c = vecload();
+        c.args(["reembed", "--from", &format!("pgvector:{source}")])
+            .args(["--embed-url", &server.url, "--embed-model", "model-b"])
+            .args(["--embed-dim", &NEW.to_string(), "--progress", "log"])
+            .args(["--pg-url", &pg, "--table", &target])
+            .args(["--batch-api", "--batch-poll", "0.2", "--batch-size", "4"])
+            .arg("--state")
+            .arg(&state);
+        c
+    };
+    let mut child = reembed()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stat(&server, "batches_created") < 1 {
+        assert!(Instant::now() < deadline, "no batch was made within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let report = docs.path().join("reembed.json");
+    let live = unique_table("batch_live");
+    let r = run(reembed().args(["--switch", &live, "--report"]).arg(&report));
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    assert_eq!(
+        stat(&server, "batches_created"),
+        1,
+        "the batch was not made again"
+    );
+    assert_eq!(server.requests(), 0, "nothing sent synchronously");
+    let rep = read_report(&report);
+    assert_eq!(rep["verified"], true);
+    assert_eq!(rep["vectors_from_batches"], 30);
+    assert!(rep["switched"].is_string(), "{rep}");
+    // The name the RAG API reads now holds the new vectors.
+    let db = Db::connect(&pg);
+    let got = rows(&db, &live);
+    assert_eq!(got.len(), 30);
+    for (content, vector) in &got {
+        assert_eq!(vector, &embedding_test_server::vector_for(content, NEW));
+    }
+    assert!(
+        !std::path::Path::new(&format!("{}.batch-results", state.display())).exists(),
+        "written batches are forgotten"
+    );
+}

@@ -79,7 +79,26 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
              what the workers wrote, embeds nothing of it, then verifies, prunes and switches",
         ));
     }
+    let batch = args.batch.settings(&embed)?;
+    if batch.is_some() && step.is_some() {
+        return Err(bad(
+            "--batch-api belongs to the workers (or an unsharded re-embedding): --step prepare embeds nothing",
+        ));
+    }
+    let batch_state = match (&batch, args.state) {
+        (None, _) => None,
+        (Some(_), Some(path)) => Some(path),
+        (Some(_), None) => Some(crate::state::file::default_remote_path(
+            &[format!("reembed:{}", source.describe())],
+            target.as_ref(),
+            &embed.recipe(),
+            embed.dim,
+            &env,
+        )?),
+    };
     Ok(ReembedJob {
+        batch,
+        batch_state,
         shard,
         prepare_only: step == Some(crate::shard::Step::Prepare),
         step_shards: step.and(args.shard.shards),

@@ -45,6 +45,10 @@ pub struct ReembedReport {
     /// Rows whose vector the embedding cache had (no request), and their tokens.
     pub cache_hits: u64,
     pub tokens_saved: u64,
+    /// Rows whose vector came from `--batch-api` batches.
+    pub vectors_from_batches: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<super::BatchSummary>,
     pub embed_retries: u64,
     pub tokens: u64,
     /// Per tenant, counted again in both stores after the run.
@@ -97,6 +101,8 @@ impl ReembedReport {
             embed_requests: Stats::get(&stats.embed_requests),
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
+            vectors_from_batches: Stats::get(&stats.batch_vectors),
+            batches: None,
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
             tenants: BTreeMap::new(),
@@ -151,6 +157,24 @@ impl ReembedReport {
                 self.embed_requests,
                 self.embed_retries,
                 self.tokens
+            );
+        }
+        if let Some(b) = self.batches.as_ref().filter(|b| b.batches > 0) {
+            let _ = writeln!(
+                s,
+                "  batch API: {} batches ({} submitted by this run), {} inputs answered, {} \
+                 refused or left undone (embedded synchronously); {} rows written from batch results",
+                b.batches,
+                b.submitted,
+                b.inputs_answered,
+                b.inputs_failed,
+                self.vectors_from_batches
+            );
+        }
+        if self.interrupted && self.batches.is_some() && self.reembedded == 0 {
+            let _ = writeln!(
+                s,
+                "  interrupted while waiting for batches: run the same command again to pick them up"
             );
         }
         if self.pruned > 0 {

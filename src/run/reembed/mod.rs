@@ -54,6 +54,10 @@ pub struct ReembedJob {
     pub prepare_only: bool,
     /// `--shards N` of the prepare step, recorded in the target.
     pub step_shards: Option<u32>,
+    /// `--batch-api`: embed through the provider's batch API first,
+    /// recording its batches in `batch_state`.
+    pub batch: Option<crate::embed::batch_api::BatchSettings>,
+    pub batch_state: Option<std::path::PathBuf>,
 }
 
 /// The run reads every tenant of a multi-tenant store, so a tenant of the
@@ -114,6 +118,30 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     }
     // No state file: the target is the record.
     let ledger = Arc::new(Ledger::new(None, sink.clone(), stats.clone()));
+    // Batches run before bulk mode begins: the target serves as usual
+    // while they take their hours.
+    let batched = match (&cfg.batch, &cfg.batch_state) {
+        (Some(settings), Some(path)) => {
+            let state = crate::state::State::open(path)?;
+            let summary = batches(&cfg, settings, &state, sink.clone()).await?;
+            if summary.interrupted {
+                let mut report = ReembedReport::new(
+                    cfg.source.describe(),
+                    cfg.embed.dim,
+                    &stats,
+                    embedder.describe(),
+                    sink.describe(),
+                );
+                report.interrupted = true;
+                report.batches = Some(summary);
+                report.elapsed_seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            cfg.embed.batch_results = Some(super::batches::results_path(path));
+            Some((summary, state))
+        }
+        _ => None,
+    };
     // A shard leaves bulk mode to the prepare step and its undoing to the
     // finish run: one worker ending must not restore it under the others.
     let begin = match cfg.shard {
@@ -235,10 +263,81 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     if report.verified && cfg.shard.is_none() && matches!(sink.shards().await, Ok(Some(_))) {
         super::shards::record_shard_count(sink.as_ref(), None).await;
     }
+    if let Some((summary, state)) = batched {
+        // Written: the batches' records and results go.
+        if !interrupted
+            && report.error.is_none()
+            && error.is_none()
+            && let Err(e) = super::batches::forget(&cfg.embed, batch_tenant(&cfg), &state)
+        {
+            error = Some(format!("forgetting the written batches: {e:#}"));
+        }
+        report.batches = Some(summary);
+    }
     report.error = error;
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
     Ok(report)
+}
+
+/// Whose batches a re-embedding's are: its --tenant, or "" for all.
+fn batch_tenant(cfg: &ReembedJob) -> &str {
+    cfg.tenant.as_deref().unwrap_or("")
+}
+
+/// The batch phase of `reembed --batch-api`: the source read once more,
+/// page by page as the run reads it, asking the target what it holds.
+async fn batches(
+    cfg: &ReembedJob,
+    settings: &crate::embed::batch_api::BatchSettings,
+    state: &crate::state::State,
+    sink: Arc<dyn Sink>,
+) -> Result<crate::report::BatchSummary, SetupError> {
+    let feed =
+        |tx: mpsc::Sender<Chunk>| -> futures::future::BoxFuture<'static, Result<(), String>> {
+            let (cfg, sink) = (cfg.clone(), sink.clone());
+            Box::pin(async move {
+                let source = cfg
+                    .source
+                    .open(
+                        cfg.tenant.clone(),
+                        single_workspace_tenant(&cfg),
+                        cfg.page_size,
+                    )
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                let (fatal, cancel) = (Fatal::default(), CancellationToken::new());
+                // Its counts are not the run's: the run counts again.
+                let scratch = Arc::new(Stats::default());
+                read(
+                    source,
+                    sink,
+                    scratch,
+                    cancel,
+                    fatal.clone(),
+                    tx,
+                    cfg.target.layout().is_lightrag(),
+                    cfg.shard,
+                )
+                .await;
+                fatal.get().map_or(Ok(()), Err)
+            })
+        };
+    let nothing = || super::batches::nothing();
+    let no_s3 = crate::source::settings::S3Settings::default();
+    super::batches::embed_in_batches(
+        super::batches::BatchRun {
+            embed: &cfg.embed,
+            tenant: batch_tenant(cfg),
+            s3: None,
+            s3_settings: &no_s3,
+            state,
+            feed: &feed,
+            on_recorded: &nothing,
+        },
+        settings,
+    )
+    .await
 }
 
 /// Reads the source page by page; queues the rows the target does not
