@@ -101,6 +101,8 @@ struct Batches<'a> {
     results: Cache,
     namespace: String,
     summary: BatchSummary,
+    /// Inputs left undone that may go into one more batch.
+    retryable: u64,
 }
 
 /// Embeds, through batches, every chunk the run would pay for; returns
@@ -118,10 +120,20 @@ pub async fn embed_in_batches(
             .with_context(|| format!("the batch results {}", file.display()))?,
         namespace: Cache::namespace_of(run.embed),
         summary: BatchSummary::default(),
+        retryable: 0,
         cfg,
         run,
     };
     b.adopt().await?;
+    // A batch an earlier run read that ended short (expired, cancelled)
+    // may have left inputs for one more batch.
+    for rec in b.ours()? {
+        if let Some(status) = b.results.marked(&collected(&rec.digest))?
+            && !status.eq_ignore_ascii_case("completed")
+        {
+            b.retryable += 1;
+        }
+    }
     // Two passes at most: the first submits what needs paying for, the
     // second what an expired batch left undone (with --batch-fallback
     // resubmit). Each waits for every batch it knows.
@@ -134,7 +146,9 @@ pub async fn embed_in_batches(
         if b.summary.interrupted {
             break;
         }
-        if pass == 0 && cfg.fallback == Fallback::Sync {
+        // Another walk of the source only when a batch left inputs that
+        // may be tried once more.
+        if pass == 0 && (cfg.fallback == Fallback::Sync || b.retryable == 0) {
             break;
         }
     }
@@ -683,6 +697,7 @@ impl Batches<'_> {
         self.summary.batches += 1;
         self.summary.inputs_answered += inputs - refusals - undone;
         self.summary.inputs_failed += refusals + given_up;
+        self.retryable += undone - given_up;
         if undone > 0 {
             tracing::warn!(
                 "batch {} ended {} with {undone} inputs undone: {}",

@@ -528,14 +528,16 @@ impl Plan {
             ) {
                 (Some(c), Some(p), Some(saved)) => writeln!(
                     s,
-                    "  batch API: {} batches, estimated cost ${c:.4} at ${p} per million tokens \
+                    "  batch API: {} {}, estimated cost ${c:.4} at ${p} per million tokens \
                      (saves ${saved:.4}); results within 24 hours",
-                    b.batches
+                    b.batches,
+                    if b.batches == 1 { "batch" } else { "batches" }
                 ),
                 _ => writeln!(
                     s,
-                    "  batch API: {} batches at half the synchronous price; results within 24 hours",
-                    b.batches
+                    "  batch API: {} {} at half the synchronous price; results within 24 hours",
+                    b.batches,
+                    if b.batches == 1 { "batch" } else { "batches" }
                 ),
             };
             if b.submitted_before > 0 {
