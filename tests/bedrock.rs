@@ -342,4 +342,42 @@ fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_
         "the output was read from S3: {:?}",
         moto.object_gets()
     );
+
+    // Cohere v3: 96 texts a record, its own answer shape (two records:
+    // below the per-job minimum only with --batch-min-records lowered).
+    let cohere = unique_table("bedrock_batch_cohere");
+    let mut cmd = vecload();
+    cmd.arg("load")
+        .arg(dir.path())
+        .env("EMBEDDING_BINDING", "bedrock")
+        .env("EMBEDDING_MODEL", "cohere.embed-multilingual-v3")
+        .env("EMBEDDING_DIM", "1024")
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
+        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
+        .args(["--pg-url", &pg, "--table", &cohere, "--progress", "log"])
+        .arg("--state")
+        .arg(state_path(&cohere))
+        .args([
+            "--batch-api",
+            "--batch-poll",
+            "0.2",
+            "--batch-min-records",
+            "1",
+        ])
+        .args(["--batch-s3", "s3://batch-bucket/vecload/cohere/"])
+        .args([
+            "--batch-role-arn",
+            "arn:aws:iam::123456789012:role/BedrockBatch",
+        ]);
+    moto.env(&mut cmd);
+    let before = server.stats();
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    let stats = server.stats();
+    let grew = |k: &str| stats[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!(grew("batches_created"), 1);
+    assert_eq!(grew("batch_requests"), 2, "150 texts in two records");
+    assert_eq!(grew("requests"), 0, "no synchronous request");
+    assert_eq!(Db::connect(&pg).count(&cohere), 150);
+    assert_vectors(&pg, &cohere, 1024, 2_048);
 }
