@@ -153,97 +153,24 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     // while they take their hours.
     let batches = match &job.batch {
         Some(settings) => {
-            let put_state = || -> futures::future::BoxFuture<'static, ()> {
-                let (remote_state, ledger) = (state_s3.clone(), ledger.clone());
-                Box::pin(async move {
-                    if let Some(r) = remote_state {
-                        r.checkpoint_now(&ledger).await;
-                    }
-                })
-            };
-            let state = ledger.state().ok_or_else(|| {
-                SetupError(anyhow::anyhow!(
-                    "--batch-api needs a state file to remember its batches (leave out --no-state)"
-                ))
-            })?;
-            // The load's own producer and ledger: what is submitted is what
-            // this load would pay for.
-            let feed = |tx: mpsc::Sender<Chunk>| -> futures::future::BoxFuture<'static, Result<(), String>> {
-                let (job, filter, ledger) = (job.clone(), filter.clone(), ledger.clone());
-                let remote = remote.as_ref().map(Remote::share);
-                Box::pin(async move {
-                    let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
-                    let fatal = Fatal::default();
-                    let handle = tokio::runtime::Handle::current();
-                    let inner = fatal.clone();
-                    let walker = std::thread::Builder::new()
-                        .name("vecload-batch-walk".into())
-                        .spawn(move || {
-                            let books = Books {
-                                ledger: &ledger,
-                                fatal: &inner,
-                                handle: &handle,
-                            };
-                            // Its counts are not the load's: the load counts again.
-                            let scratch = Arc::new(Stats::default());
-                            produce(
-                                pool,
-                                &job,
-                                &filter,
-                                &scratch,
-                                &CancellationToken::new(),
-                                tx,
-                                Some(books),
-                                remote.as_ref(),
-                            );
-                        })
-                        .map_err(|e| format!("cannot start the walking thread: {e}"))?;
-                    match tokio::task::spawn_blocking(move || walker.join()).await {
-                        Ok(Ok(())) => {}
-                        _ => return Err("internal error: the chunking thread panicked".into()),
-                    }
-                    fatal.get().map_or(Ok(()), Err)
-                })
-            };
-            let summary = super::batches::embed_in_batches(
-                super::batches::BatchRun {
-                    embed: &job.embed,
-                    tenant: &job.tenant,
-                    s3: remote.as_ref().map(|r| r.s3.clone()),
-                    s3_settings: &job.source.s3,
-                    state,
-                    feed: &feed,
-                    on_recorded: &put_state,
-                },
-                settings,
-            )
-            .await?;
+            let summary =
+                batch_phase(&job, settings, &filter, &ledger, remote.as_ref(), &state_s3).await?;
             if summary.interrupted {
-                // Nothing written: the state (with the batches) goes back
-                // to S3, and the next run picks them up.
+                // Nothing written: the batches stay recorded (and put back
+                // to S3), and the next run picks them up.
                 if let Some(r) = &state_s3 {
                     r.checkpoint_now(&ledger).await;
                 }
                 if let Some(c) = claim {
                     c.release().await;
                 }
+                let base = RunInfo::of(&job, sink.as_ref(), embedder.as_ref(), &ledger, &state_s3);
                 let mut report = Report::build(
                     &stats,
                     RunInfo {
-                        state_file: match &state_s3 {
-                            Some(r) => Some(r.url()),
-                            None => ledger.state_path(),
-                        },
-                        tenant: job.tenant.clone(),
-                        sink: sink.describe(),
-                        embedding_endpoint: embedder.describe(),
-                        embed_dim: job.embed.dim,
-                        tenant_rows: None,
-                        expected_rows: None,
-                        index: None,
                         interrupted: true,
-                        error: None,
                         elapsed_seconds: started.elapsed().as_secs_f64(),
+                        ..base
                     },
                 );
                 report.batches = Some(summary);
@@ -412,23 +339,17 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
         also_running = claim.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
         claim.release().await;
     }
+    let base = RunInfo::of(&job, sink.as_ref(), embedder.as_ref(), &ledger, &state_s3);
     let mut report = Report::build(
         &stats,
         RunInfo {
-            state_file: match &state_s3 {
-                Some(r) => Some(r.url()),
-                None => ledger.state_path(),
-            },
-            tenant: job.tenant.clone(),
-            sink: sink.describe(),
-            embedding_endpoint: embedder.describe(),
-            embed_dim: job.embed.dim,
             tenant_rows,
             expected_rows: ledger.tenant_chunks(&job.tenant),
             index,
             interrupted,
             error,
             elapsed_seconds: started.elapsed().as_secs_f64(),
+            ..base
         },
     );
     report.shard = job.shard.map(|s| s.to_string());
@@ -436,6 +357,112 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
     report.rows_in_store_at_start = rows_in_store;
     report.batches = batches;
     Ok(report)
+}
+
+impl RunInfo {
+    /// What a load's report says of where it ran; the outcome fields empty.
+    fn of(
+        job: &LoadJob,
+        sink: &dyn Sink,
+        embedder: &dyn crate::embed::Embedder,
+        ledger: &Ledger,
+        state_s3: &Option<Arc<RemoteState>>,
+    ) -> RunInfo {
+        RunInfo {
+            state_file: match state_s3 {
+                Some(r) => Some(r.url()),
+                None => ledger.state_path(),
+            },
+            tenant: job.tenant.clone(),
+            sink: sink.describe(),
+            embedding_endpoint: embedder.describe(),
+            embed_dim: job.embed.dim,
+            tenant_rows: None,
+            expected_rows: None,
+            index: None,
+            interrupted: false,
+            error: None,
+            elapsed_seconds: 0.0,
+        }
+    }
+}
+
+/// `--batch-api`: every chunk this load would pay for embedded through the
+/// provider's batch API first (`run/batches.rs`), fed by the load's own
+/// producer and ledger.
+async fn batch_phase(
+    job: &LoadJob,
+    settings: &crate::embed::batch_api::BatchSettings,
+    filter: &Arc<Filter>,
+    ledger: &Arc<Ledger>,
+    remote: Option<&Remote>,
+    state_s3: &Option<Arc<RemoteState>>,
+) -> Result<crate::report::BatchSummary, SetupError> {
+    let state = ledger.state().ok_or_else(|| {
+        SetupError(anyhow::anyhow!(
+            "--batch-api needs a state file to remember its batches (leave out --no-state)"
+        ))
+    })?;
+    // Another machine must know of a batch as soon as it is made.
+    let put_state = || -> futures::future::BoxFuture<'static, ()> {
+        let (remote_state, ledger) = (state_s3.clone(), ledger.clone());
+        Box::pin(async move {
+            if let Some(r) = remote_state {
+                r.checkpoint_now(&ledger).await;
+            }
+        })
+    };
+    let feed =
+        |tx: mpsc::Sender<Chunk>| -> futures::future::BoxFuture<'static, Result<(), String>> {
+            let (job, filter, ledger) = (job.clone(), filter.clone(), ledger.clone());
+            let remote = remote.map(Remote::share);
+            Box::pin(async move {
+                let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
+                let fatal = Fatal::default();
+                let handle = tokio::runtime::Handle::current();
+                let inner = fatal.clone();
+                let walker = std::thread::Builder::new()
+                    .name("vecload-batch-walk".into())
+                    .spawn(move || {
+                        let books = Books {
+                            ledger: &ledger,
+                            fatal: &inner,
+                            handle: &handle,
+                        };
+                        // Its counts are not the load's: the load counts again.
+                        let scratch = Arc::new(Stats::default());
+                        produce(
+                            pool,
+                            &job,
+                            &filter,
+                            &scratch,
+                            &CancellationToken::new(),
+                            tx,
+                            Some(books),
+                            remote.as_ref(),
+                        );
+                    })
+                    .map_err(|e| format!("cannot start the walking thread: {e}"))?;
+                match tokio::task::spawn_blocking(move || walker.join()).await {
+                    Ok(Ok(())) => {}
+                    _ => return Err("internal error: the chunking thread panicked".into()),
+                }
+                fatal.get().map_or(Ok(()), Err)
+            })
+        };
+    super::batches::embed_in_batches(
+        super::batches::BatchRun {
+            embed: &job.embed,
+            tenant: &job.tenant,
+            s3: remote.map(|r| r.s3.clone()),
+            s3_settings: &job.source.s3,
+            state,
+            feed: &feed,
+            on_recorded: &put_state,
+        },
+        settings,
+    )
+    .await
 }
 
 /// A state file kept in S3: fetched to a local file of this process at the

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -302,15 +302,7 @@ async fn advance(state: &State, id: &str) {
         }
         let body = Bytes::from(req["body"].to_string());
         state.c.batch_requests.fetch_add(1, SeqCst);
-        let resp = super::answer(state, "/v1/embeddings", body, None, 1).await;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, body) = super::answer_json(state, "/v1/embeddings", body).await;
         let line = json!({
             "id": format!("batch_req_{i}"),
             "custom_id": custom_id,

@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -267,15 +266,7 @@ async fn advance(state: &State, arn: &str) {
         };
         state.c.batch_requests.fetch_add(1, SeqCst);
         let body = Bytes::from(rec["modelInput"].to_string());
-        let resp = super::answer(state, &path, body, None, 1).await;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let (status, answer) = super::answer_json(state, &path, body).await;
         let record = if status == 200 {
             ok += 1;
             json!({"recordId": rec["recordId"], "modelInput": rec["modelInput"], "modelOutput": answer})

@@ -622,6 +622,22 @@ async fn answer(state: &State, path: &str, body: Bytes, n: Option<u64>, in_fligh
     }
 }
 
+/// A batch line's answer: the synchronous route's status and JSON body.
+async fn answer_json(state: &State, path: &str, body: Bytes) -> (u16, serde_json::Value) {
+    let resp = answer(state, path, body, None, 1).await;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
 pub async fn serve(opts: Opts) -> anyhow::Result<()> {
     let addr: SocketAddr = format!("{}:{}", opts.host, opts.port).parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
