@@ -707,3 +707,79 @@ fn indexing_settings_come_back_after_a_fatal_error() {
     assert!(!bulk_marker(&q, &name));
     assert_eq!(q.count(&name, None), 0);
 }
+
+/// `--qdrant-ack wal`: upserts acknowledged from Qdrant's write-ahead log
+/// (`wait=false`); the finish waits for every shard to apply them before
+/// it counts, so the count is exact and every point has its vector. A
+/// replicated collection is refused for it before anything is paid for.
+#[test]
+fn acknowledged_from_the_wal_every_point_is_applied_before_the_count() {
+    let Some(qs) = qdrant("qdrant_ack_wal") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16"]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..200 {
+        let text: String = (0..90)
+            .map(|w| format!("w{} ", (i * 13 + w) % 97))
+            .collect();
+        std::fs::write(dir.path().join(format!("d{i:03}.md")), text).unwrap();
+    }
+    let name = collection("qwal");
+    let report = std::env::temp_dir().join(format!("{name}.json"));
+    let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
+        .arg(dir.path())
+        .args(["--qdrant-ack", "wal", "--shard-number", "4"])
+        .args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
+        .args(["--write-batch", "16", "--write-concurrency", "4"])
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = read_report(&report);
+    let chunks = rep["chunks"].as_u64().unwrap();
+    assert!(chunks > 400, "{chunks} chunks");
+    assert_eq!(
+        rep["tenant_rows"].as_u64(),
+        Some(chunks),
+        "exact count after the barrier"
+    );
+    let points = qs.client().points(&name, None);
+    assert_eq!(points.len() as u64, chunks);
+    assert_vectors_match_content(&points);
+
+    // Into the existing collection, indexing left on: nothing else between
+    // the last upsert and the count waits for the shards but the barrier.
+    let report = std::env::temp_dir().join(format!("{name}-b.json"));
+    let r = run(qdrant_load_cmd(&server, qs, &name, DIM)
+        .arg(dir.path())
+        .args([
+            "--tenant",
+            "second",
+            "--qdrant-ack",
+            "wal",
+            "--keep-indexing",
+        ])
+        .args(["--chunk-tokens", "40", "--chunk-overlap", "4"])
+        .args(["--write-batch", "16", "--write-concurrency", "4"])
+        .arg("--state")
+        .arg(state_path(&format!("{name}-b")))
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rep = read_report(&report);
+    assert_eq!(
+        rep["tenant_rows"].as_u64(),
+        Some(chunks),
+        "exact count after the barrier"
+    );
+    assert_eq!(qs.client().count(&name, Some("second")), chunks);
+
+    let fresh = EmbedServer::start(&["--dim", "16"]);
+    let replicated = collection("qwalrep");
+    let r = run(qdrant_load_cmd(&fresh, qs, &replicated, DIM)
+        .arg(dir.path())
+        .args(["--qdrant-ack", "wal", "--replication-factor", "2"]));
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("replicas"), "{}", r.stderr);
+    assert_eq!(fresh.requests(), 0, "refused before any request");
+}

@@ -206,6 +206,63 @@ pub async fn ensure_payload_indexes(
     Ok(())
 }
 
+/// The point id no point has: the barrier's filter names it.
+const NO_POINT: &str = "00000000-0000-0000-0000-0000000ba771";
+
+/// Returns once every shard of the collection has applied every operation
+/// it received before this one: a delete by a filter that matches nothing
+/// (`has_id` of an id no point has, so no scan), sent with `wait=true`.
+///
+/// Why that is a barrier (read in Qdrant 1.18.3's source,
+/// `shards/local_shard/shard_ops.rs` and `update_workers/update_worker.rs`):
+/// an update is written to the shard's WAL and put on its update channel
+/// under one lock, so the channel is in WAL order; one worker per shard
+/// takes operations off it one at a time and applies each before the next;
+/// a `wait=true` caller is answered after its own operation is applied. A
+/// filter-based operation goes to every shard. So when this returns, every
+/// `wait=false` upsert sent before it has been applied on each shard. On
+/// one replica per shard only: with replicas, `wait=true` returns once the
+/// write consistency factor's worth of them applied it, and another may
+/// lag (`check_one_replica`).
+pub async fn barrier(client: &Qdrant, name: &str) -> Result<()> {
+    use qdrant_client::qdrant::{Condition, DeletePointsBuilder, Filter, PointId};
+    client
+        .delete_points(
+            DeletePointsBuilder::new(name)
+                .points(Filter::must([Condition::has_id([PointId::from(
+                    NO_POINT.to_string(),
+                )])]))
+                .wait(true),
+        )
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "waiting for {name}'s shards to apply what was written: {}",
+                message(&e)
+            )
+        })?;
+    Ok(())
+}
+
+/// `--qdrant-ack wal` counts on the barrier, which holds with one replica
+/// per shard.
+pub fn check_one_replica(name: &str, info: &CollectionInfo) -> Result<()> {
+    let replicas = info
+        .config
+        .as_ref()
+        .and_then(|c| c.params.as_ref())
+        .and_then(|p| p.replication_factor)
+        .unwrap_or(1);
+    if replicas > 1 {
+        anyhow::bail!(
+            "--qdrant-ack wal: collection {name} keeps {replicas} replicas of each shard, and a \
+             write acknowledged from one replica's log may not have reached another when the \
+             load counts; use --qdrant-ack applied (the default) for a replicated collection"
+        );
+    }
+    Ok(())
+}
+
 /// HNSW settings to put back after a bulk load.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 struct Saved {

@@ -217,6 +217,14 @@ impl Sink for QdrantSink {
         let info = info.ok_or_else(|| anyhow!("collection {name} disappeared after creation"))?;
         collection::check_layout(&name, &info, self.dim, self.cfg.distance)
             .map_err(|m| anyhow!(m))?;
+        if self.cfg.ack == settings::Ack::Wal {
+            collection::check_one_replica(&name, &info)?;
+        }
+        if !made_here {
+            // Writes a killed run left queued are applied before this run
+            // reads the collection as the record of what it holds.
+            collection::barrier(&client, &name).await?;
+        }
         // A collection this run made and writes alone gets its document and
         // bucket indexes at the finish, over all points at once, instead of
         // per point during the load (nothing vecload writes or reads during
@@ -368,6 +376,7 @@ impl Sink for QdrantSink {
             points: self.cfg.target.points_client().await?,
             collection: self.name().to_string(),
             layout: self.cfg.layout,
+            wait: self.cfg.ack == settings::Ack::Applied,
         }))
     }
 
@@ -611,6 +620,8 @@ impl Sink for QdrantSink {
     async fn finish(&self, tenant: &str, build_index: bool) -> Result<SinkSummary> {
         let client = self.client()?;
         let name = self.name();
+        // Everything written is applied before anything is built or counted.
+        collection::barrier(&client, name).await?;
         // Before HNSW comes back, so its rebuild sees every payload index;
         // an interrupted run leaves them to the next run's prepare.
         if build_index && self.deferred_indexes.load(Ordering::SeqCst) {

@@ -63,6 +63,19 @@ pub struct Flags {
     #[arg(long, value_name = "N", help_heading = "Qdrant")]
     pub replication_factor: Option<u32>,
 
+    /// When a write counts as done: `applied` (each upsert waits until the
+    /// server applied it) or `wal` (once it is in the server's write-ahead
+    /// log; the finish waits for every shard to apply everything before it
+    /// counts). `wal` is faster and needs one replica per shard.
+    #[arg(
+        long,
+        value_enum,
+        env = "VECLOAD_QDRANT_ACK",
+        default_value_t = Ack::Applied,
+        help_heading = "Qdrant"
+    )]
+    pub qdrant_ack: Ack,
+
     /// Seconds one Qdrant request may take (the client's default of 5 is too
     /// short for large batches).
     #[arg(
@@ -72,6 +85,15 @@ pub struct Flags {
         help_heading = "Qdrant"
     )]
     pub qdrant_timeout: u64,
+}
+
+/// When a Qdrant write counts as done (`--qdrant-ack`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ack {
+    /// `wait=true`: applied to the shard.
+    Applied,
+    /// `wait=false`: in the write-ahead log; applied in order later.
+    Wal,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +106,7 @@ pub struct QdrantSettings {
     pub keep_indexing: bool,
     pub shard_number: Option<u32>,
     pub replication_factor: Option<u32>,
+    pub ack: Ack,
     pub write_batch: usize,
     pub write_concurrency: usize,
 }
@@ -175,6 +198,7 @@ impl StoreKind for Qdrant {
             keep_indexing: f.keep_indexing,
             shard_number: f.shard_number,
             replication_factor: f.replication_factor,
+            ack: f.qdrant_ack,
             write_batch,
             write_concurrency,
         }))
@@ -212,6 +236,7 @@ impl StoreKind for Qdrant {
             keep_indexing: true,
             shard_number: None,
             replication_factor: None,
+            ack: Ack::Applied,
             write_batch: 256,
             write_concurrency: 4,
         }))

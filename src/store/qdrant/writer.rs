@@ -2,9 +2,11 @@
 //! tenant, document and chunk index), so a rerun overwrites the same points.
 //!
 //! Each request waits until the server has applied it (`wait=true`): a batch
-//! counts as written only then. Long documents make large points, so a write
-//! batch is cut into requests under a byte budget well below what one gRPC
-//! message may carry.
+//! counts as written only then; with `--qdrant-ack wal` (`wait=false`) once
+//! it is in the server's write-ahead log, and `collection::barrier` at the
+//! finish waits for the shards to apply it. Long documents make large
+//! points, so a write batch is cut into requests under a byte budget well
+//! below what one gRPC message may carry.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -25,6 +27,8 @@ pub struct QdrantWriter {
     pub points: PointsClient,
     pub collection: String,
     pub layout: Layout,
+    /// `wait=true`: acknowledged once applied (else once in the WAL).
+    pub wait: bool,
 }
 
 #[async_trait]
@@ -43,7 +47,7 @@ impl SinkWriter for QdrantWriter {
                 })
                 .collect();
             let req: UpsertPoints = UpsertPointsBuilder::new(&self.collection, points)
-                .wait(true)
+                .wait(self.wait)
                 .into();
             if let Err(status) = self.points.upsert(req).await {
                 let e = qdrant_client::QdrantError::from(status);
