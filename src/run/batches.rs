@@ -62,6 +62,13 @@ pub fn results_path(state: &Path) -> PathBuf {
     state.with_file_name(name)
 }
 
+/// A request's id in its file: `r` and ten digits, eleven alphanumeric
+/// characters, as Bedrock's documentation shows record ids (OpenAI takes
+/// any string). Lines are joined back by it, never by position.
+fn request_id(n: u32) -> String {
+    format!("r{n:010}")
+}
+
 /// Marks kept in the results store.
 fn collected(digest: &str) -> String {
     format!("collected/{digest}")
@@ -492,8 +499,7 @@ impl Batches<'_> {
     ) -> Result<u64, SetupError> {
         let line = {
             let texts: Vec<&str> = request.iter().map(|c| c.text.as_str()).collect();
-            self.api
-                .request_line(&format!("r{}", file.requests), &texts)
+            self.api.request_line(&request_id(file.requests), &texts)
         };
         let mut made = 0;
         let api = self.api.limits();
@@ -769,6 +775,17 @@ pub fn nothing() -> futures::future::BoxFuture<'static, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_eleven_alphanumerics_and_read_back() {
+        let id = request_id(42);
+        assert_eq!(id, "r0000000042");
+        assert!(id.len() == 11 && id.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_eq!(
+            id.strip_prefix('r').and_then(|n| n.parse::<usize>().ok()),
+            Some(42)
+        );
+    }
 
     #[test]
     fn results_live_beside_the_state_file() {
