@@ -16,8 +16,8 @@ use serde_json::json;
 
 use super::{BatchApi, Job, Limits, Line, LineOutcome};
 use crate::embed::EmbedError;
-use crate::embed::http;
 use crate::embed::settings::EmbedSettings;
+use crate::embed::{http, providers};
 use crate::settings::Secret;
 
 /// OpenAI's limits of one batch's input file: requests, bytes, and (for
@@ -418,18 +418,6 @@ struct LineResponse {
     body: serde_json::Value,
 }
 
-#[derive(Deserialize)]
-struct Embeddings {
-    data: Vec<Item>,
-}
-
-#[derive(Deserialize)]
-struct Item {
-    index: usize,
-    #[serde(deserialize_with = "http::floats_or_base64")]
-    embedding: Vec<f32>,
-}
-
 impl OutputLine {
     /// The line's vectors in input order (placed by `index`), or why none.
     fn outcome(self) -> LineOutcome {
@@ -451,24 +439,17 @@ impl OutputLine {
             }
             (None, None) => return LineOutcome::Failed("a line with no response".into()),
         };
-        let parsed: Embeddings = match serde_json::from_value(resp.body) {
+        // The synchronous path's own answer type and placement by `index`;
+        // the count is checked against the request by `checked`.
+        let parsed: providers::openai::Response = match serde_json::from_value(resp.body) {
             Ok(p) => p,
             Err(e) => return LineOutcome::Failed(format!("an unreadable answer: {e}")),
         };
         let n = parsed.data.len();
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
-        for item in parsed.data {
-            match out.get_mut(item.index) {
-                Some(slot @ None) => *slot = Some(item.embedding),
-                _ => {
-                    return LineOutcome::Failed(format!(
-                        "an answer with index {} twice or out of 0..{n}",
-                        item.index
-                    ));
-                }
-            }
+        match providers::openai::place_by_index(parsed.data, n) {
+            Ok(vectors) => LineOutcome::Vectors(vectors),
+            Err(e) => LineOutcome::Failed(e.to_string()),
         }
-        LineOutcome::Vectors(out.into_iter().flatten().collect())
     }
 }
 

@@ -94,13 +94,14 @@ struct Request<'a> {
     output_dimension: Option<usize>,
 }
 
+/// An embeddings answer (also the body of a Batch API output line).
 #[derive(Deserialize)]
-struct Response {
-    data: Vec<Item>,
+pub(crate) struct Response {
+    pub(crate) data: Vec<Item>,
 }
 
 #[derive(Deserialize)]
-struct Item {
+pub(crate) struct Item {
     index: usize,
     #[serde(deserialize_with = "http::floats_or_base64")]
     embedding: Vec<f32>,
@@ -286,7 +287,7 @@ impl Embedder for OpenAiEmbedder {
 
 /// Vectors go where their `index` says, never by position: servers may answer
 /// out of order. A missing, repeated or out-of-range index fails the batch.
-fn place_by_index(items: Vec<Item>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+pub(crate) fn place_by_index(items: Vec<Item>, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
     let broken = |message: String| EmbedError::Transient {
         message,
         retry_after: None,
