@@ -105,13 +105,7 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     }
     if cfg.prepare_only {
         super::shards::prepare_for_workers(sink.as_ref(), cfg.step_shards).await?;
-        let mut report = ReembedReport::new(
-            cfg.source.describe(),
-            cfg.embed.dim,
-            &stats,
-            embedder.describe(),
-            sink.describe(),
-        );
+        let mut report = report_of(&cfg, &stats, embedder.as_ref(), sink.as_ref());
         report.step = Some("prepare");
         report.elapsed_seconds = started.elapsed().as_secs_f64();
         return Ok(report);
@@ -125,13 +119,7 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
             let state = crate::state::State::open(path)?;
             let summary = batches(&cfg, settings, &state, sink.clone()).await?;
             if summary.interrupted {
-                let mut report = ReembedReport::new(
-                    cfg.source.describe(),
-                    cfg.embed.dim,
-                    &stats,
-                    embedder.describe(),
-                    sink.describe(),
-                );
+                let mut report = report_of(&cfg, &stats, embedder.as_ref(), sink.as_ref());
                 report.interrupted = true;
                 report.batches = Some(summary);
                 report.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -210,13 +198,7 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
             None
         }
     };
-    let mut report = ReembedReport::new(
-        cfg.source.describe(),
-        cfg.embed.dim,
-        &stats,
-        embedder.describe(),
-        sink.describe(),
-    );
+    let mut report = report_of(&cfg, &stats, embedder.as_ref(), sink.as_ref());
     report.index = index;
     report.interrupted = interrupted;
     report.shard = cfg.shard.map(|s| s.to_string());
@@ -278,6 +260,22 @@ pub async fn run(mut cfg: ReembedJob, progress: ProgressMode) -> Result<ReembedR
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
     Ok(report)
+}
+
+/// The report of this run as its counters stand now.
+fn report_of(
+    cfg: &ReembedJob,
+    stats: &Stats,
+    embedder: &dyn crate::embed::Embedder,
+    sink: &dyn Sink,
+) -> ReembedReport {
+    ReembedReport::new(
+        cfg.source.describe(),
+        cfg.embed.dim,
+        stats,
+        embedder.describe(),
+        sink.describe(),
+    )
 }
 
 /// Whose batches a re-embedding's are: its --tenant, or "" for all.
