@@ -63,7 +63,7 @@ pub fn make_rows(n: usize, dim: usize) -> Vec<Embedded> {
 
 /// Runs vecload's sink stage over `rows`, handed over 64 at a time as the
 /// embed stage hands them, with a state file unless BENCH_NO_STATE=1.
-/// Returns the seconds until every row was acknowledged.
+/// Returns the seconds until every row was acknowledged and recorded.
 // The copy benchmark runs the binary instead.
 #[allow(dead_code)]
 pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
@@ -78,22 +78,29 @@ pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
     let (tx, rx) = mpsc::channel::<Vec<Embedded>>(16);
     let stage = SinkStage::new(
         sink,
-        ledger,
+        ledger.clone(),
         stats.clone(),
         CancellationToken::new(),
         Fatal::default(),
     );
     let t = Instant::now();
     let run = tokio::spawn(stage.run(rx));
-    let mut rows = rows;
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(64));
-        tx.send(std::mem::replace(&mut rows, rest))
-            .await
-            .expect("sink stage alive");
+    // Handed over from the front without moving the rest: a `split_off`
+    // of the tail per part copied the whole remainder each time (quadratic,
+    // gigabytes of memmove on the cores the store needs).
+    let mut rows = rows.into_iter();
+    loop {
+        let part: Vec<Embedded> = rows.by_ref().take(64).collect();
+        if part.is_empty() {
+            break;
+        }
+        tx.send(part).await.expect("sink stage alive");
     }
     drop(tx);
     run.await.expect("sink stage");
+    // As a load ends: everything recorded, and synced to disk.
+    ledger.settle().await.expect("state recorded");
+    ledger.sync().expect("state synced");
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(
         Stats::get(&stats.vectors_written) as usize,
@@ -108,7 +115,7 @@ pub async fn sink_stage(sink: Arc<dyn Sink>, rows: Vec<Embedded>) -> f64 {
 #[allow(dead_code)]
 pub fn ddl(table: &str, dim: usize) -> String {
     format!(
-        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (
+        "CREATE EXTENSION IF NOT EXISTS vector; DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (
             tenant_id text NOT NULL, id text NOT NULL, doc_id text NOT NULL,
             source text NOT NULL, chunk_index integer NOT NULL, content text NOT NULL,
             content_hash text NOT NULL, embedding vector({dim}) NOT NULL,

@@ -257,7 +257,9 @@ pub async fn load(mut job: LoadJob, progress: ProgressMode) -> Result<Report, Se
         let _ = c.await;
     }
 
-    if let Err(e) = ledger.sync() {
+    // The writers are done; what they handed the state's thread is
+    // recorded before the state is synced and may say the tenant is closed.
+    if let Err(e) = ledger.settle().await.and_then(|()| ledger.sync()) {
         driver.fail(format!("state file: {e:#}"));
     }
     let interrupted = driver.interrupted();

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable,
+    ReadableTable, TableDefinition,
 };
 
 const CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
@@ -254,6 +255,56 @@ impl State {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Records acknowledged `rows` and completes the documents in `done`
+    /// (`doc, hash, chunk_count`: every chunk now acknowledged), all in one
+    /// commit that does not wait for the disk. A document with stale chunks
+    /// (from a longer earlier version) is not completed here: it is
+    /// returned, to be completed with `complete_docs` once those chunks are
+    /// deleted from the sink.
+    pub fn record_written(
+        &self,
+        rows: &[ChunkRec],
+        done: &[(String, String, u32)],
+    ) -> Result<Vec<Completed>> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut with_stale = Vec::new();
+        {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            let mut docs = txn.open_table(DOCS)?;
+            for r in rows {
+                chunks.insert(r.id.as_str(), r.encode().as_str())?;
+                by_doc.insert(r.doc.as_str(), r.id.as_str())?;
+            }
+            for (doc, hash, count) in done {
+                let mut removed = Vec::new();
+                for id in by_doc.get(doc.as_str())? {
+                    let id = id?;
+                    let id = id.value();
+                    let rec = chunks
+                        .get(id)?
+                        .and_then(|v| ChunkRec::decode(id, v.value()));
+                    if rec.is_none_or(|r| r.index >= *count) {
+                        removed.push(id.to_string());
+                    }
+                }
+                if removed.is_empty() {
+                    docs.insert(doc.as_str(), format!("{hash}\t{count}").as_str())?;
+                } else {
+                    with_stale.push(Completed {
+                        doc: doc.clone(),
+                        hash: hash.clone(),
+                        count: *count,
+                        removed,
+                    });
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(with_stale)
     }
 
     /// Makes every earlier commit durable (one disk sync).

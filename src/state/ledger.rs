@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 
 use super::file::{ChunkRec, Completed, ObjectRec, State, doc_key};
+use super::recorder::Recorder;
 use crate::chunk::Chunker;
 use crate::records::Embedded;
 use crate::records::{Chunk, DocMeta, Document};
@@ -35,7 +36,10 @@ use crate::report::Stats;
 use crate::store::{Held, Sink};
 
 pub struct Ledger {
-    state: Option<State>,
+    state: Option<Arc<State>>,
+    /// Records acknowledged writes on a thread of its own (`recorder`),
+    /// started with the first write.
+    recorder: std::sync::OnceLock<Recorder>,
     sink: Arc<dyn Sink>,
     stats: Arc<Stats>,
     /// Documents seen this run, for --prune only, as 64-bit hashes of their
@@ -45,8 +49,6 @@ pub struct Ledger {
     seen_hasher: std::hash::RandomState,
     /// `plan`: decide and count, but change nothing in the state or sink.
     dry_run: bool,
-    /// When acknowledgements were last made durable.
-    synced: Mutex<std::time::Instant>,
     /// The sink's ids are not unique across tenants (LightRAG's are not):
     /// the state keys chunks by `tenant \0 id` instead.
     tenant_scoped: bool,
@@ -60,18 +62,13 @@ pub struct Ledger {
 }
 
 /// The sink's id of a chunk recorded in the state under `state_id`.
-fn sink_id(state_id: &str) -> &str {
+pub(super) fn sink_id(state_id: &str) -> &str {
     state_id.rsplit_once('\0').map_or(state_id, |(_, id)| id)
 }
 
 fn sink_ids(state_ids: &[String]) -> Vec<String> {
     state_ids.iter().map(|i| sink_id(i).to_string()).collect()
 }
-
-/// How often acknowledgements are made durable while a load runs: they
-/// need not be for correctness (the store is read after a kill), but a
-/// killed load's successor then re-reads and re-chunks less.
-const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An object of a remote source as the state knows it (`unchanged_object`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,13 +94,13 @@ pub enum DocWork {
 impl Ledger {
     pub fn new(state: Option<State>, sink: Arc<dyn Sink>, stats: Arc<Stats>) -> Ledger {
         Ledger {
-            state,
+            state: state.map(Arc::new),
+            recorder: Default::default(),
             sink,
             stats,
             seen: None,
             seen_hasher: Default::default(),
             dry_run: false,
-            synced: Mutex::new(std::time::Instant::now()),
             tenant_scoped: false,
             held: Default::default(),
             produced: None,
@@ -217,7 +214,7 @@ impl Ledger {
 
     /// The state file, for what is recorded beside the chunks (batches).
     pub fn state(&self) -> Option<&State> {
-        self.state.as_ref()
+        self.state.as_deref()
     }
 
     pub fn state_path(&self) -> Option<String> {
@@ -414,32 +411,41 @@ impl Ledger {
         }))
     }
 
-    /// After the sink acknowledged `rows`: record them, and complete the
-    /// documents whose last chunks these were.
+    /// After the sink acknowledged `rows`: queue them for recording, with
+    /// the documents whose last chunks these were (`recorder`). Returns at
+    /// once; an error is the state file's, from an earlier batch.
     pub async fn after_write(&self, rows: &[Embedded]) -> Result<()> {
         let Some(state) = &self.state else {
             return Ok(());
         };
         let recs = self.records(rows);
-        tokio::task::block_in_place(|| state.mark_acked(&recs))?;
-        let done: Vec<&DocMeta> = rows
+        let done: Vec<Arc<DocMeta>> = rows
             .iter()
             .filter(|r| r.chunk.doc.pending.fetch_sub(1, AcqRel) == 1)
-            .map(|r| r.chunk.doc.as_ref())
+            .map(|r| r.chunk.doc.clone())
             .collect();
-        self.complete(&done).await?;
-        let due = {
-            let mut at = self.synced.lock().unwrap_or_else(|p| p.into_inner());
-            let due = at.elapsed() >= SYNC_EVERY;
-            if due {
-                *at = std::time::Instant::now();
+        let recorder = match self.recorder.get() {
+            Some(r) => r,
+            None => {
+                let r = Recorder::start(state.clone(), self.sink.clone(), self.stats.clone())?;
+                // Two first writes may race: the loser's thread ends with its sender.
+                let _ = self.recorder.set(r);
+                self.recorder
+                    .get()
+                    .ok_or_else(|| anyhow::anyhow!("state recorder"))?
             }
-            due
         };
-        if due {
-            tokio::task::block_in_place(|| state.sync())?;
+        recorder.written(recs, done).await
+    }
+
+    /// Waits until every acknowledged write handed over so far is recorded;
+    /// the writers are done. Returns the state file's error, if recording
+    /// hit one.
+    pub async fn settle(&self) -> Result<()> {
+        match self.recorder.get() {
+            Some(r) => r.settle().await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The load ended cleanly: everything recorded is synced, and the next

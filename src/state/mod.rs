@@ -7,6 +7,7 @@
 pub mod batches;
 pub mod file;
 pub mod ledger;
+mod recorder;
 
 pub use batches::BatchRec;
 pub use file::State;

@@ -1,0 +1,205 @@
+//! Acknowledged writes recorded off the writers' path.
+//!
+//! A writer hands what the store acknowledged to this thread and takes its
+//! next batch at once; the thread records what queued up within
+//! `GROUP_WAIT` in one redb commit (group commit), completes finished
+//! documents in that same commit, and syncs to disk every few seconds. Nothing
+//! here is needed for correctness before the next write: a load's tenant
+//! stays open in the state until `Ledger::settle` has seen all of it
+//! recorded, and a killed load's successor reads the store as the record
+//! (`Ledger::recall`), so what was still queued at a kill is not paid for
+//! twice. The redb work (B-tree updates, commits, the periodic fdatasync)
+//! runs on a thread of its own, never on a tokio worker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::sync::{mpsc, oneshot};
+
+use super::file::{ChunkRec, State, doc_key};
+use crate::records::DocMeta;
+use crate::report::Stats;
+use crate::store::Sink;
+
+/// How often acknowledgements are made durable while a load runs: they
+/// need not be for correctness (the store is read after a kill), but a
+/// killed load's successor then re-reads and re-chunks less.
+const SYNC_EVERY: Duration = Duration::from_secs(10);
+/// Write batches waiting to be recorded before writers wait for the
+/// recorder: a few seconds of writes at the stores' speed.
+const QUEUED_BATCHES: usize = 256;
+/// At most this many write batches in one commit, so that a backlog is
+/// recorded in commits of bounded size.
+const GROUP_BATCHES: usize = 128;
+/// How long the first batch of a group waits for more to join it. Each
+/// commit rewrites the B-trees' upper pages and checksums them, so a
+/// commit per write batch cost a quarter of the client's CPU samples at
+/// 50k rows/s, a commit a second 16% (perf, BENCHMARKS.md); a kill loses
+/// at most this much more of the record, which the next run finds in the
+/// store.
+const GROUP_WAIT: Duration = Duration::from_millis(1000);
+
+enum Msg {
+    Written {
+        rows: Vec<ChunkRec>,
+        done: Vec<Arc<DocMeta>>,
+    },
+    /// Answered once everything sent before it is recorded.
+    Settle(oneshot::Sender<()>),
+}
+
+pub(super) struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    /// The first error recording hit; nothing is recorded after it.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+struct Thread {
+    state: Arc<State>,
+    sink: Arc<dyn Sink>,
+    stats: Arc<Stats>,
+    handle: tokio::runtime::Handle,
+    failed: Arc<Mutex<Option<String>>>,
+    synced: Instant,
+}
+
+impl Recorder {
+    /// Starts the recording thread; called from within the runtime, whose
+    /// handle it keeps for deleting stale chunks from the sink.
+    pub(super) fn start(
+        state: Arc<State>,
+        sink: Arc<dyn Sink>,
+        stats: Arc<Stats>,
+    ) -> Result<Recorder> {
+        let (tx, rx) = mpsc::channel(QUEUED_BATCHES);
+        let failed = Arc::new(Mutex::new(None));
+        let thread = Thread {
+            state,
+            sink,
+            stats,
+            handle: tokio::runtime::Handle::current(),
+            failed: failed.clone(),
+            synced: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("vecload-state".into())
+            .spawn(move || thread.run(rx))
+            .map_err(|e| anyhow::anyhow!("cannot start the state file's thread: {e}"))?;
+        Ok(Recorder { tx, failed })
+    }
+
+    fn failure(&self) -> Result<()> {
+        match &*self.failed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(anyhow::anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Queues `rows` (acknowledged by the store) and the documents they
+    /// finished; an error is the state file's, from an earlier batch.
+    pub(super) async fn written(&self, rows: Vec<ChunkRec>, done: Vec<Arc<DocMeta>>) -> Result<()> {
+        self.failure()?;
+        if self.tx.send(Msg::Written { rows, done }).await.is_err() {
+            self.failure()?;
+            anyhow::bail!("internal error: the state file's thread stopped");
+        }
+        Ok(())
+    }
+
+    /// Waits until everything queued so far is recorded (not synced).
+    pub(super) async fn settle(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Settle(tx)).await.is_err() || rx.await.is_err() {
+            self.failure()?;
+            anyhow::bail!("internal error: the state file's thread stopped");
+        }
+        self.failure()
+    }
+}
+
+impl Thread {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut group = Vec::with_capacity(GROUP_BATCHES);
+        while rx.blocking_recv_many(&mut group, GROUP_BATCHES) > 0 {
+            // A settle (the load's end) is answered without waiting.
+            let started = Instant::now();
+            while !group.iter().any(|m| matches!(m, Msg::Settle(_)))
+                && group.len() < GROUP_BATCHES
+                && started.elapsed() < GROUP_WAIT
+            {
+                std::thread::sleep(Duration::from_millis(20));
+                while group.len() < GROUP_BATCHES {
+                    match rx.try_recv() {
+                        Ok(m) => group.push(m),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut rows = Vec::new();
+            let mut done = Vec::new();
+            let mut settled = Vec::new();
+            for msg in group.drain(..) {
+                match msg {
+                    Msg::Written { rows: r, done: d } => {
+                        if rows.is_empty() {
+                            rows = r;
+                        } else {
+                            rows.extend(r);
+                        }
+                        done.extend(d);
+                    }
+                    Msg::Settle(tx) => settled.push(tx),
+                }
+            }
+            let ok = self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none();
+            if ok
+                && (!rows.is_empty() || !done.is_empty())
+                && let Err(e) = self.record(&rows, &done)
+            {
+                let msg = format!("{e:#}");
+                tracing::error!("state file {}: {msg}", self.state.path().display());
+                *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg);
+            }
+            for tx in settled {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn record(&mut self, rows: &[ChunkRec], done: &[Arc<DocMeta>]) -> Result<()> {
+        let done: Vec<(String, String, u32)> = done
+            .iter()
+            .map(|d| (doc_key(&d.tenant, &d.key), d.hash.clone(), d.chunk_count))
+            .collect();
+        let with_stale = self.state.record_written(rows, &done)?;
+        if !with_stale.is_empty() {
+            // Documents that became shorter: their old tail goes from the
+            // sink before they are recorded complete.
+            let mut by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for d in &with_stale {
+                let tenant = d.doc.split('\0').next().unwrap_or_default();
+                by_tenant.entry(tenant).or_default().extend(
+                    d.removed
+                        .iter()
+                        .map(|i| super::ledger::sink_id(i).to_string()),
+                );
+            }
+            for (tenant, ids) in by_tenant {
+                let n = self.handle.block_on(self.sink.delete(tenant, &ids))?;
+                Stats::add(&self.stats.stale_deleted, n);
+            }
+            self.state.complete_docs(&with_stale)?;
+        }
+        if self.synced.elapsed() >= SYNC_EVERY {
+            self.state.sync()?;
+            self.synced = Instant::now();
+        }
+        Ok(())
+    }
+}
