@@ -550,8 +550,23 @@ fn a_killed_task_leaves_its_state_in_s3_as_of_its_last_checkpoint() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // Past at least one checkpoint after documents were complete.
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Past at least one checkpoint after documents were complete: the
+    // state in S3 (read as the next task would) records some of them.
+    while plan(&["--state", state])["chunks_to_embed"]
+        .as_u64()
+        .unwrap_or(0)
+        >= total
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of the state reached S3 while the load ran"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load ended too early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     child.kill().expect("kill -9");
     let _ = child.wait();
 

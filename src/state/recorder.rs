@@ -36,10 +36,10 @@ const GROUP_BATCHES: usize = 128;
 /// How long the first batch of a group waits for more to join it. Each
 /// commit rewrites the B-trees' upper pages and checksums them, so a
 /// commit per write batch cost a quarter of the client's CPU samples at
-/// 50k rows/s, a commit a second 16% (perf, BENCHMARKS.md); a kill loses
+/// 50k rows/s, a commit per 200 ms 19% (perf, BENCHMARKS.md); a kill loses
 /// at most this much more of the record, which the next run finds in the
 /// store.
-const GROUP_WAIT: Duration = Duration::from_millis(1000);
+const GROUP_WAIT: Duration = Duration::from_millis(200);
 
 enum Msg {
     Written {
