@@ -245,14 +245,7 @@ impl State {
     pub fn mark_acked(&self, rows: &[ChunkRec]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
-        {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
-            for r in rows {
-                chunks.insert(r.id.as_str(), r.encode().as_str())?;
-                by_doc.insert(r.doc.as_str(), r.id.as_str())?;
-            }
-        }
+        insert_rows(&txn, rows)?;
         txn.commit()?;
         Ok(())
     }
@@ -272,25 +265,12 @@ impl State {
         txn.set_durability(Durability::None)?;
         let mut with_stale = Vec::new();
         {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            insert_rows(&txn, rows)?;
+            let chunks = txn.open_table(CHUNKS)?;
+            let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
             let mut docs = txn.open_table(DOCS)?;
-            for r in rows {
-                chunks.insert(r.id.as_str(), r.encode().as_str())?;
-                by_doc.insert(r.doc.as_str(), r.id.as_str())?;
-            }
             for (doc, hash, count) in done {
-                let mut removed = Vec::new();
-                for id in by_doc.get(doc.as_str())? {
-                    let id = id?;
-                    let id = id.value();
-                    let rec = chunks
-                        .get(id)?
-                        .and_then(|v| ChunkRec::decode(id, v.value()));
-                    if rec.is_none_or(|r| r.index >= *count) {
-                        removed.push(id.to_string());
-                    }
-                }
+                let removed = stale_of(&by_doc, &chunks, doc, *count)?;
                 if removed.is_empty() {
                     docs.insert(doc.as_str(), format!("{hash}\t{count}").as_str())?;
                 } else {
@@ -363,18 +343,7 @@ impl State {
         let txn = self.db.begin_read()?;
         let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
         let chunks = txn.open_table(CHUNKS)?;
-        let mut out = Vec::new();
-        for id in by_doc.get(doc)? {
-            let id = id?;
-            let id = id.value();
-            let rec = chunks
-                .get(id)?
-                .and_then(|v| ChunkRec::decode(id, v.value()));
-            if rec.is_none_or(|r| r.index >= count) {
-                out.push(id.to_string());
-            }
-        }
-        Ok(out)
+        stale_of(&by_doc, &chunks, doc, count)
     }
 
     /// All chunk ids recorded for `doc`.
@@ -464,6 +433,39 @@ impl State {
         }
         Ok(out)
     }
+}
+
+/// Records acknowledged chunks: each by id, and under its document.
+fn insert_rows(txn: &redb::WriteTransaction, rows: &[ChunkRec]) -> Result<()> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+    for r in rows {
+        chunks.insert(r.id.as_str(), r.encode().as_str())?;
+        by_doc.insert(r.doc.as_str(), r.id.as_str())?;
+    }
+    Ok(())
+}
+
+/// Chunk ids recorded for `doc` at or past `count` (or without a record),
+/// read in a read or a write transaction.
+fn stale_of(
+    by_doc: &impl ReadableMultimapTable<&'static str, &'static str>,
+    chunks: &impl ReadableTable<&'static str, &'static str>,
+    doc: &str,
+    count: u32,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for id in by_doc.get(doc)? {
+        let id = id?;
+        let id = id.value();
+        let rec = chunks
+            .get(id)?
+            .and_then(|v| ChunkRec::decode(id, v.value()));
+        if rec.is_none_or(|r| r.index >= count) {
+            out.push(id.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// `.vecload/<target>.redb` in the first PATH (its folder for a file): one

@@ -70,6 +70,20 @@ fn sink_ids(state_ids: &[String]) -> Vec<String> {
     state_ids.iter().map(|i| sink_id(i).to_string()).collect()
 }
 
+/// The sink ids of the documents' stale chunks, by tenant, for deleting
+/// them before the documents are recorded complete.
+pub(super) fn stale_by_tenant(docs: &[Completed]) -> BTreeMap<&str, Vec<String>> {
+    let mut by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for d in docs.iter().filter(|d| !d.removed.is_empty()) {
+        let tenant = d.doc.split('\0').next().unwrap_or_default();
+        by_tenant
+            .entry(tenant)
+            .or_default()
+            .extend(sink_ids(&d.removed));
+    }
+    by_tenant
+}
+
 /// An object of a remote source as the state knows it (`unchanged_object`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unchanged {
@@ -467,14 +481,9 @@ impl Ledger {
             return Ok(());
         }
         let mut done = Vec::with_capacity(docs.len());
-        let mut stale_by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for d in docs {
             let key = doc_key(&d.tenant, &d.key);
             let removed = tokio::task::block_in_place(|| state.stale_chunks(&key, d.chunk_count))?;
-            stale_by_tenant
-                .entry(&d.tenant)
-                .or_default()
-                .extend(removed.iter().cloned());
             done.push(Completed {
                 doc: key,
                 hash: d.hash.clone(),
@@ -482,8 +491,8 @@ impl Ledger {
                 removed,
             });
         }
-        for (tenant, ids) in stale_by_tenant.iter().filter(|(_, ids)| !ids.is_empty()) {
-            let n = self.sink.delete(tenant, &sink_ids(ids)).await?;
+        for (tenant, ids) in stale_by_tenant(&done) {
+            let n = self.sink.delete(tenant, &ids).await?;
             Stats::add(&self.stats.stale_deleted, n);
         }
         tokio::task::block_in_place(|| state.complete_docs(&done))

@@ -11,7 +11,6 @@
 //! twice. The redb work (B-tree updates, commits, the periodic fdatasync)
 //! runs on a thread of its own, never on a tokio worker.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -181,16 +180,7 @@ impl Thread {
         if !with_stale.is_empty() {
             // Documents that became shorter: their old tail goes from the
             // sink before they are recorded complete.
-            let mut by_tenant: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-            for d in &with_stale {
-                let tenant = d.doc.split('\0').next().unwrap_or_default();
-                by_tenant.entry(tenant).or_default().extend(
-                    d.removed
-                        .iter()
-                        .map(|i| super::ledger::sink_id(i).to_string()),
-                );
-            }
-            for (tenant, ids) in by_tenant {
+            for (tenant, ids) in super::ledger::stale_by_tenant(&with_stale) {
                 let n = self.handle.block_on(self.sink.delete(tenant, &ids))?;
                 Stats::add(&self.stats.stale_deleted, n);
             }
