@@ -2,9 +2,14 @@
 //! crash and unchanged input costs nothing.
 //!
 //! Tables (keys of documents are `tenant \0 doc_key`):
-//! - `chunks`: chunk id -> `content_hash \t index \t doc` for every chunk the
-//!   sink acknowledged;
-//! - `doc_chunks`: doc -> chunk ids (multimap), to find stale chunks;
+//! - `rows`: (doc, chunk index) -> `chunk id \t content_hash` for every
+//!   chunk the sink acknowledged. Keyed by document and position, not by
+//!   the (hash-shaped, so random) chunk id: a load's inserts land next to
+//!   each other in the B-tree, one insert a row dirties a handful of pages
+//!   per commit instead of one page per row, and a document's chunks and
+//!   its stale tail are one range read. (Up to 0.x: `chunks` by id plus a
+//!   `doc_chunks` multimap, two inserts a row, one of them random; such
+//!   files are converted when opened.)
 //! - `docs`: doc -> `doc_hash \t chunk_count`, written once every chunk of the
 //!   document is acknowledged and its stale chunks are deleted;
 //! - `objects`: an object of a remote source (`tenant \0 s3://bucket/key`)
@@ -20,16 +25,19 @@
 //!   before every write batch; left by a crash of such a version, they are
 //!   checked against the sink at the next start (`Ledger::reconcile`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use redb::{
-    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable,
-    ReadableTable, TableDefinition,
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable,
+    TableDefinition, TableHandle,
 };
 
-const CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
-const DOC_CHUNKS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("doc_chunks");
+const ROWS: TableDefinition<(&str, u32), &str> = TableDefinition::new("rows");
+const LEGACY_CHUNKS: TableDefinition<&str, &str> = TableDefinition::new("chunks");
+const LEGACY_DOC_CHUNKS: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("doc_chunks");
 const DOCS: TableDefinition<&str, &str> = TableDefinition::new("docs");
 const INTENTS: TableDefinition<&str, &str> = TableDefinition::new("intents");
 const OBJECTS: TableDefinition<&str, &str> = TableDefinition::new("objects");
@@ -49,6 +57,9 @@ pub struct ChunkRec {
 }
 
 impl ChunkRec {
+    /// The value earlier versions wrote for a chunk (in `chunks` and
+    /// intents); only read now, written by tests that make such files.
+    #[cfg(test)]
     fn encode(&self) -> String {
         format!("{}\t{}\t{}", self.hash, self.index, self.doc)
     }
@@ -124,20 +135,21 @@ impl State {
             )
         })?;
         let txn = db.begin_write()?;
-        txn.open_table(CHUNKS)?;
-        txn.open_multimap_table(DOC_CHUNKS)?;
+        txn.open_table(ROWS)?;
         txn.open_table(DOCS)?;
         txn.open_table(INTENTS)?;
         txn.open_table(OBJECTS)?;
         txn.open_table(RUNS)?;
         txn.commit()?;
+        upgrade(&db).with_context(|| format!("converting the state file {}", path.display()))?;
         Ok(State {
             db,
             path: path.to_path_buf(),
         })
     }
 
-    /// Opens an existing state file without creating anything (for `plan`).
+    /// Opens an existing state file without creating anything (for `plan`);
+    /// a file of an earlier version is converted, as a load would.
     pub fn open_existing(path: &Path) -> Result<Option<State>> {
         if !path.exists() {
             return Ok(None);
@@ -151,6 +163,7 @@ impl State {
                     path.display()
                 )
             })?;
+        upgrade(&db).with_context(|| format!("converting the state file {}", path.display()))?;
         Ok(Some(State {
             db,
             path: path.to_path_buf(),
@@ -194,16 +207,20 @@ impl State {
         Ok(())
     }
 
-    /// For each id, the content hash the sink acknowledged for it, if any.
-    pub fn acked_hashes(&self, ids: &[&str]) -> Result<Vec<Option<String>>> {
+    /// The chunks of `doc` the sink acknowledged, by index: (id, content
+    /// hash).
+    pub fn acked(&self, doc: &str) -> Result<HashMap<u32, (String, String)>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(CHUNKS)?;
-        ids.iter()
-            .map(|id| {
-                Ok(t.get(*id)?
-                    .and_then(|v| ChunkRec::decode(id, v.value()).map(|r| r.hash)))
-            })
-            .collect()
+        let rows = open_rows(&txn)?;
+        let mut out = HashMap::new();
+        let Some(rows) = rows else { return Ok(out) };
+        for item in rows.range((doc, 0)..=(doc, u32::MAX))? {
+            let (k, v) = item?;
+            if let Some((id, hash)) = v.value().split_once('\t') {
+                out.insert(k.value().1, (id.to_string(), hash.to_string()));
+            }
+        }
+        Ok(out)
     }
 
     /// Marks `tenant` as open by the load `run`, synced to disk. Returns the
@@ -266,11 +283,10 @@ impl State {
         let mut with_stale = Vec::new();
         {
             insert_rows(&txn, rows)?;
-            let chunks = txn.open_table(CHUNKS)?;
-            let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            let table = txn.open_table(ROWS)?;
             let mut docs = txn.open_table(DOCS)?;
             for (doc, hash, count) in done {
-                let removed = stale_of(&by_doc, &chunks, doc, *count)?;
+                let removed = stale_of(&table, doc, *count)?;
                 if removed.is_empty() {
                     docs.insert(doc.as_str(), format!("{hash}\t{count}").as_str())?;
                 } else {
@@ -341,20 +357,19 @@ impl State {
     /// longer earlier version of the document.
     pub fn stale_chunks(&self, doc: &str, count: u32) -> Result<Vec<String>> {
         let txn = self.db.begin_read()?;
-        let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
-        let chunks = txn.open_table(CHUNKS)?;
-        stale_of(&by_doc, &chunks, doc, count)
+        match open_rows(&txn)? {
+            Some(rows) => stale_of(&rows, doc, count),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// All chunk ids recorded for `doc`.
     pub fn doc_chunks(&self, doc: &str) -> Result<Vec<String>> {
         let txn = self.db.begin_read()?;
-        let by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
-        let mut out = Vec::new();
-        for id in by_doc.get(doc)? {
-            out.push(id?.value().to_string());
+        match open_rows(&txn)? {
+            Some(rows) => stale_of(&rows, doc, 0),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// For each completed document: forgets its `removed` chunks (deleted
@@ -366,13 +381,12 @@ impl State {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+            let mut rows = txn.open_table(ROWS)?;
             let mut docs = txn.open_table(DOCS)?;
             for d in done {
-                for id in &d.removed {
-                    chunks.remove(id.as_str())?;
-                    by_doc.remove(d.doc.as_str(), id.as_str())?;
+                if !d.removed.is_empty() {
+                    let doc = d.doc.as_str();
+                    rows.retain_in((doc, d.count)..=(doc, u32::MAX), |_, _| false)?;
                 }
                 docs.insert(d.doc.as_str(), format!("{}\t{}", d.hash, d.count).as_str())?;
             }
@@ -383,14 +397,10 @@ impl State {
 
     /// Forgets a whole document (pruned from the sink).
     pub fn forget_doc(&self, doc: &str) -> Result<()> {
-        let ids = self.doc_chunks(doc)?;
         let txn = self.db.begin_write()?;
         {
-            let mut chunks = txn.open_table(CHUNKS)?;
-            for id in &ids {
-                chunks.remove(id.as_str())?;
-            }
-            txn.open_multimap_table(DOC_CHUNKS)?.remove_all(doc)?;
+            txn.open_table(ROWS)?
+                .retain_in((doc, 0)..=(doc, u32::MAX), |_, _| false)?;
             txn.open_table(DOCS)?.remove(doc)?;
         }
         txn.commit()?;
@@ -403,12 +413,13 @@ impl State {
         let lo = format!("{tenant}\0");
         let hi = format!("{tenant}\u{1}");
         let txn = self.db.begin_read()?;
+        let Some(rows) = open_rows(&txn)? else {
+            return Ok(0);
+        };
         let mut n = 0;
-        for item in txn
-            .open_multimap_table(DOC_CHUNKS)?
-            .range(lo.as_str()..hi.as_str())?
-        {
-            n += item?.1.len();
+        for item in rows.range((lo.as_str(), 0)..(hi.as_str(), 0))? {
+            item?;
+            n += 1;
         }
         Ok(n)
     }
@@ -422,50 +433,97 @@ impl State {
         for item in txn.open_table(DOCS)?.range(lo.as_str()..hi.as_str())? {
             out.push(item?.0.value().to_string());
         }
-        for item in txn
-            .open_multimap_table(DOC_CHUNKS)?
-            .range(lo.as_str()..hi.as_str())?
-        {
-            let k = item?.0.value().to_string();
-            if out.last() != Some(&k) && !out.contains(&k) {
-                out.push(k);
+        let docs = out.len();
+        if let Some(rows) = open_rows(&txn)? {
+            for item in rows.range((lo.as_str(), 0)..(hi.as_str(), 0))? {
+                let (k, _) = item?;
+                let doc = k.value().0;
+                // Rows come by document: only a new one needs the search.
+                if out.last().map(String::as_str) != Some(doc)
+                    && !out[..docs].iter().any(|d| d == doc)
+                {
+                    out.push(doc.to_string());
+                }
             }
         }
         Ok(out)
     }
 }
 
-/// Records acknowledged chunks: each by id, and under its document.
+/// Records acknowledged chunks under their document and position.
 fn insert_rows(txn: &redb::WriteTransaction, rows: &[ChunkRec]) -> Result<()> {
-    let mut chunks = txn.open_table(CHUNKS)?;
-    let mut by_doc = txn.open_multimap_table(DOC_CHUNKS)?;
+    let mut table = txn.open_table(ROWS)?;
+    let mut value = String::new();
     for r in rows {
-        chunks.insert(r.id.as_str(), r.encode().as_str())?;
-        by_doc.insert(r.doc.as_str(), r.id.as_str())?;
+        value.clear();
+        value.push_str(&r.id);
+        value.push('\t');
+        value.push_str(&r.hash);
+        table.insert((r.doc.as_str(), r.index), value.as_str())?;
     }
     Ok(())
 }
 
-/// Chunk ids recorded for `doc` at or past `count` (or without a record),
-/// read in a read or a write transaction.
+/// The `rows` table in a read transaction; None in a file that predates
+/// it and was opened by nothing that converts (cannot happen after `open`).
+fn open_rows(
+    txn: &redb::ReadTransaction,
+) -> Result<Option<redb::ReadOnlyTable<(&'static str, u32), &'static str>>> {
+    match txn.open_table(ROWS) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Chunk ids recorded for `doc` at or past index `count`, read in a read or
+/// a write transaction.
 fn stale_of(
-    by_doc: &impl ReadableMultimapTable<&'static str, &'static str>,
-    chunks: &impl ReadableTable<&'static str, &'static str>,
+    rows: &impl ReadableTable<(&'static str, u32), &'static str>,
     doc: &str,
     count: u32,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for id in by_doc.get(doc)? {
-        let id = id?;
-        let id = id.value();
-        let rec = chunks
-            .get(id)?
-            .and_then(|v| ChunkRec::decode(id, v.value()));
-        if rec.is_none_or(|r| r.index >= count) {
-            out.push(id.to_string());
-        }
+    for item in rows.range((doc, count)..=(doc, u32::MAX))? {
+        let (_, v) = item?;
+        let v = v.value();
+        out.push(v.split_once('\t').map_or(v, |(id, _)| id).to_string());
     }
     Ok(out)
+}
+
+/// Converts a state file of vecload up to 0.x (`chunks` by id and the
+/// `doc_chunks` multimap) to `rows`, in one commit; nothing to do in a
+/// file that has none. Synced: the old tables go in the same commit.
+fn upgrade(db: &Database) -> Result<()> {
+    let legacy = db
+        .begin_read()?
+        .list_tables()?
+        .any(|t| t.name() == LEGACY_CHUNKS.name());
+    if !legacy {
+        return Ok(());
+    }
+    let txn = db.begin_write()?;
+    {
+        let old = txn.open_table(LEGACY_CHUNKS)?;
+        let mut rows = txn.open_table(ROWS)?;
+        let mut n = 0u64;
+        for item in old.iter()? {
+            let (k, v) = item?;
+            if let Some(r) = ChunkRec::decode(k.value(), v.value()) {
+                rows.insert(
+                    (r.doc.as_str(), r.index),
+                    format!("{}\t{}", r.id, r.hash).as_str(),
+                )?;
+                n += 1;
+            }
+        }
+        tracing::info!("state file converted to this version's layout ({n} chunks)");
+    }
+    txn.delete_table(LEGACY_CHUNKS)?;
+    txn.delete_multimap_table(LEGACY_DOC_CHUNKS)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// `.vecload/<target>.redb` in the first PATH (its folder for a file): one
@@ -542,9 +600,56 @@ mod tests {
             s.sync().unwrap();
         }
         let s = State::open(&path).unwrap();
+        let acked = s.acked(&doc).unwrap();
+        assert_eq!(acked.get(&0), Some(&("1".into(), "h1".into())));
+        assert_eq!(acked.len(), 1);
+        assert!(s.acked(&doc_key("t", "b.md")).unwrap().is_empty());
+    }
+
+    /// A state file as vecload up to 0.x wrote it: `chunks` by id and the
+    /// `doc_chunks` multimap.
+    #[test]
+    fn a_state_file_of_an_earlier_version_is_converted_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let doc = doc_key("t", "a.md");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut chunks = txn.open_table(LEGACY_CHUNKS).unwrap();
+                let mut by_doc = txn.open_multimap_table(LEGACY_DOC_CHUNKS).unwrap();
+                for r in [rec("1", 0, &doc), rec("2", 1, &doc), rec("3", 2, &doc)] {
+                    chunks.insert(r.id.as_str(), r.encode().as_str()).unwrap();
+                    by_doc.insert(r.doc.as_str(), r.id.as_str()).unwrap();
+                }
+                txn.open_table(DOCS)
+                    .unwrap()
+                    .insert(doc.as_str(), "dochash\t3")
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.unchanged_doc(&doc, "dochash").unwrap(), Some(3));
         assert_eq!(
-            s.acked_hashes(&["1", "2"]).unwrap(),
-            vec![Some("h1".into()), None]
+            s.acked(&doc).unwrap().get(&1),
+            Some(&("2".into(), "h2".into()))
+        );
+        assert_eq!(
+            s.stale_chunks(&doc, 1).unwrap(),
+            vec!["2".to_string(), "3".into()]
+        );
+        assert_eq!(s.tenant_chunks("t").unwrap(), 3);
+        drop(s);
+        // Converted once: the old tables are gone, and opening again keeps the rows.
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.doc_chunks(&doc).unwrap().len(), 3);
+        let txn = s.db.begin_read().unwrap();
+        assert!(
+            !txn.list_tables()
+                .unwrap()
+                .any(|t| t.name() == LEGACY_CHUNKS.name())
         );
     }
 
@@ -611,7 +716,12 @@ mod tests {
         .unwrap();
         assert_eq!(s.unchanged_doc(&doc, "dochash").unwrap(), Some(2));
         assert_eq!(s.unchanged_doc(&doc, "other").unwrap(), None);
-        assert_eq!(s.acked_hashes(&["3"]).unwrap(), vec![None]);
+        assert_eq!(
+            s.acked(&doc).unwrap().len(),
+            2,
+            "the stale chunk is forgotten"
+        );
+        assert_eq!(s.tenant_chunks("t").unwrap(), 2);
         let other = doc_key("u", "a.md");
         s.mark_acked(&[rec("9", 0, &other)]).unwrap();
         assert_eq!(s.docs_of_tenant("t").unwrap(), vec![doc.clone()]);

@@ -293,15 +293,13 @@ impl Ledger {
         let meta = chunks.first().map(|c| c.doc.clone());
         let mut written = 0;
         if let Some(state) = &self.state {
-            let ids: Vec<String> = chunks
-                .iter()
-                .map(|c| self.state_id(tenant, &c.id))
-                .collect();
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let acked = state.acked_hashes(&ids)?;
+            let acked = state.acked(&key)?;
             let before = chunks.len();
-            let mut acked = acked.into_iter();
-            chunks.retain(|c| acked.next().flatten().as_deref() != Some(c.content_hash.as_str()));
+            chunks.retain(|c| {
+                acked.get(&c.index).is_none_or(|(id, hash)| {
+                    *hash != c.content_hash || *id != self.state_id(tenant, &c.id)
+                })
+            });
             written = (before - chunks.len()) as u32;
         }
         if let Some(held) = self.held.get() {
