@@ -11,9 +11,13 @@
 //! state file's bookkeeping included), fed pre-made vectors, so only the
 //! writing is compared. BENCH_POINTS (100000) and BENCH_DIM (384) size it.
 //! Without `--bench` (under `cargo test`) it does a small pass when a server
-//! is set and says SKIPPED otherwise.
+//! is set and says SKIPPED otherwise. With BENCH_QDRANT_PID (the local
+//! server's process; scripts/bench.sh sets it) each variant also shows the
+//! server's CPU seconds by thread kind: the work each one asks of it.
 
 mod common;
+#[path = "common/server_cpu.rs"]
+mod server_cpu;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,12 +73,28 @@ fn main() {
         target.describe()
     );
     let stamp = std::process::id();
+    let server: Option<u32> = std::env::var("BENCH_QDRANT_PID")
+        .ok()
+        .and_then(|p| p.parse().ok());
+    // The server's CPU for each variant, last round.
+    let mut cpu: Vec<(&str, server_cpu::Cpu)> = Vec::new();
+    let timed = |name: &'static str,
+                 cpu: &mut Vec<(&str, server_cpu::Cpu)>,
+                 before: Option<server_cpu::Cpu>| {
+        if let (Some(pid), Some(before)) = (server, before) {
+            let used = server_cpu::Cpu::of(pid).since(&before);
+            cpu.retain(|(n, _)| *n != name);
+            cpu.push((name, used));
+        }
+    };
+    let now = || server.map(server_cpu::Cpu::of);
     let (mut ceiling, mut bfb, mut ours, mut ours_wal): (f64, f64, f64, f64) = (0.0, 0.0, 0.0, 0.0);
     let mut indexed: f64 = 0.0;
     let mut bfb_applied: f64 = 0.0;
     let mut bfb_indexed: f64 = 0.0;
     // Alternate, best of two each: the machine is shared with the server.
     for round in 0..2 {
+        let t0 = now();
         let c = rt.block_on(raw_upload(
             &target,
             &format!("bench_raw_{stamp}_{round}"),
@@ -83,7 +103,9 @@ fn main() {
             (256, 4, true),
             false,
         ));
+        timed("tuned loop", &mut cpu, t0);
         // The same loop into a collection with vecload's payload indexes.
+        let t0 = now();
         let ci = rt.block_on(raw_upload(
             &target,
             &format!("bench_rawidx_{stamp}_{round}"),
@@ -92,8 +114,10 @@ fn main() {
             (256, 4, true),
             true,
         ));
+        timed("tuned loop, vecload's indexes", &mut cpu, t0);
         // bfb's own defaults: batch 100, 2 in flight, no wait for the apply;
         // and the same until the server has applied it all.
+        let t0 = now();
         let (b, ba) = rt.block_on(raw_upload_applied(
             &target,
             &format!("bench_bfb_{stamp}_{round}"),
@@ -101,9 +125,11 @@ fn main() {
             dim,
             false,
         ));
+        timed("bfb's defaults until applied", &mut cpu, t0);
         bfb_applied = bfb_applied.max(ba);
         // The same with the server's index work of a vecload load: what
         // --qdrant-ack wal does, written as a plain client loop.
+        let t0 = now();
         let (_, bi) = rt.block_on(raw_upload_applied(
             &target,
             &format!("bench_bfbidx_{stamp}_{round}"),
@@ -111,7 +137,13 @@ fn main() {
             dim,
             true,
         ));
+        timed(
+            "bfb's defaults until applied, vecload's indexes",
+            &mut cpu,
+            t0,
+        );
         bfb_indexed = bfb_indexed.max(bi);
+        let t0 = now();
         let v = rt.block_on(vecload_upload(
             &target,
             &format!("bench_vecload_{stamp}_{round}"),
@@ -119,6 +151,8 @@ fn main() {
             dim,
             Ack::Applied,
         ));
+        timed("vecload sink", &mut cpu, t0);
+        let t0 = now();
         let w = rt.block_on(vecload_upload(
             &target,
             &format!("bench_vecwal_{stamp}_{round}"),
@@ -126,6 +160,7 @@ fn main() {
             dim,
             Ack::Wal,
         ));
+        timed("vecload sink, --qdrant-ack wal", &mut cpu, t0);
         println!(
             "round {round}: tuned loop {c:.0}, with vecload's indexes {ci:.0}, bfb defaults {b:.0} ({ba:.0} until applied, {bi:.0} with vecload's indexes), vecload sink {v:.0}, with --qdrant-ack wal {w:.0} points/s"
         );
@@ -168,6 +203,26 @@ fn main() {
         ours_wal / bfb_applied,
         ours_wal / bfb_indexed
     );
+    println!(
+        "| vecload Qdrant sink ÷ the tuned loop into a collection with the same payload indexes | | {:.2} |",
+        ours / indexed
+    );
+    if !cpu.is_empty() {
+        println!();
+        println!(
+            "The server's CPU per variant (last round, /proc of BENCH_QDRANT_PID, by thread kind):"
+        );
+        println!();
+        println!("| variant | server CPU | per 100k points |");
+        println!("|---|---|---|");
+        for (name, c) in &cpu {
+            println!(
+                "| {name} | {} | {:.1} s |",
+                c.describe(),
+                c.total() * 100_000.0 / n as f64
+            );
+        }
+    }
 }
 
 /// A plain client loop: `batch` points per upsert, `parallel` in flight.
