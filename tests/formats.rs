@@ -483,3 +483,143 @@ fn legacy_encodings_load_with_their_original_characters() {
         "no replacement characters stored"
     );
 }
+
+/// Copies `n` files of `from` (in name order) under `to`, keeping their
+/// folders: real pages as the system has them.
+fn copy_some(from: &Path, to: &Path, n: usize) -> Vec<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(from)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut out = Vec::new();
+    for p in names.into_iter().take(n) {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::create_dir_all(to).unwrap();
+        std::fs::copy(&p, to.join(&name)).unwrap();
+        out.push(name);
+    }
+    out
+}
+
+#[test]
+fn the_systems_man_pages_and_compressed_docs_load_as_their_text() {
+    let man = Path::new("/usr/share/man");
+    if !man.join("man1/ls.1.gz").exists() {
+        eprintln!("=== SKIPPED: no man pages under /usr/share/man (ls.1.gz) ===");
+        return;
+    }
+    let Some(pg) = pg_url("the_systems_man_pages_load_as_their_text") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path();
+    // Real pages: the first of section 1 and 8 in English, and the
+    // translated ones (Chinese, Swedish) where the system has them.
+    let mut pages = copy_some(&man.join("man1"), &docs.join("man1"), 60);
+    pages.extend(copy_some(&man.join("man8"), &docs.join("man8"), 20));
+    pages.extend(copy_some(
+        &man.join("zh_CN/man1"),
+        &docs.join("zh_CN/man1"),
+        10,
+    ));
+    pages.extend(copy_some(&man.join("sv/man1"), &docs.join("sv/man1"), 10));
+    std::fs::copy(man.join("man1/ls.1.gz"), docs.join("man1/ls.1.gz")).unwrap();
+    // A page that is only a link, and Debian's compressed changelog.
+    let gz = |text: &str| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    std::fs::write(docs.join("man1/zz-link.1.gz"), gz(".so man1/ls.1\n")).unwrap();
+    std::fs::write(
+        docs.join("changelog.Debian.gz"),
+        gz("vecload (1.0-1) unstable; urgency=medium\n\n  * Compressed changelogs are read.\n"),
+    )
+    .unwrap();
+
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let table = unique_table("manpages");
+    let report = docs.join("report.json");
+    let r = run(load_cmd(&server, &pg, &table, DIM)
+        .arg(docs)
+        .arg("--report")
+        .arg(&report));
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    let rep = read_report(&report);
+    let rows = rows(&Db::connect(&pg), &table);
+
+    let ls: String = rows
+        .iter()
+        .filter(|r| r.0 == "man1/ls.1.gz")
+        .map(|r| r.2.as_str())
+        .collect();
+    assert!(ls.contains("ls - list directory contents"), "{ls}");
+    assert!(ls.contains("-a, --all"), "{ls}");
+    // Pages about roff itself show its syntax as their text.
+    let about_roff = |s: &str| {
+        let name = s.rsplit('/').next().unwrap_or(s);
+        let name = name.split('.').next().unwrap_or(name);
+        [
+            "lexgrog", "man", "mandoc", "manpath", "groff", "troff", "nroff", "eqn", "tbl", "pic",
+            "grops", "preconv", "soelim", "zsoelim", "roff",
+        ]
+        .iter()
+        .any(|n| name == *n || name.starts_with("groff"))
+    };
+    for (source, _, content, v) in &rows {
+        assert_eq!(v, &vector_for(content, DIM), "{source}");
+        if about_roff(source) {
+            continue;
+        }
+        // No typesetting reaches the endpoint.
+        for roff in ["\\fB", "\\fI", "\\fR", "\\fP", "\\(em", "\\-"] {
+            assert!(!content.contains(roff), "{roff} in {source}:\n{content}");
+        }
+        for line in content.lines() {
+            for req in [".TH ", ".SH ", ".PP", ".TP", ".B ", ".IP "] {
+                assert!(!line.starts_with(req), "{req} in {source}:\n{line}");
+            }
+        }
+    }
+    if docs.join("zh_CN/man1").exists() {
+        assert!(
+            rows.iter().any(|r| r.0.starts_with("zh_CN/")
+                && r.2.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))),
+            "Chinese pages keep their text"
+        );
+    }
+    assert!(
+        rows.iter().any(
+            |r| r.0 == "changelog.Debian.gz" && r.2.contains("Compressed changelogs are read.")
+        ),
+    );
+    let skips = skipped(&rep);
+    assert_eq!(
+        skips.get("zz-link.1.gz").map(String::as_str),
+        Some("empty"),
+        "{skips:?}"
+    );
+    // Every real page is either stored or skipped with a reason (some
+    // are links too), and nothing else was skipped.
+    let stored: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r.0.rsplit('/').next().unwrap_or(&r.0))
+        .collect();
+    for p in &pages {
+        assert!(
+            stored.contains(p.as_str()) || skips.get(p).is_some_and(|r| r == "empty"),
+            "{p}: neither stored nor skipped as a link ({skips:?})"
+        );
+    }
+    assert!(
+        rep["files_by_format"]["man"].as_u64().unwrap_or(0) >= pages.len() as u64 - 1,
+        "{}",
+        rep["files_by_format"]
+    );
+}

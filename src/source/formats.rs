@@ -2,8 +2,10 @@
 //! they are, HTML as its visible text, JSON and JSONL as the text field of
 //! each record (each record its own document, so chunks never mix records),
 //! CSV/TSV as row records, PDF and Office files through `extract` (a PDF
-//! page or a sheet is a document of its own), and a file without an
-//! extension as text when its content is text.
+//! page or a sheet is a document of its own), man pages (`ls.1`) as
+//! their text, and a file without an extension as text when its content
+//! is text. A gzip-compressed file (`ls.1.gz`, `changelog.gz`: how man
+//! pages and Debian's docs ship) is read as what it holds.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use serde_json::Value;
 use super::FileEntry;
 use super::encoding;
 use super::extract::{self, Kind, Part};
+use super::man;
 use super::settings::SourceSettings;
 use crate::records::{Document, Skip};
 
@@ -27,6 +30,9 @@ pub enum Format {
     Tsv,
     /// Parsed in a child process (see `extract`).
     Binary(Kind),
+    /// roff source with the man or mdoc macros, by its section number
+    /// (`ls.1`, `printf.3p`); read only when its content is one.
+    Man,
     /// No extension: text if the content is UTF-8 without NUL bytes.
     Sniffed,
 }
@@ -34,6 +40,15 @@ pub enum Format {
 impl Format {
     pub fn of(rel: &str) -> Option<Format> {
         let name = rel.rsplit('/').next().unwrap_or(rel);
+        if let Some(inner) = gzip_inner(name) {
+            // PDF and Office files are read from their path by a child
+            // process: compressed ones are not supported.
+            return match Format::of(inner) {
+                _ if inner.is_empty() => None,
+                Some(Format::Binary(_)) => None,
+                f => f,
+            };
+        }
         let Some((stem, ext)) = name.rsplit_once('.') else {
             return Some(Format::Sniffed);
         };
@@ -59,6 +74,10 @@ impl Format {
             "xlsb" => Format::Binary(Kind::Xlsb),
             "xls" => Format::Binary(Kind::Xls),
             "ods" => Format::Binary(Kind::Ods),
+            e if is_man_section(e) => Format::Man,
+            // README.Debian, changelog.Debian.amd64, NEWS.old: documents
+            // by their name, whatever follows it.
+            e if is_doc_name(stem) && !CODE.contains(&e) => Format::Sniffed,
             _ => return None,
         })
     }
@@ -82,9 +101,79 @@ impl Format {
             Format::Binary(Kind::Xlsb) => "xlsb",
             Format::Binary(Kind::Xls) => "xls",
             Format::Binary(Kind::Ods) => "ods",
+            Format::Man => "man",
             Format::Sniffed => "no extension",
         }
     }
+}
+
+/// Extensions of code and page assets, never read as text even when the
+/// name says README.
+const CODE: &[&str] = &[
+    "css", "js", "svg", "xml", "sh", "py", "c", "h", "rs", "go", "map",
+];
+
+/// The names project documents go by (`README`, `changelog`, ...), of
+/// the part of a file name before its first dot.
+fn is_doc_name(stem: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "readme",
+        "changelog",
+        "changes",
+        "news",
+        "history",
+        "install",
+        "todo",
+        "authors",
+        "thanks",
+        "bugs",
+        "faq",
+        "copying",
+        "copyright",
+        "notice",
+        "contributing",
+    ];
+    let first = stem.split('.').next().unwrap_or(stem);
+    NAMES.iter().any(|n| first.eq_ignore_ascii_case(n))
+}
+
+/// Whether the file's name (without a .gz) starts with a document name.
+fn doc_named(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    is_doc_name(name.split('.').next().unwrap_or(name))
+}
+
+/// The name inside `name.gz`, if `name` is gzip-compressed.
+fn gzip_inner(name: &str) -> Option<&str> {
+    let cut = name.len().checked_sub(3)?;
+    (name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".gz")).then(|| &name[..cut])
+}
+
+/// A man section as a file extension: a digit and at most four letters
+/// (`1`, `3p`, `3pm`, `1ssl`, `3perl`).
+fn is_man_section(ext: &str) -> bool {
+    let mut c = ext.chars();
+    matches!(c.next(), Some('1'..='9')) && ext.len() <= 5 && c.all(|c| c.is_ascii_lowercase())
+}
+
+/// The bytes of a gzip file, decompressed up to `max` bytes (a small file
+/// may hold a huge one).
+fn gunzip(bytes: &[u8], max: u64) -> Result<Vec<u8>, (&'static str, String)> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(max + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ("unparsable", format!("gzip: {e}")))?;
+    if out.len() as u64 > max {
+        return Err((
+            "too large",
+            format!(
+                "decompressed, it is over --max-file-mb {}; raise the limit or split the file",
+                max / (1024 * 1024)
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// The name a file is counted under: its format, or "other".
@@ -140,6 +229,9 @@ pub fn read_file(file: &FileEntry, cfg: &SourceSettings) -> Result<FileDocs, Ski
             "file grew past --max-file-mb while being read".into(),
         ));
     }
+    if gzip_inner(&file.rel).is_some() {
+        bytes = gunzip(&bytes, cfg.max_file_bytes).map_err(|(r, d)| skip(r, d))?;
+    }
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(skip(
             "empty",
@@ -162,6 +254,15 @@ pub fn read_file(file: &FileEntry, cfg: &SourceSettings) -> Result<FileDocs, Ski
     let docs = match format {
         Format::Text | Format::Markdown | Format::Sniffed => vec![one(text)],
         Format::Html => vec![one(html_text(&text).map_err(|e| skip("unparsable", e))?)],
+        // changelog.1 (an older changelog) is text; app.log.1 is a log.
+        Format::Man if !man::looks_like_man(&text) && doc_named(&file.rel) => vec![one(text)],
+        Format::Man if !man::looks_like_man(&text) => {
+            return Err(skip(
+                "unsupported type",
+                "named like a man page, but holds no roff macros (.TH, .SH, .Dd)".into(),
+            ));
+        }
+        Format::Man => vec![one(man::text(&text).map_err(|e| skip("empty", e))?)],
         Format::Json => {
             json_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
         }
@@ -371,5 +472,89 @@ mod tests {
         assert_eq!(Format::of("app/.env"), None);
         assert_eq!(Format::of("Q3.PDF"), Some(Format::Binary(Kind::Pdf)));
         assert_eq!(Format::of("t.tsv"), Some(Format::Tsv));
+        assert_eq!(Format::of("man/man1/ls.1.gz"), Some(Format::Man));
+        assert_eq!(Format::of("printf.3p"), Some(Format::Man));
+        assert_eq!(Format::of("perlre.3perl.GZ"), Some(Format::Man));
+        assert_eq!(Format::of("notes.2024"), None);
+        assert_eq!(Format::of("doc/changelog.gz"), Some(Format::Sniffed));
+        assert_eq!(Format::of("a.md.gz"), Some(Format::Markdown));
+        assert_eq!(
+            Format::of("a.pdf.gz"),
+            None,
+            "read from a path by a child process"
+        );
+        assert_eq!(Format::of("a.tar.gz"), None);
+        assert_eq!(Format::of(".gz"), None);
+        assert_eq!(Format::of(".env.gz"), None);
+        assert_eq!(
+            Format::of("doc/x/changelog.Debian.gz"),
+            Some(Format::Sniffed)
+        );
+        assert_eq!(Format::of("README.Debian"), Some(Format::Sniffed));
+        assert_eq!(
+            Format::of("changelog.Debian.amd64.gz"),
+            Some(Format::Sniffed)
+        );
+        assert_eq!(Format::of("readme.css"), None);
+        assert_eq!(Format::of("theme.css"), None);
+    }
+
+    fn entry(dir: &std::path::Path, name: &str, bytes: &[u8]) -> FileEntry {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        FileEntry {
+            path,
+            rel: name.to_string(),
+        }
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn compressed_man_pages_and_texts_are_read_and_bad_ones_skipped_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SourceSettings::for_one_file(std::time::Duration::from_secs(30));
+        let page = b".TH GZIP 1\n.SH NAME\ngzip \\- compress files\n";
+        let docs = read_file(&entry(dir.path(), "gzip.1.gz", &gz(page)), &cfg).unwrap();
+        assert_eq!(
+            docs.docs[0].text,
+            "GZIP(1)\n\nNAME\n\ngzip - compress files"
+        );
+        let docs = read_file(
+            &entry(dir.path(), "changelog.gz", &gz(b"v2: faster\n")),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(docs.docs[0].text.trim(), "v2: faster");
+        let bad = read_file(&entry(dir.path(), "x.1.gz", b"not gzip at all"), &cfg).unwrap_err();
+        assert_eq!(bad.reason, "unparsable");
+        assert!(bad.path.ends_with("x.1.gz"), "{bad:?}");
+        let log = read_file(&entry(dir.path(), "app.log.1", b"12:00 started\n"), &cfg).unwrap_err();
+        assert_eq!(log.reason, "unsupported type");
+        let old = read_file(
+            &entry(dir.path(), "changelog.1.gz", &gz(b"v1: first\n")),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(old.docs[0].text.trim(), "v1: first");
+        let link = read_file(
+            &entry(dir.path(), "zcat.1.gz", &gz(b".so man1/gzip.1\n")),
+            &cfg,
+        )
+        .unwrap_err();
+        assert!(link.detail.contains("man1/gzip.1"), "{link:?}");
+        // A bomb: 8 MiB in a few KiB, over a 1 MiB limit.
+        let small = SourceSettings {
+            max_file_bytes: 1024 * 1024,
+            ..SourceSettings::for_one_file(std::time::Duration::from_secs(30))
+        };
+        let bomb = gz(&vec![b'a'; 8 * 1024 * 1024]);
+        let e = read_file(&entry(dir.path(), "big.txt.gz", &bomb), &small).unwrap_err();
+        assert_eq!(e.reason, "too large");
     }
 }

@@ -11,6 +11,7 @@ pub mod extract;
 mod formats;
 pub mod from;
 pub mod lightrag;
+mod man;
 pub mod s3;
 pub mod settings;
 pub mod walk;
