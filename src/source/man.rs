@@ -36,9 +36,7 @@ pub fn text(src: &str) -> Result<String, String> {
             continue;
         };
         let req = req.trim_start();
-        let (name, rest) = req
-            .split_once([' ', '\t'])
-            .unwrap_or((req, ""));
+        let (name, rest) = req.split_once([' ', '\t']).unwrap_or((req, ""));
         let args = || words(rest);
         match name {
             "" => {}

@@ -424,6 +424,21 @@ impl State {
         Ok(n)
     }
 
+    /// Whether any chunk of `tenant` is recorded (one read, where
+    /// `tenant_chunks` counts them all).
+    pub fn knows_tenant(&self, tenant: &str) -> Result<bool> {
+        let (lo, hi) = (format!("{tenant}\0"), format!("{tenant}\u{1}"));
+        let txn = self.db.begin_read()?;
+        let Some(rows) = open_rows(&txn)? else {
+            return Ok(false);
+        };
+        Ok(rows
+            .range((lo.as_str(), 0)..(hi.as_str(), 0))?
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     /// Every document of `tenant` the state knows (complete or not).
     pub fn docs_of_tenant(&self, tenant: &str) -> Result<Vec<String>> {
         let lo = format!("{tenant}\0");
@@ -722,6 +737,8 @@ mod tests {
             "the stale chunk is forgotten"
         );
         assert_eq!(s.tenant_chunks("t").unwrap(), 2);
+        assert!(s.knows_tenant("t").unwrap());
+        assert!(!s.knows_tenant("v").unwrap());
         let other = doc_key("u", "a.md");
         s.mark_acked(&[rec("9", 0, &other)]).unwrap();
         assert_eq!(s.docs_of_tenant("t").unwrap(), vec![doc.clone()]);

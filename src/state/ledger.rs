@@ -146,7 +146,7 @@ impl Ledger {
         trust_state: bool,
     ) -> Result<Option<u64>> {
         if let (Some(state), true) = (&self.state, trust_state)
-            && tokio::task::block_in_place(|| state.tenant_chunks(tenant))? > 0
+            && tokio::task::block_in_place(|| state.knows_tenant(tenant))?
         {
             return Ok(None);
         }
