@@ -149,11 +149,11 @@ fn gzip_inner(name: &str) -> Option<&str> {
     (name.is_char_boundary(cut) && name[cut..].eq_ignore_ascii_case(".gz")).then(|| &name[..cut])
 }
 
-/// A man section as a file extension: a digit and at most four letters
-/// (`1`, `3p`, `3pm`, `1ssl`, `3perl`).
+/// A man section as a file extension: a digit and a few letters (`1`,
+/// `3p`, `1ssl`, `3const`, `3readline`).
 fn is_man_section(ext: &str) -> bool {
     let mut c = ext.chars();
-    matches!(c.next(), Some('1'..='9')) && ext.len() <= 5 && c.all(|c| c.is_ascii_lowercase())
+    matches!(c.next(), Some('1'..='9')) && ext.len() <= 12 && c.all(|c| c.is_ascii_lowercase())
 }
 
 /// The bytes of a gzip file, decompressed up to `max` bytes (a small file
@@ -475,6 +475,7 @@ mod tests {
         assert_eq!(Format::of("man/man1/ls.1.gz"), Some(Format::Man));
         assert_eq!(Format::of("printf.3p"), Some(Format::Man));
         assert_eq!(Format::of("perlre.3perl.GZ"), Some(Format::Man));
+        assert_eq!(Format::of("man3/readline.3readline.gz"), Some(Format::Man));
         assert_eq!(Format::of("notes.2024"), None);
         assert_eq!(Format::of("doc/changelog.gz"), Some(Format::Sniffed));
         assert_eq!(Format::of("a.md.gz"), Some(Format::Markdown));

@@ -37,6 +37,8 @@ pub fn text(src: &str) -> Result<String, String> {
         };
         let req = req.trim_start();
         let (name, rest) = req.split_once([' ', '\t']).unwrap_or((req, ""));
+        // A `\"` comment ends a request line too (`.ig \" -*- nroff -*-`).
+        let rest = rest.split("\\\"").next().unwrap_or(rest);
         let args = || words(rest);
         match name {
             "" => {}
@@ -528,6 +530,9 @@ mod tests {
     use super::*;
 
     const PAGE: &str = r#".\" Copyright and a comment
+.ig \" -*- nroff -*-
+Licence text, ignored.
+..
 .de XX
 .ft B
 ..
@@ -577,7 +582,16 @@ tr\(:affa f\(oar \[:o]l, gar\(,con, stra\(sse
         ] {
             assert!(t.contains(want), "{want:?} not in:\n{t}");
         }
-        for gone in ["\\f", ".SH", ".TP", "ft B", "Copyright", "\\(", "\\*"] {
+        for gone in [
+            "\\f",
+            ".SH",
+            ".TP",
+            "ft B",
+            "Copyright",
+            "Licence",
+            "\\(",
+            "\\*",
+        ] {
             assert!(!t.contains(gone), "{gone:?} left in:\n{t}");
         }
     }
