@@ -193,3 +193,195 @@ impl Thread {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::atomic::AtomicU32;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::records::Hit;
+    use crate::store::{Held, SinkSummary, SinkWriter};
+
+    /// A store that only remembers what it was asked to delete (the
+    /// recorder's one call into the sink), or refuses to.
+    #[derive(Default)]
+    struct Deletes(Mutex<Vec<(String, Vec<String>)>>, bool);
+
+    #[async_trait]
+    impl Sink for Deletes {
+        fn describe(&self) -> String {
+            "deletes".into()
+        }
+        fn write_batch(&self) -> usize {
+            64
+        }
+        fn write_concurrency(&self) -> usize {
+            1
+        }
+        async fn prepare(&mut self) -> Result<()> {
+            Ok(())
+        }
+        async fn check(&self) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        async fn delete(&self, tenant: &str, ids: &[String]) -> Result<u64> {
+            if self.1 {
+                anyhow::bail!("the store refused the delete");
+            }
+            let mut d = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            d.push((tenant.to_string(), ids.to_vec()));
+            Ok(ids.len() as u64)
+        }
+        async fn existing(&self, _: &str, _: &[String]) -> Result<HashMap<String, String>> {
+            Ok(HashMap::new())
+        }
+        async fn vectors(&self, _: &str, _: &[String]) -> Result<HashMap<String, Vec<f32>>> {
+            Ok(HashMap::new())
+        }
+        async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
+            anyhow::bail!("not written to")
+        }
+        async fn search(&self, _: &str, _: &[f32], _: usize) -> Result<Vec<Hit>> {
+            Ok(Vec::new())
+        }
+        async fn held(
+            &self,
+            _: &str,
+            _: Held,
+            _: &mut (dyn for<'r> FnMut(&'r str, &'r str) + Send),
+        ) -> Result<bool> {
+            Ok(false)
+        }
+        async fn ids(&self, _: &str) -> Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        async fn tenants(&self) -> Result<BTreeMap<String, u64>> {
+            Ok(BTreeMap::new())
+        }
+        async fn count(&self, _: &str) -> Result<u64> {
+            Ok(0)
+        }
+        async fn sample(&self, _: &str, _: usize) -> Result<Vec<(String, Vec<f32>)>> {
+            Ok(Vec::new())
+        }
+        async fn finish(&self, _: &str, _: bool) -> Result<SinkSummary> {
+            anyhow::bail!("not finished")
+        }
+    }
+
+    fn doc(key: &str, count: u32) -> Arc<DocMeta> {
+        Arc::new(DocMeta {
+            tenant: Arc::from("t"),
+            doc_id: format!("doc-{key}"),
+            source: key.into(),
+            file: Arc::from(key),
+            key: key.into(),
+            page: None,
+            hash: format!("hash-{key}-{count}"),
+            chunk_count: count,
+            pending: AtomicU32::new(0),
+        })
+    }
+
+    fn rows(key: &str, range: std::ops::Range<u32>, version: &str) -> Vec<ChunkRec> {
+        range
+            .map(|i| ChunkRec {
+                id: format!("{key}-{i}"),
+                hash: format!("{version}-{i}"),
+                index: i,
+                doc: doc_key("t", key),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn written_batches_are_recorded_by_settle_and_a_shorter_documents_tail_is_deleted_first()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::open(&dir.path().join("s.redb")).unwrap());
+        // An earlier run left a.md with 5 chunks.
+        state.mark_acked(&rows("a.md", 0..5, "v1")).unwrap();
+        let sink = Arc::new(Deletes::default());
+        let stats = Arc::new(Stats::default());
+        let recorder = Recorder::start(state.clone(), sink.clone(), stats.clone()).unwrap();
+
+        // Now a.md has 2 chunks, b.md 300, written in batches of 64 as a
+        // sink stage hands them over; each document finishes with its
+        // last batch.
+        recorder
+            .written(rows("a.md", 0..2, "v2"), vec![doc("a.md", 2)])
+            .await
+            .unwrap();
+        let b = rows("b.md", 0..300, "v1");
+        let parts: Vec<&[ChunkRec]> = b.chunks(64).collect();
+        for (i, part) in parts.iter().enumerate() {
+            let done = if i + 1 == parts.len() {
+                vec![doc("b.md", 300)]
+            } else {
+                Vec::new()
+            };
+            recorder.written(part.to_vec(), done).await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), recorder.settle())
+            .await
+            .expect("settle answers")
+            .unwrap();
+
+        // Everything handed over is recorded when settle returns.
+        let a = doc_key("t", "a.md");
+        assert_eq!(state.unchanged_doc(&a, "hash-a.md-2").unwrap(), Some(2));
+        assert_eq!(
+            state
+                .unchanged_doc(&doc_key("t", "b.md"), "hash-b.md-300")
+                .unwrap(),
+            Some(300)
+        );
+        assert_eq!(state.tenant_chunks("t").unwrap(), 302);
+        let acked = state.acked(&a).unwrap();
+        assert_eq!(
+            acked.get(&1),
+            Some(&("a.md-1".to_string(), "v2-1".to_string()))
+        );
+        // The old tail went from the store, once, before a.md was complete.
+        let deletes = sink.0.lock().unwrap().clone();
+        assert_eq!(
+            deletes,
+            vec![(
+                "t".to_string(),
+                vec!["a.md-2".to_string(), "a.md-3".into(), "a.md-4".into()]
+            )]
+        );
+        assert_eq!(Stats::get(&stats.stale_deleted), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_to_record_is_returned_at_settle_and_by_later_writes_and_the_document_stays_open()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(State::open(&dir.path().join("s.redb")).unwrap());
+        state.mark_acked(&rows("a.md", 0..3, "v1")).unwrap();
+        let sink = Arc::new(Deletes(Mutex::default(), true));
+        let recorder = Recorder::start(state.clone(), sink, Arc::new(Stats::default())).unwrap();
+        recorder
+            .written(rows("a.md", 0..1, "v2"), vec![doc("a.md", 1)])
+            .await
+            .unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), recorder.settle())
+            .await
+            .expect("settle answers")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("refused the delete"), "{err:#}");
+        let again = recorder.written(rows("b.md", 0..1, "v1"), Vec::new()).await;
+        assert!(again.is_err(), "a later write is told");
+        // Its stale chunks are still in the store, so a.md is not complete.
+        assert_eq!(
+            state
+                .unchanged_doc(&doc_key("t", "a.md"), "hash-a.md-1")
+                .unwrap(),
+            None
+        );
+    }
+}
