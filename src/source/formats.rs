@@ -137,10 +137,9 @@ fn is_doc_name(stem: &str) -> bool {
     NAMES.iter().any(|n| first.eq_ignore_ascii_case(n))
 }
 
-/// Whether the file's name (without a .gz) starts with a document name.
+/// Whether the file's name starts with a document name.
 fn doc_named(rel: &str) -> bool {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    is_doc_name(name.split('.').next().unwrap_or(name))
+    is_doc_name(rel.rsplit('/').next().unwrap_or(rel))
 }
 
 /// The name inside `name.gz`, if `name` is gzip-compressed.
@@ -254,15 +253,17 @@ pub fn read_file(file: &FileEntry, cfg: &SourceSettings) -> Result<FileDocs, Ski
     let docs = match format {
         Format::Text | Format::Markdown | Format::Sniffed => vec![one(text)],
         Format::Html => vec![one(html_text(&text).map_err(|e| skip("unparsable", e))?)],
+        Format::Man if man::looks_like_man(&text) => {
+            vec![one(man::text(&text).map_err(|e| skip("empty", e))?)]
+        }
         // changelog.1 (an older changelog) is text; app.log.1 is a log.
-        Format::Man if !man::looks_like_man(&text) && doc_named(&file.rel) => vec![one(text)],
-        Format::Man if !man::looks_like_man(&text) => {
+        Format::Man if doc_named(&file.rel) => vec![one(text)],
+        Format::Man => {
             return Err(skip(
                 "unsupported type",
                 "named like a man page, but holds no roff macros (.TH, .SH, .Dd)".into(),
             ));
         }
-        Format::Man => vec![one(man::text(&text).map_err(|e| skip("empty", e))?)],
         Format::Json => {
             json_docs(file, &text, &cfg.json_text_field).map_err(|e| skip("unparsable", e))?
         }

@@ -286,7 +286,7 @@ impl State {
             let table = txn.open_table(ROWS)?;
             let mut docs = txn.open_table(DOCS)?;
             for (doc, hash, count) in done {
-                let removed = stale_of(&table, doc, *count)?;
+                let removed = ids_from(&table, doc, *count)?;
                 if removed.is_empty() {
                     docs.insert(doc.as_str(), format!("{hash}\t{count}").as_str())?;
                 } else {
@@ -358,7 +358,7 @@ impl State {
     pub fn stale_chunks(&self, doc: &str, count: u32) -> Result<Vec<String>> {
         let txn = self.db.begin_read()?;
         match open_rows(&txn)? {
-            Some(rows) => stale_of(&rows, doc, count),
+            Some(rows) => ids_from(&rows, doc, count),
             None => Ok(Vec::new()),
         }
     }
@@ -367,7 +367,7 @@ impl State {
     pub fn doc_chunks(&self, doc: &str) -> Result<Vec<String>> {
         let txn = self.db.begin_read()?;
         match open_rows(&txn)? {
-            Some(rows) => stale_of(&rows, doc, 0),
+            Some(rows) => ids_from(&rows, doc, 0),
             None => Ok(Vec::new()),
         }
     }
@@ -491,15 +491,16 @@ fn open_rows(
     }
 }
 
-/// Chunk ids recorded for `doc` at or past index `count`, read in a read or
+/// Chunk ids recorded for `doc` at index `from` and after (its stale tail
+/// when `from` is its chunk count; all of them from 0), read in a read or
 /// a write transaction.
-fn stale_of(
+fn ids_from(
     rows: &impl ReadableTable<(&'static str, u32), &'static str>,
     doc: &str,
-    count: u32,
+    from: u32,
 ) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for item in rows.range((doc, count)..=(doc, u32::MAX))? {
+    for item in rows.range((doc, from)..=(doc, u32::MAX))? {
         let (_, v) = item?;
         let v = v.value();
         out.push(v.split_once('\t').map_or(v, |(id, _)| id).to_string());
