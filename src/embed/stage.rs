@@ -259,12 +259,16 @@ impl EmbedStage {
         }
         let mut attempt = 0u32;
         loop {
+            // Biased: once the run is stopping, a free slot or an open pace
+            // must not win the race and send one more (paid) request.
             let slot = tokio::select! {
+                biased;
                 _ = self.cancel.cancelled() => return None,
                 p = self.limiter.acquire() => p,
             };
             let tokens: u64 = batch.iter().map(|c| c.tokens as u64).sum();
             tokio::select! {
+                biased;
                 _ = self.cancel.cancelled() => return None,
                 _ = self.pace.wait(tokens) => {}
             }
@@ -278,6 +282,12 @@ impl EmbedStage {
                 .and_then(|v| self.check(&batch, v));
             drop(in_flight);
             drop(inputs);
+            // A refused key stops the run before its slot is freed: freed
+            // first, a waiting batch took it and sent one more doomed request.
+            if let Err(EmbedError::Fatal(msg)) = &result {
+                self.fatal.set(msg.clone(), &self.cancel);
+                return None;
+            }
             let sent = slot.sent();
             // The slot is free while this batch backs off.
             drop(slot);
@@ -295,10 +305,7 @@ impl EmbedStage {
                             .collect(),
                     );
                 }
-                Err(EmbedError::Fatal(msg)) => {
-                    self.fatal.set(msg, &self.cancel);
-                    return None;
-                }
+                Err(EmbedError::Fatal(_)) => return None,
                 Err(EmbedError::Rejected(msg)) => {
                     tracing::warn!("batch of {} chunks rejected: {msg}", batch.len());
                     self.stats.fail(&batch, &msg);
@@ -560,10 +567,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_stalled_sink_stops_the_embedding_instead_of_filling_memory() {
-        let embedder = Arc::new(Instant(AtomicUsize::new(0)));
-        let cfg = EmbedSettings {
+    /// Refuses every request (a wrong key) a little after it arrives, so
+    /// the refusals of the requests in flight come back one by one.
+    struct Refuses(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Embedder for Refuses {
+        fn describe(&self) -> String {
+            "refuses".into()
+        }
+        async fn embed(&self, _inputs: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            let n = self.0.fetch_add(1, SeqCst);
+            tokio::time::sleep(Duration::from_millis(5 * (n as u64 + 1))).await;
+            Err(EmbedError::Fatal("401: wrong key".into()))
+        }
+    }
+
+    fn settings() -> EmbedSettings {
+        EmbedSettings {
             provider: &crate::embed::providers::openai::OPENAI,
             urls: vec![],
             model_dir: None,
@@ -580,10 +601,42 @@ mod tests {
             request_timeout: Duration::from_secs(5),
             max_retries: 0,
             ..EmbedSettings::default()
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_sends_nothing_after_the_requests_in_flight() {
+        let embedder = Arc::new(Refuses(AtomicUsize::new(0)));
+        let fatal = Fatal::default();
         let stage = EmbedStage::new(
             embedder.clone(),
-            cfg,
+            settings(),
+            Arc::new(Stats::default()),
+            CancellationToken::new(),
+            fatal.clone(),
+        );
+        // Every batch is formed and waiting for a slot before the first
+        // refusal: a slot freed before the run stops would go to one of them.
+        let (ctx, crx) = mpsc::channel(1000);
+        for i in 0..400 {
+            ctx.try_send(chunk(i)).expect("room for every chunk");
+        }
+        drop(ctx);
+        let (etx, _erx) = mpsc::channel(16);
+        tokio::time::timeout(Duration::from_secs(10), stage.run(crx, etx))
+            .await
+            .expect("the stage ends after a refusal");
+        let calls = embedder.0.load(SeqCst);
+        assert!(calls <= 2, "{calls} requests sent with 2 allowed in flight");
+        assert!(fatal.get().is_some_and(|m| m.contains("401")));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sink_stops_the_embedding_instead_of_filling_memory() {
+        let embedder = Arc::new(Instant(AtomicUsize::new(0)));
+        let stage = EmbedStage::new(
+            embedder.clone(),
+            settings(),
             Arc::new(Stats::default()),
             CancellationToken::new(),
             Fatal::default(),
