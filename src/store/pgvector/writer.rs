@@ -9,6 +9,15 @@
 //! layout skip the staging table and COPY straight into the table (see
 //! `insert`): a unique key violation rolls that batch back, and it and every
 //! later batch of the run are upserted as above.
+//!
+//! Rejected for speed (issue 21), because each gives up a guarantee:
+//! `COPY ... FREEZE` needs the table created or truncated in the same
+//! transaction, which a per-tenant or incremental load into a shared table
+//! never is; `synchronous_commit = off` would acknowledge rows a crash of
+//! the server can still lose after the state recorded them as written;
+//! an unlogged staging table in the target's schema would add a second
+//! write of every row for nothing, as the temporary one is not WAL-logged
+//! already. The measured gap was the state file, not the commit.
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
