@@ -50,6 +50,12 @@ fn stat(server: &EmbedServer, name: &str) -> u64 {
     server.stats()[name].as_u64().unwrap_or(0)
 }
 
+/// Inputs paid for (synchronous, and in batches once every batch made has
+/// run to its end, polled or not): what the provider bills.
+fn paid(server: &EmbedServer) -> u64 {
+    server.settled_stats()["inputs"].as_u64().unwrap_or(0)
+}
+
 #[test]
 fn a_batch_api_load_stores_what_the_synchronous_load_stores_without_a_synchronous_request() {
     let Some(pg) = pg_url("batch_api_same_rows") else {
@@ -441,4 +447,241 @@ fn a_reembedding_through_batches_survives_a_kill_verifies_and_switches() {
         !std::path::Path::new(&format!("{}.batch-results", state.display())).exists(),
         "written batches are forgotten"
     );
+}
+
+/// A batch load that cannot hang a test run.
+fn batch_run(cmd: &mut std::process::Command) -> Run {
+    run_within(cmd, Duration::from_secs(120))
+}
+
+/// Waits until the server's counter `name` is at least `n`.
+fn wait_for(server: &EmbedServer, name: &str, n: u64, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stat(server, name) < n {
+        assert!(Instant::now() < deadline, "{name} < {n} after 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the load ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every row holds the test server's vector of its own text.
+fn assert_own_vectors(db: &Db, table: &str, want_rows: usize) {
+    let got = rows(db, table);
+    assert_eq!(got.len(), want_rows);
+    for (content, vector) in &got {
+        assert_eq!(
+            vector,
+            &embedding_test_server::vector_for(content, DIM),
+            "{content:?} has its own vector"
+        );
+    }
+}
+
+/// A batch that failed validation (the enqueued-token limit) or expired
+/// with nothing done ran nothing and cost nothing: what it held is paid
+/// for once, by the next batch (resubmit) or synchronously (sync), and
+/// every batch made is read. Counted at the server.
+#[test]
+fn a_failed_or_empty_expired_batch_is_paid_for_once_whatever_the_fallback() {
+    let Some(pg) = pg_url("batch_api_failed_once") else {
+        return;
+    };
+    // Two texts, one request: the file submitted again is byte-identical
+    // to the first (as for a small per-tenant backfill).
+    let docs = corpus(2, &[]);
+    let cases: [(&str, &[&str]); 2] = [
+        ("failed validation", &["--batch-fail-first", "1"]),
+        (
+            "expired with nothing done",
+            &["--batch-expire-first", "1", "--batch-expire-done", "0"],
+        ),
+    ];
+    for (case, fault) in cases {
+        for fallback in ["resubmit", "sync"] {
+            let mut args = vec!["--dim", "16", "--batch-seconds", "0.2"];
+            args.extend_from_slice(fault);
+            let server = EmbedServer::start(&args);
+            let table = unique_table("batch_once");
+            let report = docs.path().join(format!("r-{fallback}.json"));
+            let r = batch_run(
+                batch_cmd(&server, &pg, &table)
+                    .arg(docs.path())
+                    .args(["--batch-fallback", fallback, "--report"])
+                    .arg(&report),
+            );
+            assert_eq!(r.code, 0, "{case}, {fallback}");
+            let rep = read_report(&report);
+            let made = stat(&server, "batches_created");
+            assert_eq!(
+                paid(&server),
+                2,
+                "{case}, {fallback}: every input paid for once (batch or synchronous)"
+            );
+            assert_eq!(
+                rep["batches"]["batches"], made,
+                "{case}, {fallback}: every batch made was read"
+            );
+            if fallback == "resubmit" {
+                assert_eq!(made, 2, "{case}: submitted once more");
+                assert_eq!(stat(&server, "batch_inputs"), 2, "{case}");
+                assert_eq!(server.requests(), 0, "{case}: nothing synchronous");
+                assert_eq!(rep["chunks_embedded_synchronously"], 0, "{case}");
+                assert_eq!(rep["vectors_from_batches"], 2, "{case}");
+            } else {
+                assert_eq!(made, 1, "{case}: nothing resubmitted");
+                assert_eq!(stat(&server, "batch_inputs"), 0, "{case}");
+                assert_eq!(rep["chunks_embedded_synchronously"], 2, "{case}");
+                assert_eq!(rep["batches"]["inputs_undone"], 2, "{case}");
+                assert!(
+                    r.stdout
+                        .contains("2 left undone by every batch they were in"),
+                    "{case}: the summary says why: {}",
+                    r.stdout
+                );
+            }
+            assert_own_vectors(&Db::connect(&pg), &table, 2);
+        }
+    }
+}
+
+/// The same text in three documents is one input of one request: its
+/// batch files are not byte-identical copies, and with failed batches the
+/// byte-identical resubmissions are each polled and read.
+#[test]
+fn identical_texts_are_paid_for_once_and_identical_resubmitted_files_are_each_read() {
+    let Some(pg) = pg_url("batch_api_identical") else {
+        return;
+    };
+    let same = "The same paragraph, copied into three documents of one tenant.";
+    let docs = corpus(
+        0,
+        &[
+            ("a.md", same),
+            ("b.md", same),
+            ("c.md", same),
+            ("d.md", "Another paragraph, in a document of its own."),
+        ],
+    );
+    // (batches failing, fallback, batches made, inputs paid by batch, in all):
+    // the synchronous path pays per chunk, as a synchronous load does.
+    for (fails, fallback, made, batch_inputs, paid_for) in [
+        ("0", "resubmit", 2, 2, 2),
+        ("2", "resubmit", 4, 2, 2),
+        ("2", "sync", 2, 0, 4),
+    ] {
+        let server = EmbedServer::start(&[
+            "--dim",
+            "16",
+            "--batch-seconds",
+            "0.2",
+            "--batch-fail-first",
+            fails,
+        ]);
+        let table = unique_table("batch_identical");
+        let report = docs.path().join("r.json");
+        let r = batch_run(
+            batch_cmd(&server, &pg, &table)
+                .arg(docs.path())
+                .args(["--batch-size", "1", "--batch-max-requests", "1"])
+                .args(["--batch-fallback", fallback, "--report"])
+                .arg(&report),
+        );
+        assert_eq!(r.code, 0);
+        let case = format!("{fails} failing, {fallback}");
+        assert_eq!(stat(&server, "batches_created"), made, "{case}");
+        assert_eq!(paid(&server), paid_for, "{case}");
+        assert_eq!(stat(&server, "batch_inputs"), batch_inputs, "{case}");
+        let rep = read_report(&report);
+        assert_eq!(rep["batches"]["batches"], made, "{case}: each batch read");
+        assert_own_vectors(&Db::connect(&pg), &table, 4);
+    }
+}
+
+/// `vecload batches --cancel` twice: each cancellation is one try of the
+/// inputs of its batch, however often a text stood in it, so the second
+/// batch holds every input of the first, and what the second leaves goes
+/// synchronously, paid for once.
+#[test]
+fn two_cancellations_in_a_row_use_one_try_each_and_pay_once() {
+    let Some(pg) = pg_url("batch_api_cancel_twice") else {
+        return;
+    };
+    let twice = "A paragraph that stands in two documents.";
+    let docs = corpus(5, &[("x.md", twice), ("y.md", twice)]);
+    let server = EmbedServer::start(&["--dim", "16", "--batch-seconds", "600"]);
+    let table = unique_table("batch_cancel_twice");
+    let stop_waiting = |polls_before: u64| {
+        let mut child = batch_cmd(&server, &pg, &table)
+            .arg(docs.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Polled: the batch is recorded with its id.
+        wait_for(&server, "batch_polls", polls_before + 1, &mut child);
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                assert_eq!(s.code(), Some(130), "interrupted");
+                break;
+            }
+            assert!(Instant::now() < deadline, "SIGTERM did not end the wait");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let batches = |extra: &[&str]| {
+        let r = run(pg_cmd("batches", &server, &pg, &table, DIM)
+            .arg(docs.path())
+            .arg("--state")
+            .arg(state_path(&table))
+            .args(["--json"])
+            .args(extra));
+        assert_eq!(r.code, 0);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+    stop_waiting(0);
+    assert_eq!(
+        batches(&[])[0]["inputs"],
+        6,
+        "six texts, the twice one once"
+    );
+    batches(&["--cancel"]);
+    // The cancelled batch is read, its inputs go into a second batch.
+    let polls = stat(&server, "batch_polls");
+    stop_waiting(polls + 1);
+    assert_eq!(stat(&server, "batches_created"), 2);
+    let second: Vec<serde_json::Value> = batches(&[])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["status"] != "cancelled")
+        .cloned()
+        .collect();
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        second[0]["inputs"], 6,
+        "every input is in the second batch, the twice one too"
+    );
+    batches(&["--cancel"]);
+    let report = docs.path().join("r.json");
+    let r = batch_run(
+        batch_cmd(&server, &pg, &table)
+            .arg(docs.path())
+            .arg("--report")
+            .arg(&report),
+    );
+    assert_eq!(r.code, 0);
+    assert_eq!(stat(&server, "batches_created"), 2, "no third batch");
+    // Seven chunks of six texts, sent as a synchronous load sends them.
+    assert_eq!(paid(&server), 7, "paid for once, synchronously");
+    assert_eq!(stat(&server, "batch_inputs"), 0);
+    let rep = read_report(&report);
+    assert_eq!(rep["batches"]["inputs_undone"], 6);
+    assert_eq!(rep["chunks_embedded_synchronously"], 7);
+    assert_own_vectors(&Db::connect(&pg), &table, 7);
 }

@@ -381,3 +381,71 @@ fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_
     assert_eq!(Db::connect(&pg).count(&cohere), 150);
     assert_vectors(&pg, &cohere, 1024, 2_048);
 }
+
+/// A Bedrock batch job that failed (a quota) ran nothing: its records go
+/// into a job of their own, not the failed one handed back again for the
+/// same request token, and nothing is sent synchronously.
+#[test]
+fn a_failed_bedrock_job_is_submitted_as_a_new_job_and_paid_for_once() {
+    let test = "bedrock_batch_failed";
+    let Some(pg) = pg_url(test) else { return };
+    let Some(moto) = common::s3::Moto::start(test, "batch-failed", false) else {
+        return;
+    };
+    let server = EmbedServer::start(&[
+        "--protocol",
+        "bedrock",
+        "--aws-access-key-id",
+        &moto.key_id,
+        "--aws-secret-access-key",
+        &moto.secret,
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--batch-seconds",
+        "0.2",
+        "--batch-fail-first",
+        "1",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        std::fs::write(
+            dir.path().join(format!("n{i:03}.md")),
+            format!("Record {i} waits for a job that the account's quota refused."),
+        )
+        .unwrap();
+    }
+    let table = unique_table("bedrock_batch_failed");
+    let mut cmd = vecload();
+    cmd.arg("load")
+        .arg(dir.path())
+        .env("EMBEDDING_BINDING", "bedrock")
+        .env("EMBEDDING_MODEL", "amazon.titan-embed-text-v2:0")
+        .env("EMBEDDING_DIM", "1024")
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
+        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
+        .args(["--pg-url", &pg, "--table", &table, "--progress", "log"])
+        .arg("--state")
+        .arg(state_path(&table))
+        .args([
+            "--batch-api",
+            "--batch-poll",
+            "0.2",
+            "--batch-min-records",
+            "1",
+        ])
+        .args(["--batch-s3", "s3://batch-failed/jobs"])
+        .args([
+            "--batch-role-arn",
+            "arn:aws:iam::123456789012:role/BedrockBatch",
+        ]);
+    moto.env(&mut cmd);
+    let r = run_within(&mut cmd, std::time::Duration::from_secs(120));
+    assert_eq!(r.code, 0, "{}", r.all_output());
+    // Every job made run to its end, as Bedrock runs and bills it.
+    let stats = server.settled_stats();
+    assert_eq!(stats["batches_created"], 2, "a new job: {stats}");
+    assert_eq!(stats["batch_inputs"], 10, "{stats}");
+    assert_eq!(stats["requests"], 0, "nothing synchronous: {stats}");
+    assert_eq!(Db::connect(&pg).count(&table), 10);
+    assert_vectors(&pg, &table, 1024, 50_000);
+}

@@ -26,13 +26,57 @@ pub struct BatchSummary {
     /// Of them, submitted by this run (the rest by an earlier, killed one).
     pub submitted: u64,
     pub inputs_answered: u64,
-    /// Inputs no batch answered: refused lines, and what an expired batch
-    /// left undone after its one resubmission (or at once with
-    /// `--batch-fallback sync`).
+    /// Inputs no batch answered, left to the synchronous path: the sum of
+    /// the three below.
     pub inputs_failed: u64,
+    /// Inputs of a refused line (the synchronous path handles the refusal).
+    pub inputs_refused: u64,
+    /// Inputs every batch they were put in left undone (expired, cancelled,
+    /// failed): two batches, or one with `--batch-fallback sync`.
+    pub inputs_undone: u64,
+    /// Inputs of requests too few for a batch (Bedrock's minimum records).
+    pub inputs_too_few: u64,
     pub seconds_waited: f64,
     /// A signal came while waiting: nothing was written; the batches go on.
     pub interrupted: bool,
+}
+
+impl BatchSummary {
+    /// The summary's batch line: what batches answered, and what went the
+    /// synchronous way and why (`rows`: what the run calls its rows).
+    pub(crate) fn describe(
+        &self,
+        s: &mut String,
+        from_batches: u64,
+        synchronously: u64,
+        rows: &str,
+    ) {
+        use std::fmt::Write;
+        if self.batches == 0 && self.inputs_failed == 0 {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "  batch API: {} batches ({} submitted by this run), {} inputs answered; {} {rows} \
+             written from batch results, {} embedded synchronously",
+            self.batches, self.submitted, self.inputs_answered, from_batches, synchronously
+        );
+        let why: Vec<String> = [
+            (self.inputs_refused, "refused by a batch"),
+            (
+                self.inputs_undone,
+                "left undone by every batch they were in",
+            ),
+            (self.inputs_too_few, "too few for a batch"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if !why.is_empty() {
+            let _ = writeln!(s, "    sent synchronously: {}", why.join(", "));
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +133,9 @@ pub struct Report {
     pub tokens_saved: u64,
     /// Chunks whose vector came from `--batch-api` batches (at the batch price).
     pub vectors_from_batches: u64,
+    /// Chunks whose vector a request to the endpoint made (not the cache,
+    /// not a batch): what this run paid the synchronous price for.
+    pub chunks_embedded_synchronously: u64,
     /// What `--batch-api` submitted and collected (None without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batches: Option<BatchSummary>,
@@ -157,6 +204,7 @@ impl Report {
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
             vectors_from_batches: Stats::get(&stats.batch_vectors),
+            chunks_embedded_synchronously: stats.embedded_synchronously(),
             batches: None,
             tenant_rows: info.tenant_rows,
             expected_rows: info.expected_rows,
@@ -223,17 +271,12 @@ impl Report {
                 self.cache_hits, self.tokens_saved
             );
         }
-        if let Some(b) = self.batches.as_ref().filter(|b| b.batches > 0) {
-            let _ = writeln!(
-                s,
-                "  batch API: {} batches ({} submitted by this run), {} inputs answered, {} \
-                 refused or left undone (embedded synchronously); {} chunks written from batch \
-                 results",
-                b.batches,
-                b.submitted,
-                b.inputs_answered,
-                b.inputs_failed,
-                self.vectors_from_batches
+        if let Some(b) = &self.batches {
+            b.describe(
+                &mut s,
+                self.vectors_from_batches,
+                self.chunks_embedded_synchronously,
+                "chunks",
             );
         }
         if self.chunks_unchanged > 0 {

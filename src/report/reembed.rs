@@ -47,6 +47,9 @@ pub struct ReembedReport {
     pub tokens_saved: u64,
     /// Rows whose vector came from `--batch-api` batches.
     pub vectors_from_batches: u64,
+    /// Rows whose vector a request to the endpoint made (not the cache,
+    /// not a batch).
+    pub rows_embedded_synchronously: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batches: Option<super::BatchSummary>,
     pub embed_retries: u64,
@@ -102,6 +105,7 @@ impl ReembedReport {
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
             vectors_from_batches: Stats::get(&stats.batch_vectors),
+            rows_embedded_synchronously: stats.embedded_synchronously(),
             batches: None,
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
@@ -159,16 +163,12 @@ impl ReembedReport {
                 self.tokens
             );
         }
-        if let Some(b) = self.batches.as_ref().filter(|b| b.batches > 0) {
-            let _ = writeln!(
-                s,
-                "  batch API: {} batches ({} submitted by this run), {} inputs answered, {} \
-                 refused or left undone (embedded synchronously); {} rows written from batch results",
-                b.batches,
-                b.submitted,
-                b.inputs_answered,
-                b.inputs_failed,
-                self.vectors_from_batches
+        if let Some(b) = &self.batches {
+            b.describe(
+                &mut s,
+                self.vectors_from_batches,
+                self.rows_embedded_synchronously,
+                "rows",
             );
         }
         if self.interrupted && self.batches.is_some() && self.reembedded == 0 {

@@ -133,6 +133,14 @@ pub struct FailedChunk {
 }
 
 impl Stats {
+    /// Chunks a request to the endpoint embedded: every chunk embedded
+    /// less the cache's and the batches' (parts of an over-long chunk
+    /// count as the one chunk).
+    pub fn embedded_synchronously(&self) -> u64 {
+        Stats::get(&self.chunks_embedded)
+            .saturating_sub(Stats::get(&self.cache_hits) + Stats::get(&self.batch_vectors))
+    }
+
     pub fn skip(&self, s: Skip) {
         tracing::debug!("skipped {}: {}", s.path, s.detail);
         *lock(&self.skipped_by_reason).entry(s.reason).or_default() += 1;

@@ -12,13 +12,18 @@
 //! ```
 //!
 //! Why it cannot pay twice:
-//! - a batch is recorded in the state (synced) before its file is uploaded,
-//!   with the keys of every input; after a kill, a recorded batch without
-//!   an id is looked for at the provider by the SHA-256 of its file, which
-//!   the batch carries in its metadata, so a batch created just before the
-//!   kill is adopted, not made again;
+//! - every submission gets an id of its own, recorded in the state (synced)
+//!   before its file is uploaded, with the keys of every input; the batch
+//!   carries the id in its metadata (Bedrock: its name and request token).
+//!   After a kill, a recorded batch without a batch id is looked for at the
+//!   provider by that id, so a batch created just before the kill is
+//!   adopted, not made again. The id is not the file's digest: a file
+//!   submitted again after a failed batch is byte-identical to the first,
+//!   and both batches must be polled and read;
 //! - the feed leaves out every input whose vector the results store (or
-//!   the embedding cache) has, and every input of a batch still running;
+//!   the embedding cache) has, every input of a batch still running, and
+//!   an input it already put into this feed's files (the same text in two
+//!   documents is paid for once: the results store is keyed by text);
 //! - the results store is synced before a batch is marked collected in it,
 //!   and a store lost with its machine is filled again from the provider's
 //!   output files (kept 30 days), not by new batches.
@@ -44,7 +49,7 @@ use super::SetupError;
 use super::load::LoadJob;
 use crate::embed::batch::Batcher;
 use crate::embed::batch_api::{
-    BatchApi, BatchSettings, Fallback, Job, LineOutcome, Objects, checked,
+    BatchApi, BatchSettings, Fallback, Job, LineOutcome, Objects, Submission, checked,
 };
 use crate::embed::cache::Cache;
 use crate::embed::settings::EmbedSettings;
@@ -69,15 +74,36 @@ fn request_id(n: u32) -> String {
     format!("r{n:010}")
 }
 
+/// A new submission's id: 128 random bits, 32 hex digits (what Bedrock's
+/// job names and request tokens allow, and unique across machines).
+fn submission_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Marks kept in the results store.
-fn collected(digest: &str) -> String {
-    format!("collected/{digest}")
+fn collected(id: &str) -> String {
+    format!("collected/{id}")
 }
 fn tried(key: &[u8; 32]) -> String {
     format!("tried/{}", hex::encode(key))
 }
 fn refused(key: &[u8; 32]) -> String {
     format!("refused/{}", hex::encode(key))
+}
+
+/// What a `tried/` mark says: how many submissions left the input undone,
+/// and the last of them (`"2 <id>"`; marks of earlier versions are only
+/// the count). A submission read twice (killed between its marks and its
+/// `collected` mark) counts once.
+fn tries(mark: Option<&str>) -> (u32, Option<&str>) {
+    let Some(mark) = mark else {
+        return (0, None);
+    };
+    let (n, last) = match mark.split_once(' ') {
+        Some((n, last)) => (n, Some(last)),
+        None => (mark, None),
+    };
+    (n.parse().unwrap_or(0), last)
 }
 
 /// A run's feed: sends into the channel every chunk the synchronous run
@@ -135,7 +161,7 @@ pub async fn embed_in_batches(
     // A batch an earlier run read that ended short (expired, cancelled)
     // may have left inputs for one more batch.
     for rec in b.ours()? {
-        if let Some(status) = b.results.marked(&collected(&rec.digest))?
+        if let Some(status) = b.results.marked(&collected(&rec.id))?
             && !status.eq_ignore_ascii_case("completed")
         {
             b.retryable += 1;
@@ -246,7 +272,7 @@ pub fn forget(embed: &EmbedSettings, tenant: &str, state: &State) -> Result<()> 
     let namespace = Cache::namespace_of(embed);
     for rec in state.batches()? {
         if rec.tenant == tenant && rec.namespace == namespace {
-            state.forget_batch(&rec.digest)?;
+            state.forget_batch(&rec.id)?;
         }
     }
     let file = results_path(state.path());
@@ -340,7 +366,7 @@ impl Batches<'_> {
     fn live(&self) -> Result<Vec<BatchRec>> {
         let mut out = Vec::new();
         for r in self.ours()? {
-            if self.results.marked(&collected(&r.digest))?.is_none() {
+            if self.results.marked(&collected(&r.id))?.is_none() {
                 out.push(r);
             }
         }
@@ -348,25 +374,31 @@ impl Batches<'_> {
     }
 
     /// Recorded batches without an id (killed between recording and
-    /// creating): found at the provider by their file's digest, or
+    /// creating): found at the provider by their submission's id, or
     /// forgotten (nothing was paid for; the feed submits their inputs).
     async fn adopt(&mut self) -> Result<()> {
         for mut rec in self.ours()? {
             if rec.batch_id.is_some() {
                 continue;
             }
-            match self.api.find(&rec.digest).await? {
+            let sub = Submission {
+                id: &rec.id,
+                digest: &rec.digest,
+                tenant: &rec.tenant,
+            };
+            match self.api.find(&sub).await? {
                 Some(found) => {
                     tracing::info!(
-                        "batch {} (file {}) was made before the last run stopped: waiting for it",
+                        "batch {} (submission {}) was made before the last run stopped: \
+                         waiting for it",
                         found.id,
-                        rec.digest
+                        rec.id
                     );
                     rec.batch_id = Some(found.id);
                     self.run.state.put_batch(&rec)?;
                     (self.run.on_recorded)().await;
                 }
-                None => self.run.state.forget_batch(&rec.digest)?,
+                None => self.run.state.forget_batch(&rec.id)?,
             }
         }
         Ok(())
@@ -377,7 +409,7 @@ impl Batches<'_> {
     async fn feed(&mut self) -> Result<u64, SetupError> {
         let mut running: HashSet<[u8; 32]> = HashSet::new();
         for r in self.live()? {
-            for request in self.run.state.batch_keys(&r.digest)? {
+            for request in self.run.state.batch_keys(&r.id)? {
                 running.extend(request);
             }
         }
@@ -405,7 +437,7 @@ impl Batches<'_> {
                     continue;
                 }
                 let group = std::mem::take(&mut pending);
-                for chunk in self.to_submit(group, &running, cache.as_ref()).await? {
+                for chunk in self.to_submit(group, &mut running, cache.as_ref()).await? {
                     if let Some(request) = batcher.push(chunk) {
                         made += self.add(&mut file, request).await?;
                     }
@@ -423,6 +455,8 @@ impl Batches<'_> {
                     file.requests,
                     self.cfg.min_requests
                 );
+                self.summary.inputs_too_few += file.inputs as u64;
+                self.summary.inputs_failed += file.inputs as u64;
             }
             Ok(())
         }
@@ -439,19 +473,20 @@ impl Batches<'_> {
     }
 
     /// The chunks of `group` to put into a batch: not answered (results
-    /// store, embedding cache), not in a running batch, not refused by
-    /// one, and not tried twice (or once, with --batch-fallback sync).
+    /// store, embedding cache), not in a running batch or already in this
+    /// feed (`taken`, which the chosen ones join), not refused by one, and
+    /// not tried twice (or once, with --batch-fallback sync).
     async fn to_submit(
         &self,
         group: Vec<Chunk>,
-        running: &HashSet<[u8; 32]>,
+        taken: &mut HashSet<[u8; 32]>,
         cache: Option<&Cache>,
     ) -> Result<Vec<Chunk>, SetupError> {
         let (results, cache) = (self.results.clone(), cache.cloned());
         let keys: Vec<[u8; 32]> = group.iter().map(|c| self.results.key(&c.text)).collect();
-        let running: Vec<bool> = keys.iter().map(|k| running.contains(k)).collect();
+        let running: Vec<bool> = keys.iter().map(|k| taken.contains(k)).collect();
         let most_tries = self.most_tries();
-        let decided = tokio::task::spawn_blocking(move || -> Result<Vec<bool>> {
+        let (keys, decided) = tokio::task::spawn_blocking(move || -> Result<_> {
             let have = results.get(&keys);
             let cached = match &cache {
                 Some(c) => c.get(&keys),
@@ -459,26 +494,26 @@ impl Batches<'_> {
             };
             let names: Vec<String> = keys.iter().flat_map(|k| [refused(k), tried(k)]).collect();
             let marks = results.marks(&names)?;
-            Ok((0..keys.len())
+            let decided: Vec<bool> = (0..keys.len())
                 .map(|i| {
                     let skip = have[i].is_some()
                         || cached[i].is_some()
                         || running[i]
                         || marks[2 * i].is_some()
-                        || marks[2 * i + 1]
-                            .as_deref()
-                            .and_then(|n| n.parse::<u32>().ok())
-                            .is_some_and(|n| n >= most_tries);
+                        || tries(marks[2 * i + 1].as_deref()).0 >= most_tries;
                     !skip
                 })
-                .collect())
+                .collect();
+            Ok((keys, decided))
         })
         .await
         .map_err(|e| SetupError(anyhow!("internal error: the batch look-up: {e}")))??;
+        // A text twice in one group (or in an earlier one) is taken once.
         Ok(group
             .into_iter()
+            .zip(keys)
             .zip(decided)
-            .filter_map(|(c, submit)| submit.then_some(c))
+            .filter_map(|((c, key), submit)| (submit && taken.insert(key)).then_some(c))
             .collect())
     }
 
@@ -525,7 +560,9 @@ impl Batches<'_> {
     /// next is taken.
     async fn submit(&mut self, file: RequestFile) -> Result<(), SetupError> {
         let digest = hex::encode(Sha256::digest(&file.bytes));
+        let id = submission_id();
         let mut rec = BatchRec {
+            id: id.clone(),
             digest: digest.clone(),
             tenant: self.run.tenant.to_string(),
             namespace: self.namespace.clone(),
@@ -538,11 +575,16 @@ impl Batches<'_> {
             round: 1,
         };
         self.run.state.put_batch_with_keys(&rec, &file.keys)?;
-        let name = format!("vecload-{}.jsonl", &digest[..16]);
+        let name = format!("vecload-{id}.jsonl");
         let file_id = self.api.upload(&name, &file.bytes).await?;
         rec.file_id = Some(file_id.clone());
         self.run.state.put_batch(&rec)?;
-        let made = self.api.create(&file_id, &digest, self.run.tenant).await?;
+        let sub = Submission {
+            id: &id,
+            digest: &digest,
+            tenant: self.run.tenant,
+        };
+        let made = self.api.create(&file_id, &sub).await?;
         // For the tests: the one moment a kill cannot be aimed at from
         // outside, the batch made and its id not yet recorded.
         if std::env::var_os("VECLOAD_CRASH_AFTER_BATCH_CREATE").is_some() {
@@ -624,7 +666,7 @@ impl Batches<'_> {
     /// Reads a finished batch's output and error files into the results
     /// store, joined by `custom_id`.
     async fn collect(&mut self, rec: &BatchRec, job: &Job) -> Result<(), SetupError> {
-        let keys = self.run.state.batch_keys(&rec.digest)?;
+        let keys = self.run.state.batch_keys(&rec.id)?;
         let dim = self.run.embed.dim;
         let mut answered = vec![false; keys.len()];
         let mut refusals = 0u64;
@@ -678,32 +720,43 @@ impl Batches<'_> {
         })
         .await?;
         store(&results, &mut put);
-        let left: Vec<[u8; 32]> = keys
+        // Each input left undone counts one try for this submission, however
+        // often it stood in its file.
+        let mut left: Vec<[u8; 32]> = keys
             .iter()
             .zip(&answered)
             .filter(|(_, a)| !**a)
             .flat_map(|(r, _)| r.iter().copied())
             .collect();
         let undone = left.len() as u64;
+        left.sort_unstable();
+        left.dedup();
         let names: Vec<String> = left.iter().map(tried).collect();
         let before = results.marks(&names)?;
         // Undone for the last time: these go the synchronous way.
         let mut given_up = 0u64;
-        for (name, n) in names.into_iter().zip(before) {
-            let n = n.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) + 1;
+        for (name, mark) in names.into_iter().zip(before) {
+            let (n, last) = tries(mark.as_deref());
+            let n = if last == Some(rec.id.as_str()) {
+                n
+            } else {
+                n + 1
+            };
             if n >= self.most_tries() {
                 given_up += 1;
             }
-            marks.push((name, n.to_string()));
+            marks.push((name, format!("{n} {}", rec.id)));
         }
         results.mark_all(&marks)?;
         results.sync()?;
-        results.mark(&collected(&rec.digest), &job.status)?;
+        results.mark(&collected(&rec.id), &job.status)?;
         let inputs = keys.iter().map(|k| k.len() as u64).sum::<u64>();
         self.summary.batches += 1;
-        self.summary.inputs_answered += inputs - refusals - undone;
+        self.summary.inputs_answered += inputs.saturating_sub(refusals + undone);
+        self.summary.inputs_refused += refusals;
+        self.summary.inputs_undone += given_up;
         self.summary.inputs_failed += refusals + given_up;
-        self.retryable += undone - given_up;
+        self.retryable += (left.len() as u64).saturating_sub(given_up);
         if undone > 0 {
             tracing::warn!(
                 "batch {} ended {} with {undone} inputs undone: {}",

@@ -186,10 +186,21 @@ impl EmbedServer {
 
     /// The server's counters: requests, inputs, rejected, max_in_flight.
     pub fn stats(&self) -> serde_json::Value {
+        self.stats_at("/stats")
+    }
+
+    /// The counters once every batch still open has run to its end, as the
+    /// provider runs and bills it whether or not the client asks again:
+    /// `inputs` is then every input paid for.
+    pub fn settled_stats(&self) -> serde_json::Value {
+        self.stats_at("/stats?settle")
+    }
+
+    fn stats_at(&self, path: &str) -> serde_json::Value {
         let mut s = TcpStream::connect(&self.addr).expect("connect to test server");
         write!(
             s,
-            "GET /stats HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .expect("send");
@@ -374,6 +385,55 @@ pub fn run(cmd: &mut Command) -> Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!(
+        "--- vecload exit {} ---\n{}\n{}",
+        r.code, r.stdout, r.stderr
+    );
+    r
+}
+
+/// `run` with a deadline: a run still going after `limit` is killed and
+/// the test fails (for runs that wait on something that might never come).
+pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vecload");
+    let (mut out, mut err) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let read_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let read_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for vecload") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "vecload did not end within {limit:?}: {}",
+                read_err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let r = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: read_out.join().unwrap_or_default(),
+        stderr: read_err.join().unwrap_or_default(),
     };
     eprintln!(
         "--- vecload exit {} ---\n{}\n{}",

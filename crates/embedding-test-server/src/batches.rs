@@ -4,8 +4,10 @@
 //! each request line answered exactly as `POST /v1/embeddings` would be
 //! (so the vectors are the same pure function of the text), output and
 //! error files, cancellation, and listing newest first. The first
-//! `--batch-expire-first` batches expire with half their requests done,
-//! the rest in the error file as `batch_expired`.
+//! `--batch-expire-first` batches expire with `--batch-expire-done` of
+//! their requests done, the rest in the error file as `batch_expired` (no
+//! output file when none is done); the next `--batch-fail-first` fail
+//! validation with `token_limit_exceeded` and run nothing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::SeqCst;
@@ -16,7 +18,7 @@ use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Resp, State, reply};
+use super::{Fate, Resp, State, done_of, reply};
 
 #[derive(Default)]
 pub(super) struct Store {
@@ -28,7 +30,7 @@ pub(super) struct Store {
 struct Batch {
     json: Value,
     created: Instant,
-    /// Which batch this is (1, 2, ...): the first N expire.
+    /// Which batch this is (1, 2, ...): what becomes of it (`Opts::fate`).
     number: u64,
 }
 
@@ -77,7 +79,8 @@ pub(super) async fn handle(
         (&Method::POST, ["batches"]) => create(state, &body).await,
         (&Method::GET, ["batches"]) => list(state, query).await,
         (&Method::GET, ["batches", id]) => {
-            advance(state, id).await;
+            state.c.batch_polls.fetch_add(1, SeqCst);
+            advance(state, id, false).await;
             let store = state.batches.lock().await;
             match store.batches.get(*id) {
                 Some(b) => reply(StatusCode::OK, b.json.clone(), None),
@@ -246,15 +249,40 @@ async fn list(state: &State, query: &str) -> Resp {
     )
 }
 
-/// Runs a batch whose time has come: every line answered as the
-/// synchronous route answers it.
-async fn advance(state: &State, id: &str) {
-    let (input, expire) = {
+/// Runs every batch not over to its end, whatever the time: what the
+/// provider bills once its window has passed, for `/stats?settle`.
+pub(super) async fn settle(state: &State) {
+    let ids: Vec<String> = state.batches.lock().await.batches.keys().cloned().collect();
+    for id in ids {
+        // validating -> in_progress (or failed) -> over.
+        advance(state, &id, true).await;
+        advance(state, &id, true).await;
+    }
+}
+
+/// Runs a batch whose time has come (or, with `now`, at once): every line
+/// answered as the synchronous route answers it.
+async fn advance(state: &State, id: &str, now: bool) {
+    let (input, fate) = {
         let mut store = state.batches.lock().await;
         let Some(b) = store.batches.get_mut(id) else {
             return;
         };
+        let fate = state.opts.fate(b.number);
         match b.json["status"].as_str() {
+            Some("validating") if fate == Fate::Fail => {
+                b.json["status"] = json!("failed");
+                b.json["errors"] = json!({"object": "list", "data": [{
+                    "code": "token_limit_exceeded",
+                    "message": "Enqueued token limit reached for text-embedding-3-small in \
+                                organization org-test. Limit: 3,000,000 enqueued tokens. Please \
+                                try again once some in_progress batches have been completed.",
+                    "param": null,
+                    "line": null,
+                }]});
+                b.json["request_counts"]["total"] = json!(0);
+                return;
+            }
             Some("validating") => {
                 b.json["status"] = json!("in_progress");
                 return;
@@ -262,23 +290,20 @@ async fn advance(state: &State, id: &str) {
             Some("in_progress") => {}
             _ => return,
         }
-        if b.created.elapsed().as_secs_f64() < state.opts.batch_seconds {
+        if !now && b.created.elapsed().as_secs_f64() < state.opts.batch_seconds {
             return;
         }
-        let expire = b.number <= state.opts.batch_expire_first;
         let file_id = b.json["input_file_id"].as_str().unwrap_or("").to_string();
-        (
-            store.files.get(&file_id).cloned().unwrap_or_default(),
-            expire,
-        )
+        (store.files.get(&file_id).cloned().unwrap_or_default(), fate)
     };
+    let expire = matches!(fate, Fate::Expire(_));
     let lines: Vec<&[u8]> = input
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
     let (mut output, mut errors) = (Vec::new(), Vec::new());
     let (mut completed, mut failed) = (0u64, 0u64);
-    let keep = if expire { lines.len() / 2 } else { lines.len() };
+    let keep = done_of(fate, lines.len());
     for (i, line) in lines.iter().enumerate() {
         let Ok(req) = serde_json::from_slice::<Value>(line) else {
             failed += 1;
@@ -326,9 +351,14 @@ async fn advance(state: &State, id: &str) {
         }
         Bytes::from(s)
     };
-    store.next += 1;
-    let out_id = format!("file-{:06}", store.next);
-    store.files.insert(out_id.clone(), jsonl(&output));
+    // A batch that ran nothing has no output file, as OpenAI's.
+    let out_id = (!output.is_empty()).then(|| {
+        store.next += 1;
+        format!("file-{:06}", store.next)
+    });
+    if let Some(o) = &out_id {
+        store.files.insert(o.clone(), jsonl(&output));
+    }
     let err_id = (!errors.is_empty()).then(|| {
         store.next += 1;
         format!("file-{:06}", store.next)

@@ -7,7 +7,9 @@
 //! `--batch-seconds`, and writes `{output}/{job id}/{file}.out` records
 //! (`modelOutput` or `error`) and a `manifest.json.out` back there. A
 //! `clientRequestToken` seen before returns the same job. The first
-//! `--batch-expire-first` jobs expire with half their records done.
+//! `--batch-expire-first` jobs expire with `--batch-expire-done` of their
+//! records done; the next `--batch-fail-first` fail (a quota message) and
+//! run nothing.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::SeqCst;
@@ -18,7 +20,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Resp, State, reply};
+use super::{Fate, Resp, State, done_of, reply};
 
 #[derive(Default)]
 pub(super) struct Store {
@@ -73,7 +75,8 @@ pub(super) async fn handle(
         (&Method::GET, ["model-invocation-jobs"]) => list(state, query).await,
         (&Method::GET, ["model-invocation-job", id]) => {
             let id = decode(id);
-            advance(state, &id).await;
+            state.c.batch_polls.fetch_add(1, SeqCst);
+            advance(state, &id, false).await;
             let store = state.bedrock_jobs.lock().await;
             match store.jobs.get(&id) {
                 Some(j) => reply(StatusCode::OK, j.json.clone(), None),
@@ -203,14 +206,41 @@ async fn list(state: &State, query: &str) -> Resp {
     )
 }
 
-/// Runs a job whose time has come.
-async fn advance(state: &State, arn: &str) {
-    let (input, output, model, expire) = {
+/// Runs every job not over to its end, whatever the time: what Bedrock
+/// bills once its window has passed, for `/stats?settle`.
+pub(super) async fn settle(state: &State) {
+    let arns: Vec<String> = state
+        .bedrock_jobs
+        .lock()
+        .await
+        .jobs
+        .keys()
+        .cloned()
+        .collect();
+    for arn in arns {
+        // Submitted -> InProgress (or Failed) -> over.
+        advance(state, &arn, true).await;
+        advance(state, &arn, true).await;
+    }
+}
+
+/// Runs a job whose time has come (or, with `now`, at once).
+async fn advance(state: &State, arn: &str, now: bool) {
+    let (input, output, model, fate) = {
         let mut store = state.bedrock_jobs.lock().await;
         let Some(j) = store.jobs.get_mut(arn) else {
             return;
         };
+        let fate = state.opts.fate(j.number);
         match j.json["status"].as_str() {
+            Some("Submitted") if fate == Fate::Fail => {
+                j.json["status"] = json!("Failed");
+                j.json["message"] = json!(
+                    "Job failed: the number of in-progress and submitted batch inference jobs \
+                     for this model exceeds the account's quota"
+                );
+                return;
+            }
             Some("Submitted") => {
                 j.json["status"] = json!("InProgress");
                 return;
@@ -218,7 +248,7 @@ async fn advance(state: &State, arn: &str) {
             Some("InProgress") => {}
             _ => return,
         }
-        if j.created.elapsed().as_secs_f64() < state.opts.batch_seconds {
+        if !now && j.created.elapsed().as_secs_f64() < state.opts.batch_seconds {
             return;
         }
         (
@@ -231,7 +261,7 @@ async fn advance(state: &State, arn: &str) {
                 .unwrap_or("")
                 .to_string(),
             j.json["modelId"].as_str().unwrap_or("").to_string(),
-            j.number <= state.opts.batch_expire_first,
+            fate,
         )
     };
     let fail = |message: String| async move {
@@ -255,7 +285,8 @@ async fn advance(state: &State, arn: &str) {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    let keep = if expire { lines.len() / 2 } else { lines.len() };
+    let keep = done_of(fate, lines.len());
+    let expire = matches!(fate, Fate::Expire(_));
     let path = format!("/model/{}/invoke", model.replace(':', "%3A"));
     let mut out = String::new();
     let (mut ok, mut errors) = (0u64, 0u64);

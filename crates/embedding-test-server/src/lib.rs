@@ -123,13 +123,56 @@ pub struct Opts {
     /// openai: seconds a batch stays in progress before it is run.
     #[arg(long, default_value_t = 1.0)]
     pub batch_seconds: f64,
-    /// openai, bedrock: the first N batches expire with half their requests done.
+    /// openai, bedrock: the first N batches expire with part of their
+    /// requests done (--batch-expire-done).
     #[arg(long, default_value_t = 0)]
     pub batch_expire_first: u64,
+    /// openai, bedrock: the share of an expiring batch's requests that are
+    /// done (0: none, the output file empty).
+    #[arg(long, default_value_t = 0.5)]
+    pub batch_expire_done: f64,
+    /// openai, bedrock: the first N batches fail validation and run nothing
+    /// (openai: `token_limit_exceeded`, as when the account's enqueued-token
+    /// limit is reached; bedrock: `Failed` with a quota message). Counted
+    /// after the expiring ones: batch numbers expire_first+1 ..= expire_first+N.
+    #[arg(long, default_value_t = 0)]
+    pub batch_fail_first: u64,
     /// bedrock: the S3-compatible server batch inference jobs read their
     /// records from and write their output to (http://HOST:PORT, path style).
     #[arg(long)]
     pub s3_endpoint: Option<String>,
+}
+
+/// What becomes of the `number`th batch made (1, 2, ...): the first
+/// `--batch-expire-first` expire with `--batch-expire-done` of their
+/// requests done, the next `--batch-fail-first` fail validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    Run,
+    /// Expires with this share of its requests done.
+    Expire(f64),
+    Fail,
+}
+
+impl Opts {
+    fn fate(&self, number: u64) -> Fate {
+        if number <= self.batch_expire_first {
+            Fate::Expire(self.batch_expire_done.clamp(0.0, 1.0))
+        } else if number <= self.batch_expire_first + self.batch_fail_first {
+            Fate::Fail
+        } else {
+            Fate::Run
+        }
+    }
+}
+
+/// Of `total` requests, how many a batch with this fate runs.
+fn done_of(fate: Fate, total: usize) -> usize {
+    match fate {
+        Fate::Run => total,
+        Fate::Expire(share) => (total as f64 * share).floor() as usize,
+        Fate::Fail => 0,
+    }
 }
 
 /// The vector for `text`: unit length, derived from SHA-256 of the text.
@@ -178,9 +221,13 @@ struct Counters {
     auth_refused: AtomicU64,
     first_us: AtomicU64,
     last_us: AtomicU64,
-    /// Batches made (`POST /v1/batches`), and request lines they ran.
+    /// Batches made (`POST /v1/batches`), request lines they ran and the
+    /// inputs of those lines (what a batch is billed for), and how often a
+    /// batch was asked about (`GET`: a client polls only a batch it recorded).
     batches_created: AtomicU64,
     batch_requests: AtomicU64,
+    batch_inputs: AtomicU64,
+    batch_polls: AtomicU64,
 }
 
 struct State {
@@ -214,6 +261,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     let path = req.uri().path().to_string();
     let proto = state.opts.protocol;
     if req.method() == Method::GET && path == "/stats" {
+        // `?settle`: every batch still open is first run to its end, as
+        // the provider runs (and bills) it whether or not anyone asks.
+        if req.uri().query().is_some_and(|q| q.contains("settle")) {
+            batches::settle(&state).await;
+            bedrock_batch::settle(&state).await;
+        }
         let c = &state.c;
         return Ok(reply(
             StatusCode::OK,
@@ -229,6 +282,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
                 "auth_refused": c.auth_refused.load(SeqCst),
                 "batches_created": c.batches_created.load(SeqCst),
                 "batch_requests": c.batch_requests.load(SeqCst),
+                "batch_inputs": c.batch_inputs.load(SeqCst),
+                "batch_polls": c.batch_polls.load(SeqCst),
                 "busy_seconds": c.last_us.load(SeqCst).saturating_sub(c.first_us.load(SeqCst)) as f64 / 1e6,
                 "tasks": state.tasks.lock().map(|t| json!(*t)).unwrap_or_default(),
                 "last_input": state.last_input.lock().map(|l| l.clone()).unwrap_or_default(),
@@ -565,6 +620,9 @@ async fn answer(state: &State, path: &str, body: Bytes, n: Option<u64>, in_fligh
         }
     }
     state.c.inputs.fetch_add(inputs.len() as u64, SeqCst);
+    if n.is_none() {
+        state.c.batch_inputs.fetch_add(inputs.len() as u64, SeqCst);
+    }
     // Counted as answered here; an answer failing after this point is
     // counted in `rejected` as well.
     state.c.inputs_ok.fetch_add(inputs.len() as u64, SeqCst);

@@ -7,9 +7,10 @@
 //!
 //! The control plane is `bedrock.{region}.amazonaws.com` (or
 //! `AWS_ENDPOINT_URL_BEDROCK`), signed as `bedrock` like the runtime. The
-//! job's name carries the request file's digest and its
-//! `clientRequestToken` is the digest, so a job made just before a crash
-//! is found by name, and a retried create is the same job.
+//! job's name carries the submission's id and its `clientRequestToken` is
+//! that id, so a job made just before a crash is found by name, a retried
+//! create is the same job, and the same file submitted again (what a
+//! failed job left undone) is a new job, not the old one returned.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BatchApi, BedrockPlace, Job, Limits, Line, LineOutcome, Objects};
+use super::{BatchApi, BedrockPlace, Job, Limits, Line, LineOutcome, Objects, Submission};
 use crate::aws::Env;
 use crate::embed::providers::bedrock::BedrockEmbedder;
 use crate::embed::settings::EmbedSettings;
@@ -55,8 +56,10 @@ impl BedrockBatches {
         })
     }
 
-    fn job_name(digest: &str) -> String {
-        format!("vecload-{}", &digest[..digest.len().min(40)])
+    /// `vecload-` and the submission's id (at most 40 characters of it: a
+    /// record of an earlier version is named by its 64-digit file digest).
+    fn job_name(id: &str) -> String {
+        format!("vecload-{}", &id[..id.len().min(40)])
     }
 
     /// One signed control-plane call, retried on throttling and 5xx.
@@ -234,10 +237,10 @@ impl BatchApi for BedrockBatches {
         Ok(format!("s3://{}/{key}", self.place.bucket))
     }
 
-    async fn create(&self, file: &str, digest: &str, _tenant: &str) -> Result<Job> {
+    async fn create(&self, file: &str, sub: &Submission<'_>) -> Result<Job> {
         let body = json!({
-            "jobName": Self::job_name(digest),
-            "clientRequestToken": &digest[..digest.len().min(64)],
+            "jobName": Self::job_name(sub.id),
+            "clientRequestToken": &sub.id[..sub.id.len().min(64)],
             "roleArn": self.place.role_arn,
             "modelId": self.runtime.model(),
             "inputDataConfig": {"s3InputDataConfig": {"s3Uri": file, "s3InputFormat": "JSONL"}},
@@ -260,8 +263,8 @@ impl BatchApi for BedrockBatches {
         self.get(arn).await
     }
 
-    async fn find(&self, digest: &str) -> Result<Option<Job>> {
-        let name = Self::job_name(digest);
+    async fn find(&self, sub: &Submission<'_>) -> Result<Option<Job>> {
+        let name = Self::job_name(sub.id);
         let mut token: Option<String> = None;
         loop {
             let mut path = format!(

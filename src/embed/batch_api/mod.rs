@@ -78,11 +78,11 @@ pub trait BatchApi: Send + Sync {
     /// Puts a request file where the API reads it; returns what names it
     /// to `create` (a file id, an S3 URL).
     async fn upload(&self, name: &str, content: &[u8]) -> Result<String>;
-    /// Makes a batch of an uploaded file; `digest` (its SHA-256) goes with
-    /// the batch so `find` can tell it again.
-    async fn create(&self, file: &str, digest: &str, tenant: &str) -> Result<Job>;
-    /// The batch made from the file with this digest, if there is one.
-    async fn find(&self, digest: &str) -> Result<Option<Job>>;
+    /// Makes a batch of an uploaded file; the submission's id goes with the
+    /// batch (its metadata, its name) so `find` can tell it again.
+    async fn create(&self, file: &str, sub: &Submission<'_>) -> Result<Job>;
+    /// The batch made for this submission, if there is one.
+    async fn find(&self, sub: &Submission<'_>) -> Result<Option<Job>>;
     async fn get(&self, id: &str) -> Result<Job>;
     async fn cancel(&self, id: &str) -> Result<Job>;
     /// Hands every output and error line of a finished batch to `each`, as
@@ -94,6 +94,21 @@ pub trait BatchApi: Send + Sync {
     ) -> Result<()>;
     /// What one line says (its vectors not yet checked: see `checked`).
     fn line(&self, raw: &[u8]) -> Result<Line>;
+}
+
+/// One submission of a request file: what a batch carries so that a run
+/// killed between creating it and recording its id finds it again. The id
+/// is the submission's own, not the file's digest: the same file submitted
+/// again (what a failed batch left undone) is another batch, paid for on
+/// its own, and must be told apart from the first.
+#[derive(Debug, Clone, Copy)]
+pub struct Submission<'a> {
+    /// 32 hex digits, made before the file is uploaded (or, for a record
+    /// of an earlier version, the file's digest).
+    pub id: &'a str,
+    /// SHA-256 (hex) of the request file.
+    pub digest: &'a str,
+    pub tenant: &'a str,
 }
 
 /// A batch API's limits of one batch.

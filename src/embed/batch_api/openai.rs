@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BatchApi, Job, Limits, Line, LineOutcome};
+use super::{BatchApi, Job, Limits, Line, LineOutcome, Submission};
 use crate::embed::EmbedError;
 use crate::embed::settings::EmbedSettings;
 use crate::embed::{http, providers};
@@ -55,8 +55,17 @@ pub struct Counts {
 }
 
 impl Batch {
-    fn digest(&self) -> Option<&str> {
-        self.metadata.as_ref()?.get(DIGEST_KEY).map(String::as_str)
+    fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.as_ref()?.get(key).map(String::as_str)
+    }
+
+    /// Whether this batch is the one made for `sub` (a batch made by an
+    /// earlier version carries only its file's digest, which was its id).
+    fn is(&self, sub: &Submission<'_>) -> bool {
+        match self.meta(SUBMISSION_KEY) {
+            Some(id) => id == sub.id,
+            None => self.meta(DIGEST_KEY) == Some(sub.id),
+        }
     }
 
     fn job(self) -> Job {
@@ -87,9 +96,11 @@ impl Batch {
     }
 }
 
-/// The metadata key naming the request file a batch was made from: how a
-/// run that was killed between creating a batch and recording it finds
-/// the batch again instead of paying for a second one.
+/// The metadata key naming the submission a batch was made for: how a run
+/// that was killed between creating a batch and recording it finds the
+/// batch again instead of paying for a second one. The file's digest goes
+/// beside it, for a person reading the batch list.
+const SUBMISSION_KEY: &str = "vecload_submission";
 const DIGEST_KEY: &str = "vecload_file_sha256";
 
 pub struct OpenAiBatches {
@@ -201,13 +212,17 @@ impl BatchApi for OpenAiBatches {
     }
 
     /// Makes a batch of the uploaded request file `file_id`.
-    async fn create(&self, file_id: &str, digest: &str, tenant: &str) -> Result<Job> {
+    async fn create(&self, file_id: &str, sub: &Submission<'_>) -> Result<Job> {
         let url = format!("{}/batches", self.base);
         let body = json!({
             "input_file_id": file_id,
             "endpoint": "/v1/embeddings",
             "completion_window": "24h",
-            "metadata": { DIGEST_KEY: digest, "vecload_tenant": tenant },
+            "metadata": {
+                SUBMISSION_KEY: sub.id,
+                DIGEST_KEY: sub.digest,
+                "vecload_tenant": sub.tenant,
+            },
         });
         let answer = self
             .call(&format!("creating a batch of {file_id}"), || {
@@ -233,9 +248,9 @@ impl BatchApi for OpenAiBatches {
         parse_job(&answer)
     }
 
-    /// The batch made from the request file with this digest, if any: the
-    /// account's batches are listed, newest first, until one is found.
-    async fn find(&self, digest: &str) -> Result<Option<Job>> {
+    /// The batch made for this submission, if any: the account's batches
+    /// are listed, newest first, until it is found.
+    async fn find(&self, sub: &Submission<'_>) -> Result<Option<Job>> {
         #[derive(Deserialize)]
         struct Page {
             data: Vec<Batch>,
@@ -255,7 +270,7 @@ impl BatchApi for OpenAiBatches {
                 .await?;
             let page: Page =
                 serde_json::from_slice(&answer).context("listing batches: an unreadable page")?;
-            if let Some(j) = page.data.iter().find(|j| j.digest() == Some(digest)) {
+            if let Some(j) = page.data.iter().find(|j| j.is(sub)) {
                 return Ok(Some(j.clone().job()));
             }
             match (
