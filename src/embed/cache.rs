@@ -271,57 +271,12 @@ fn decode(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
     v.iter().all(|x| x.is_finite()).then_some(v)
 }
 
-/// Everything of the settings that changes the vector of a text. URLs are
-/// in: a TEI or Ollama server serves whatever model it loaded, whatever
-/// --embed-model says.
+/// The key's settings part: every setting that changes a text's vector
+/// (`EmbedSettings::vector_fields`, which cannot forget one).
 fn namespace(e: &EmbedSettings) -> Vec<u8> {
-    let mut urls = e.urls.clone();
-    urls.sort();
-    let fields = [
-        format!("v1 provider={}", e.provider.name()),
-        format!("model={}", e.model),
-        format!("dim={}", e.dim),
-        format!("urls={}", urls.join(",")),
-        format!("model_dir={:?}", e.model_dir),
-        format!("model_files={}", model_files(e.model_dir.as_deref())),
-        format!("truncate={}", e.truncate),
-        format!("send_dimensions={}", e.send_dimensions),
-        format!("asymmetric={}", e.asymmetric),
-        format!("document_prefix={:?}", e.document_prefix),
-        format!("purpose={:?}", e.purpose),
-        format!("task={:?}", e.options.task),
-        format!("deployment={:?}", e.options.deployment),
-        format!("api_version={:?}", e.options.api_version),
-    ];
-    let mut out = fields.join("\n").into_bytes();
+    let mut out = e.vector_fields().join("\n").into_bytes();
     out.push(0);
     out
-}
-
-/// The local model's files by name, size and modification time: new
-/// weights in the same folder are another model.
-fn model_files(dir: Option<&Path>) -> String {
-    let Some(dir) = dir else {
-        return String::new();
-    };
-    let mut files: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            let modified = m
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?
-                .as_nanos();
-            m.is_file()
-                .then(|| format!("{}:{}:{modified}", e.file_name().to_string_lossy(), m.len()))
-        })
-        .collect();
-    files.sort();
-    files.join(",")
 }
 
 #[cfg(test)]
@@ -372,6 +327,148 @@ mod tests {
         // A wrong length or a NaN is a miss.
         a.put(&[(k1, &[1.0, 2.0]), (k2, &[f32::NAN, 0.0, 0.0, 0.0])]);
         assert_eq!(a.get(&[k1, k2]), vec![None, None]);
+    }
+
+    /// Each setting that changes a vector, changed alone, misses the cache;
+    /// and the list below covers every one `vector_fields` names, so a new
+    /// one cannot go untested.
+    #[test]
+    fn each_setting_that_changes_vectors_is_a_cache_miss() {
+        use crate::embed::settings::Purpose;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("model.safetensors"), b"w").expect("write");
+        let base = settings("m");
+        let changed: Vec<(&str, EmbedSettings)> = vec![
+            (
+                "v1 provider",
+                EmbedSettings {
+                    provider: &crate::embed::providers::jina::JINA,
+                    ..base.clone()
+                },
+            ),
+            ("model", settings("m2")),
+            (
+                "dim",
+                EmbedSettings {
+                    dim: 8,
+                    ..base.clone()
+                },
+            ),
+            (
+                "urls",
+                EmbedSettings {
+                    urls: vec!["http://other/v1".into()],
+                    ..base.clone()
+                },
+            ),
+            (
+                "model_dir",
+                EmbedSettings {
+                    model_dir: Some("/elsewhere".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "model_files",
+                EmbedSettings {
+                    model_dir: Some(dir.path().into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "truncate",
+                EmbedSettings {
+                    truncate: true,
+                    ..base.clone()
+                },
+            ),
+            (
+                "send_dimensions",
+                EmbedSettings {
+                    send_dimensions: true,
+                    ..base.clone()
+                },
+            ),
+            (
+                "asymmetric",
+                EmbedSettings {
+                    asymmetric: true,
+                    ..base.clone()
+                },
+            ),
+            (
+                "document_prefix",
+                EmbedSettings {
+                    document_prefix: Some("passage: ".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "purpose",
+                EmbedSettings {
+                    purpose: Purpose::Query,
+                    ..base.clone()
+                },
+            ),
+            ("task", {
+                let mut s = base.clone();
+                s.options.task = Some("RETRIEVAL_DOCUMENT".into());
+                s
+            }),
+            ("deployment", {
+                let mut s = base.clone();
+                s.options.deployment = Some("embed-prod".into());
+                s
+            }),
+            ("api_version", {
+                let mut s = base.clone();
+                s.options.api_version = Some("2024-10-21".into());
+                s
+            }),
+        ];
+        let named: Vec<String> = base
+            .vector_fields()
+            .iter()
+            .filter_map(|f| f.split_once('=').map(|(n, _)| n.to_string()))
+            .collect();
+        let tested: Vec<&str> = changed.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            named, tested,
+            "every vector-changing setting has a case here"
+        );
+        let at = CacheSettings {
+            file: dir.path().join("c.redb"),
+            max_bytes: 1 << 20,
+        };
+        {
+            let c = Cache::open(&base, &at).expect("cache");
+            c.put(&[(c.key("text"), &[1.0; 4])]);
+            assert_eq!(c.get(&[c.key("text")]), vec![Some(vec![1.0; 4])]);
+        }
+        for (name, other) in &changed {
+            assert_ne!(namespace(other), namespace(&base), "{name}");
+            let c = Cache::open(other, &at).expect("cache");
+            assert_eq!(c.get(&[c.key("text")]), vec![None], "{name}: a miss");
+        }
+        // What only says how requests go is the same key.
+        let same = EmbedSettings {
+            concurrency: 64,
+            batch_size: 7,
+            query_prefix: Some("query: ".into()),
+            ..base.clone()
+        };
+        assert_eq!(namespace(&same), namespace(&base));
+    }
+
+    /// The key's bytes are those earlier versions wrote: a cache kept
+    /// across an upgrade still answers (a changed key pays again).
+    #[test]
+    fn the_settings_part_of_the_key_is_unchanged_from_earlier_versions() {
+        let want = "v1 provider=openai\nmodel=m\ndim=4\nurls=http://e/v1\nmodel_dir=None\n\
+                    model_files=\ntruncate=false\nsend_dimensions=false\nasymmetric=false\n\
+                    document_prefix=None\npurpose=Document\ntask=None\ndeployment=None\n\
+                    api_version=None\0";
+        assert_eq!(String::from_utf8_lossy(&namespace(&settings("m"))), want);
     }
 
     #[test]

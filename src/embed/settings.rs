@@ -156,6 +156,28 @@ pub struct ProviderOptions {
     pub entra_token: bool,
 }
 
+impl ProviderOptions {
+    /// The options that change a text's vector, as `name=value` lines of
+    /// the embedding cache's key. Destructured whole, with no `..`: an
+    /// option added here does not compile until it is listed or named as
+    /// one that does not change vectors, so the cache cannot serve vectors
+    /// of other settings because an option was forgotten.
+    pub fn vector_fields(&self) -> [String; 3] {
+        let ProviderOptions {
+            deployment,
+            api_version,
+            task,
+            // How the key is sent, not what is embedded.
+            entra_token: _,
+        } = self;
+        [
+            format!("task={task:?}"),
+            format!("deployment={deployment:?}"),
+            format!("api_version={api_version:?}"),
+        ]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmbedSettings {
     pub provider: &'static dyn Provider,
@@ -219,6 +241,59 @@ impl Default for EmbedSettings {
 }
 
 impl EmbedSettings {
+    /// Everything of the settings that changes the vector of a text, as
+    /// the embedding cache's key lists it (one `name=value` line each, in
+    /// this order: the bytes of existing caches' keys). URLs are in: a TEI
+    /// or Ollama server serves whatever model it loaded, whatever
+    /// --embed-model says. Destructured whole, as `vector_fields` of the
+    /// provider options is: a new setting must be placed on one side.
+    pub fn vector_fields(&self) -> Vec<String> {
+        let EmbedSettings {
+            provider,
+            urls,
+            model_dir,
+            truncate,
+            model,
+            dim,
+            send_dimensions,
+            asymmetric,
+            document_prefix,
+            purpose,
+            options,
+            // A question's prefix: questions are not cached (`search`
+            // embeds one, uncached); a document's vector never sees it.
+            query_prefix: _,
+            // How and how fast requests are sent, and where results are kept.
+            api_key: _,
+            batch_size: _,
+            max_request_tokens: _,
+            concurrency: _,
+            rpm: _,
+            tpm: _,
+            request_timeout: _,
+            max_retries: _,
+            cache: _,
+            batch_results: _,
+        } = self;
+        let mut urls = urls.clone();
+        urls.sort();
+        let mut fields = vec![
+            format!("v1 provider={}", provider.name()),
+            format!("model={model}"),
+            format!("dim={dim}"),
+            format!("urls={}", urls.join(",")),
+            format!("model_dir={model_dir:?}"),
+            format!("model_files={}", model_files(model_dir.as_deref())),
+            format!("truncate={truncate}"),
+            format!("send_dimensions={send_dimensions}"),
+            format!("asymmetric={asymmetric}"),
+            format!("document_prefix={document_prefix:?}"),
+            format!("purpose={purpose:?}"),
+        ];
+        fields.extend(options.vector_fields());
+        fields
+    }
+
     /// What decides a document's vector besides its length: the model, and
     /// the document prefix or task when they are set. The state file is named
     /// after it, so changing it re-embeds everything rather than leaving old
@@ -501,4 +576,30 @@ fn embed_urls(given: &[String]) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(urls)
+}
+
+/// The local model's files by name, size and modification time: new
+/// weights in the same folder are another model.
+fn model_files(dir: Option<&std::path::Path>) -> String {
+    let Some(dir) = dir else {
+        return String::new();
+    };
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let modified = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_nanos();
+            m.is_file()
+                .then(|| format!("{}:{}:{modified}", e.file_name().to_string_lossy(), m.len()))
+        })
+        .collect();
+    files.sort();
+    files.join(",")
 }
