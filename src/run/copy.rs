@@ -16,12 +16,12 @@
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lifecycle::{self, Outcome, Steps};
 use super::reembed::{to_chunk, verify};
 use super::{Driver, Queues, SetupError};
 use crate::chunk::Tokenizer;
@@ -67,146 +67,197 @@ impl CopyJob {
 
 pub async fn run(
     cfg: CopyJob,
-    mut source: Box<dyn RowReader>,
+    source: Box<dyn RowReader>,
     progress: ProgressMode,
 ) -> Result<ReembedReport, SetupError> {
-    let started = Instant::now();
-    if let Some(name) = &cfg.switch
-        && let Some(msg) = cfg.target.already_switched(name).await?
-    {
-        return Err(SetupError(anyhow::anyhow!(msg)));
-    }
-    let mut sink = cfg.target.sink(cfg.dim);
-    sink.sole_writer();
-    sink.prepare().await?;
-    let sink: Arc<dyn Sink> = Arc::from(sink);
-    let stats = Arc::new(Stats::default());
-    // Tenants the target holds nothing of need no look-up per page: only
-    // this copy writes their rows (a fresh target, the common case, costs
-    // the store no reads at all).
-    let held = sink
-        .tenants()
-        .await
-        .map_err(|e| SetupError(anyhow::anyhow!("asking the target what it holds: {e:#}")))?
-        .into_keys()
-        .collect();
-    let ledger = Arc::new(Ledger::new(None, sink.clone(), stats.clone()));
-    if let Err(e) = sink.begin().await {
-        let _ = sink.finish("", false).await;
-        return Err(SetupError(e));
-    }
-    let mut driver = match Driver::start_with(
-        progress,
-        Queues::copy(sink.write_concurrency()),
-        stats.clone(),
-    ) {
-        Ok(d) => d,
-        Err(e) => {
-            let _ = sink.finish("", false).await;
-            return Err(e);
-        }
+    let steps = CopySteps {
+        cfg,
+        source: Some(source),
+        held: Default::default(),
+        ledger: None,
+        read: None,
+        report: None,
     };
-    if cfg.target.stores_as() == Stored::Half {
-        tracing::warn!(
-            "{} stores halfvec: the copied vectors are rounded to float16 (11 significant bits)",
-            sink.describe()
-        );
-    }
-    tracing::info!(
-        "copying {} into {} ({} dimensions, no embedding requests)",
-        source.describe(),
-        sink.describe(),
-        cfg.dim
-    );
-    let (row_tx, stages) = driver.copy_stages(sink.clone(), ledger);
-    let feed = Feed {
-        sink: sink.clone(),
-        stats: stats.clone(),
-        cancel: driver.cancel.clone(),
-        fatal: driver.fatal.clone(),
-        target_lightrag: cfg.target.layout().is_lightrag(),
-        to_tenant: cfg.to_tenant.clone(),
-        dim: cfg.dim,
-        held,
-    };
-    let reader = tokio::spawn(async move {
-        let mut seen = verify::Seen::default();
-        let mut sample = Sample::default();
-        feed.run(source.as_mut(), row_tx, &mut seen, &mut sample)
-            .await;
-        (source, seen, sample)
-    });
-    let read = driver
-        .drive(stages, async move {
-            reader
-                .await
-                .map_err(|e| format!("internal error: source reader: {e}"))
-        })
-        .await;
+    lifecycle::run(steps, progress).await
+}
 
-    let interrupted = driver.interrupted();
-    let mut error = driver.fatal.get();
-    let index_tenant = cfg
-        .tenant
-        .as_deref()
-        .map(|t| cfg.target_tenant(t))
-        .unwrap_or_default();
-    let index = match sink.finish(&index_tenant, !interrupted).await {
-        Ok(s) => s.index,
-        Err(e) => {
-            error.get_or_insert(format!("finishing the target: {e:#}"));
-            None
-        }
-    };
-    let mut report = ReembedReport::new(
-        cfg.source_desc.clone(),
-        cfg.dim,
-        &stats,
-        "none: the source's vectors are copied".to_string(),
-        sink.describe(),
-    );
-    report.command = "copy";
-    report.index = index;
-    report.interrupted = interrupted;
-    let complete = !interrupted && error.is_none() && report.failed_chunks == 0;
-    if let Some((mut source, seen, sample)) = read
-        && complete
-    {
-        if cfg.prune {
-            match verify::prune(sink.as_ref(), &seen, cfg.all_tenants()).await {
-                Ok(n) => report.pruned = n,
-                Err(e) => error = Some(format!("--prune: {e:#}")),
-            }
-        }
-        if error.is_none() {
-            let kept_as = cfg.target.stores_as();
-            match check(
-                &cfg,
-                source.as_mut(),
-                sink.as_ref(),
-                sample,
-                kept_as,
-                &mut report,
-            )
-            .await
-            {
-                Err(e) => error = Some(format!("verifying the target: {e:#}")),
-                Ok(()) if report.verified => {
-                    if let Some(name) = &cfg.switch {
-                        match cfg.target.switch(name).await {
-                            Ok(done) => report.switched = Some(done),
-                            Err(e) => error = Some(format!("--switch: {e:#}")),
-                        }
-                    }
-                }
-                Ok(()) => {}
-            }
-        }
+/// A copy's part of the run's lifecycle.
+struct CopySteps {
+    cfg: CopyJob,
+    source: Option<Box<dyn RowReader>>,
+    /// The tenants the target held rows of when the copy began.
+    held: std::collections::BTreeSet<String>,
+    ledger: Option<Arc<Ledger>>,
+    /// What the reading task gives back: the source, what it saw, the sample.
+    read: Option<(Box<dyn RowReader>, verify::Seen, Sample)>,
+    report: Option<ReembedReport>,
+}
+
+impl CopySteps {
+    fn report_now(&self, stats: &Stats, sink: &dyn Sink) -> ReembedReport {
+        let mut report = ReembedReport::new(
+            self.cfg.source_desc.clone(),
+            self.cfg.dim,
+            stats,
+            "none: the source's vectors are copied".to_string(),
+            sink.describe(),
+        );
+        report.command = "copy";
+        report
     }
-    report.error = error;
-    report.elapsed_seconds = started.elapsed().as_secs_f64();
-    report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
-    Ok(report)
+}
+
+#[async_trait::async_trait]
+impl Steps for CopySteps {
+    type Report = ReembedReport;
+
+    fn target(&self) -> &dyn Target {
+        self.cfg.target.as_ref()
+    }
+
+    fn switch(&self) -> Option<&str> {
+        self.cfg.switch.as_deref()
+    }
+
+    fn whole_target(&self) -> bool {
+        true
+    }
+
+    fn dim(&self) -> usize {
+        self.cfg.dim
+    }
+
+    async fn setup(
+        &mut self,
+        sink: &Arc<dyn Sink>,
+        stats: &Arc<Stats>,
+    ) -> Result<Option<ReembedReport>, SetupError> {
+        // Tenants the target holds nothing of need no look-up per page:
+        // only this copy writes their rows (a fresh target, the common
+        // case, costs the store no reads at all).
+        self.held = sink
+            .tenants()
+            .await
+            .map_err(|e| SetupError(anyhow::anyhow!("asking the target what it holds: {e:#}")))?
+            .into_keys()
+            .collect();
+        self.ledger = Some(Arc::new(Ledger::new(None, sink.clone(), stats.clone())));
+        Ok(None)
+    }
+
+    fn start_driver(
+        &self,
+        progress: ProgressMode,
+        stats: Arc<Stats>,
+        sink: &dyn Sink,
+    ) -> Result<Driver, SetupError> {
+        Driver::start_with(progress, Queues::copy(sink.write_concurrency()), stats)
+    }
+
+    async fn drive(&mut self, driver: &mut Driver, sink: &Arc<dyn Sink>) {
+        let cfg = &self.cfg;
+        if cfg.target.stores_as() == Stored::Half {
+            tracing::warn!(
+                "{} stores halfvec: the copied vectors are rounded to float16 (11 significant bits)",
+                sink.describe()
+            );
+        }
+        let Some((mut source, ledger)) = self.source.take().zip(self.ledger.take()) else {
+            driver.fail("internal error: the copy was driven twice".into());
+            return;
+        };
+        tracing::info!(
+            "copying {} into {} ({} dimensions, no embedding requests)",
+            source.describe(),
+            sink.describe(),
+            cfg.dim
+        );
+        let (row_tx, stages) = driver.copy_stages(sink.clone(), ledger);
+        let feed = Feed {
+            sink: sink.clone(),
+            stats: driver.stats.clone(),
+            cancel: driver.cancel.clone(),
+            fatal: driver.fatal.clone(),
+            target_lightrag: cfg.target.layout().is_lightrag(),
+            to_tenant: cfg.to_tenant.clone(),
+            dim: cfg.dim,
+            held: std::mem::take(&mut self.held),
+        };
+        let reader = tokio::spawn(async move {
+            let mut seen = verify::Seen::default();
+            let mut sample = Sample::default();
+            feed.run(source.as_mut(), row_tx, &mut seen, &mut sample)
+                .await;
+            (source, seen, sample)
+        });
+        self.read = driver
+            .drive(stages, async move {
+                reader
+                    .await
+                    .map_err(|e| format!("internal error: source reader: {e}"))
+            })
+            .await;
+    }
+
+    fn index_tenant(&self) -> String {
+        self.cfg
+            .tenant
+            .as_deref()
+            .map(|t| self.cfg.target_tenant(t))
+            .unwrap_or_default()
+    }
+
+    async fn after_finish(
+        &mut self,
+        outcome: &mut Outcome,
+        sink: &Arc<dyn Sink>,
+        stats: &Arc<Stats>,
+    ) -> bool {
+        let mut report = self.report_now(stats, sink.as_ref());
+        report.index = outcome.finished.as_ref().and_then(|f| f.index.clone());
+        report.interrupted = outcome.interrupted;
+        let complete = outcome.clean() && report.failed_chunks == 0;
+        if let Some((mut source, seen, sample)) = self.read.take()
+            && complete
+        {
+            if self.cfg.prune {
+                match verify::prune(sink.as_ref(), &seen, self.cfg.all_tenants()).await {
+                    Ok(n) => report.pruned = n,
+                    Err(e) => outcome.fail(format!("--prune: {e:#}")),
+                }
+            }
+            if outcome.error.is_none() {
+                let kept_as = self.cfg.target.stores_as();
+                let checked = check(
+                    &self.cfg,
+                    source.as_mut(),
+                    sink.as_ref(),
+                    sample,
+                    kept_as,
+                    &mut report,
+                )
+                .await;
+                if let Err(e) = checked {
+                    outcome.fail(format!("verifying the target: {e:#}"));
+                }
+            }
+        }
+        let verified = report.verified;
+        self.report = Some(report);
+        verified
+    }
+
+    fn report(mut self, outcome: Outcome, sink: &dyn Sink, stats: &Stats) -> ReembedReport {
+        let mut report = match self.report.take() {
+            Some(r) => r,
+            None => self.report_now(stats, sink),
+        };
+        report.switched = outcome.switched;
+        report.error = outcome.error;
+        report.elapsed_seconds = outcome.started.elapsed().as_secs_f64();
+        report.vectors_per_second = report.reembedded as f64 / report.elapsed_seconds.max(1e-9);
+        report
+    }
 }
 
 /// What the reading task needs.

@@ -15,6 +15,7 @@
 
 pub mod batches;
 pub mod copy;
+pub mod lifecycle;
 pub mod load;
 pub mod plan;
 pub mod reembed;
