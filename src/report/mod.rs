@@ -18,7 +18,7 @@ pub use stats::{DeadChunk, DecodedFile, FailedChunk, Gauges, InFlight, Stats};
 
 use crate::records::Skip;
 
-/// What `--batch-api` did before the load wrote (`run/batches.rs`).
+/// What `--batch-api` did before the load wrote (`run/batches/`).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct BatchSummary {
     /// Batches whose results this load used (all rounds).

@@ -61,6 +61,31 @@ pub fn start(
     interrupted: Arc<AtomicBool>,
     watch: Watch,
 ) -> anyhow::Result<Supervisor> {
+    start_with(
+        cancel,
+        interrupted,
+        Some(watch),
+        "finishing requests in flight and writing what is embedded",
+    )
+}
+
+/// Starts watching for signals while the run waits on something that is
+/// not a stage (the batches of `--batch-api`): no stall warnings; the
+/// first signal cancels with `first` said, a second exits at once.
+pub fn start_waiting(
+    cancel: CancellationToken,
+    interrupted: Arc<AtomicBool>,
+    first: &'static str,
+) -> anyhow::Result<Supervisor> {
+    start_with(cancel, interrupted, None, first)
+}
+
+fn start_with(
+    cancel: CancellationToken,
+    interrupted: Arc<AtomicBool>,
+    watch: Option<Watch>,
+    first: &'static str,
+) -> anyhow::Result<Supervisor> {
     let done = CancellationToken::new();
     let stages_running = Arc::new(AtomicBool::new(true));
     let stall_after = stall_after();
@@ -79,8 +104,7 @@ pub fn start(
         .spawn(move || {
             runtime.block_on(supervise(
                 signals,
-                cancel,
-                interrupted,
+                (cancel, interrupted, first),
                 watch,
                 stall_after,
                 running,
@@ -104,9 +128,8 @@ fn stall_after() -> Duration {
 
 async fn supervise(
     mut signals: Signals,
-    cancel: CancellationToken,
-    interrupted: Arc<AtomicBool>,
-    watch: Watch,
+    (cancel, interrupted, first): (CancellationToken, Arc<AtomicBool>, &'static str),
+    watch: Option<Watch>,
     stall_after: Duration,
     stages_running: Arc<AtomicBool>,
     done: CancellationToken,
@@ -121,8 +144,7 @@ async fn supervise(
                 received += 1;
                 if received == 1 {
                     tracing::warn!(
-                        "{name}: finishing requests in flight and writing what is embedded \
-                         (Ctrl-C or a second signal exits at once)"
+                        "{name}: {first} (Ctrl-C or a second signal exits at once)"
                     );
                     interrupted.store(true, Relaxed);
                     cancel.cancel();
@@ -133,7 +155,8 @@ async fn supervise(
             }
             _ = tick.tick() => {
                 if stages_running.load(Relaxed)
-                    && let Some(msg) = stall.check(&watch)
+                    && let Some(watch) = &watch
+                    && let Some(msg) = stall.check(watch)
                 {
                     tracing::warn!("{msg}");
                 }

@@ -1,7 +1,7 @@
 //! Embedding through a provider's batch API: the same requests the
 //! synchronous path sends, written to files, run by the provider within
 //! 24 hours at half the price, and read back into a store of results the
-//! embed stage asks before it sends anything (`run/batches.rs` drives it).
+//! embed stage asks before it sends anything (`run/batches/` drives it).
 
 pub mod bedrock;
 pub mod openai;
@@ -65,7 +65,7 @@ pub struct BatchFlags {
     pub batch_min_records: usize,
 }
 
-/// A provider's batch API, as `run/batches.rs` drives it: request files
+/// A provider's batch API, as `run/batches/` drives it: request files
 /// in, batches made and polled, output lines joined by their id.
 #[async_trait]
 pub trait BatchApi: Send + Sync {

@@ -81,7 +81,7 @@ pub async fn load(job: LoadJob, progress: ProgressMode) -> Result<Report, SetupE
 }
 
 /// `--batch-api`: every chunk this load would pay for embedded through the
-/// provider's batch API first (`run/batches.rs`), fed by the load's own
+/// provider's batch API first (`run/batches/`), fed by the load's own
 /// producer and ledger.
 async fn batch_phase(
     job: &LoadJob,
