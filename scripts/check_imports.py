@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Checks the import rule of ARCHITECTURE.md on src/: which top-level module
-(a folder or a file under src/) may use which.
+"""Checks src/ against the import table of ARCHITECTURE.md ("Which module may
+import which"): which top-level module (a folder or a file under src/) may
+use which.
 
-- No cycle between top-level modules (a `crate::x` path anywhere in a module's
-  files counts as a use of `x`; `super::` stays inside the module).
-- Nothing below the command layer uses `cli` (only `commands` and `cli` do).
-- `records`, `settings`, `layout`, `pools` and `backoff` use no other
-  module of the crate (they are what the others stand on).
+- Every top-level module is a row of the table, and every module it uses is
+  allowed by its row ("nothing", names in backticks, "every module above":
+  the modules of the rows before it). A `crate::x` path anywhere in a
+  module's files counts as a use of `x`; `super::` stays inside the module.
+- No cycle between top-level modules.
+
+The table is the rule: when the code needs a new import, the table says so
+first (and a reader sees it), or CI fails.
 
     scripts/check_imports.py          prints the graph; exit 1 on a violation
 """
@@ -14,9 +18,10 @@ import pathlib
 import re
 import sys
 
-SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
-LEAVES = {"records", "settings", "layout", "pools", "backoff", "shard"}
-COMMAND_LAYER = {"commands", "cli"}
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+SECTION = "## Which module may import which"
 
 
 def module_of(path: pathlib.Path) -> str:
@@ -33,6 +38,35 @@ def uses(text: str) -> set[str]:
     return found
 
 
+def allowed_by_table() -> dict[str, set[str]]:
+    """Module -> the modules it may use, as ARCHITECTURE.md's table says."""
+    text = ARCHITECTURE.read_text()
+    if SECTION not in text:
+        sys.exit(f"check_imports: ARCHITECTURE.md has no '{SECTION}' section")
+    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    allowed: dict[str, set[str]] = {}
+    above: set[str] = set()
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.lstrip().startswith("|") or len(cells) != 2:
+            continue
+        left, right = cells
+        modules = re.findall(r"`(\w+)`", left)
+        if not modules:  # the header and its rule
+            continue
+        may = set(re.findall(r"`(\w+)`", right))
+        if "every module above" in right:
+            may |= above
+        elif "nothing" not in right and not may:
+            sys.exit(f"check_imports: ARCHITECTURE.md's row {line.strip()!r} says nothing readable")
+        for m in modules:
+            allowed[m] = may
+        above |= set(modules)
+    if not allowed:
+        sys.exit("check_imports: ARCHITECTURE.md's import table has no rows")
+    return allowed
+
+
 def main() -> int:
     graph: dict[str, set[str]] = {}
     for path in SRC.rglob("*.rs"):
@@ -43,12 +77,16 @@ def main() -> int:
     modules = set(graph)
     for m in graph:
         graph[m] &= modules
+    allowed = allowed_by_table()
     problems = []
     for m, deps in sorted(graph.items()):
-        if "cli" in deps and m not in COMMAND_LAYER:
-            problems.append(f"{m} uses cli (only the command layer may)")
-        if m in LEAVES and deps:
-            problems.append(f"{m} must use no other module, uses {sorted(deps)}")
+        if m not in allowed:
+            problems.append(f"{m} is not in ARCHITECTURE.md's import table")
+            continue
+        for d in sorted(deps - allowed[m]):
+            problems.append(f"{m} uses {d}, which ARCHITECTURE.md's import table does not allow")
+    for m in sorted(set(allowed) - modules):
+        problems.append(f"ARCHITECTURE.md's import table names {m}, which src/ does not have")
     # Cycles: depth-first search for a back edge.
     state: dict[str, int] = {}
     stack: list[str] = []
