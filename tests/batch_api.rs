@@ -155,8 +155,8 @@ fn a_load_killed_while_waiting_for_its_batch_picks_it_up_and_submits_nothing_twi
         assert!(child.try_wait().unwrap().is_none(), "the load ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Long enough for the batch's id to be recorded, well before it is done.
-    std::thread::sleep(Duration::from_millis(700));
+    // Polled: its id is recorded, well before it is done.
+    wait_for(&server, "batch_polls", 1, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     let db = Db::connect(&pg);
@@ -334,7 +334,8 @@ fn a_sigterm_while_waiting_ends_the_run_and_cancelled_batches_leave_the_rest_to_
         assert!(Instant::now() < deadline, "no batch was made within 60 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // Polled: the batch is recorded with its id.
+    wait_for(&server, "batch_polls", 1, &mut child);
     // ECS and Kubernetes stop a task with SIGTERM: the wait ends at once,
     // interrupted, and the batches stay recorded.
     let ok = std::process::Command::new("kill")
@@ -418,7 +419,7 @@ fn a_reembedding_through_batches_survives_a_kill_verifies_and_switches() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(700));
+    wait_for(&server, "batch_polls", 1, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -26,7 +26,7 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
         "--concurrency",
         "2",
     ];
-    let child = load_cmd(&server, &pg, &table, 16)
+    let mut child = load_cmd(&server, &pg, &table, 16)
         .arg(fixtures())
         .args(args)
         .arg("--report")
@@ -35,7 +35,10 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let db = Db::connect(&pg);
+    wait_until("rows written", Duration::from_secs(60), &mut child, || {
+        rows_in(&db, &table) > 0
+    });
     let kill = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -46,7 +49,6 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     let rep = read_report(&report);
     assert_eq!(rep["interrupted"].as_bool(), Some(true));
-    let db = Db::connect(&pg);
     let written = db.count(&table) as u64;
     assert!(written > 0, "something was written before the interrupt");
     assert_eq!(
@@ -205,8 +207,12 @@ fn sigterm_then_sigkill_as_ecs_stops_a_task_then_the_rerun_completes_it() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("rows written", Duration::from_secs(60), &mut child, || {
+        rows_in(&db, &table) > 0
+    });
     signal(&child, "-TERM");
+    // The orchestrator's grace period (ECS stopTimeout, Kubernetes
+    // terminationGracePeriodSeconds), shortened: then SIGKILL.
     std::thread::sleep(Duration::from_millis(150));
     let _ = child.kill();
     child.wait().unwrap();

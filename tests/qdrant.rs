@@ -423,7 +423,12 @@ fn indexing_settings_come_back_after_ctrl_c_and_after_kill_9() {
 
     // kill -9: nothing can run, so the marker stays and the next run restores.
     let mut child = slow_load(qs, &server, &name);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until(
+        "points written",
+        Duration::from_secs(60),
+        &mut child,
+        || bulk_marker(&q, &name) && q.count(&name, Some("t")) > 0,
+    );
     child.kill().unwrap();
     let _ = child.wait();
     assert_eq!(hnsw_m(&q, &name), (Some(0), Some(0)));
@@ -448,7 +453,7 @@ fn indexing_settings_come_back_after_ctrl_c_and_after_kill_9() {
     assert_vectors_match_content(&q.points(&name, None));
 
     // --keep-indexing leaves the settings alone throughout.
-    let child = qdrant_load_cmd(&server, qs, &name, DIM)
+    let mut child = qdrant_load_cmd(&server, qs, &name, DIM)
         .arg(fixtures())
         .args([
             "--tenant",
@@ -463,7 +468,10 @@ fn indexing_settings_come_back_after_ctrl_c_and_after_kill_9() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // Mid-run: the load is writing tenant u's points.
+    wait_until("points of u", Duration::from_secs(60), &mut child, || {
+        q.count(&name, Some("u")) > 0
+    });
     assert_eq!(hnsw_m(&q, &name), (Some(24), Some(12)));
     assert!(child.wait_with_output().unwrap().status.success());
 }

@@ -136,8 +136,10 @@ fn kill_9_at_several_points_then_resume_gives_the_store_of_one_clean_run() {
 
     let table = unique_table("k9");
     let sent_before = inputs(&server);
-    let kills = [700u64, 1500, 2600];
-    for delay in kills {
+    // Killed once a quarter, a half, three quarters of the rows are in
+    // the store: each kill lands mid-run, whatever the machine's speed.
+    let kills = [chunks / 4, chunks / 2, chunks * 3 / 4];
+    for at in kills {
         let mut child = load_cmd(&server, &pg, &table, DIM)
             .arg(fixtures())
             .args(sizing)
@@ -145,7 +147,12 @@ fn kill_9_at_several_points_then_resume_gives_the_store_of_one_clean_run() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay));
+        wait_until(
+            &format!("{at} rows written"),
+            Duration::from_secs(60),
+            &mut child,
+            || rows_in(&db, &table) >= at,
+        );
         child.kill().unwrap(); // SIGKILL: no chance to clean up
         child.wait().unwrap();
     }

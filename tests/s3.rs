@@ -618,8 +618,14 @@ fn a_batch_api_task_killed_while_waiting_is_picked_up_by_the_next_task_from_the_
         assert!(child.try_wait().unwrap().is_none(), "the load ended early");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // The batch is recorded and the state put back right after it is made.
-    std::thread::sleep(std::time::Duration::from_millis(1000));
+    // Polled: the batch was recorded and the state put back (right after
+    // it is made, before the wait starts).
+    wait_until(
+        "the batch polled",
+        std::time::Duration::from_secs(60),
+        &mut child,
+        || server.stats()["batch_polls"].as_u64().unwrap_or(0) >= 1,
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -442,6 +442,37 @@ pub fn run_within(cmd: &mut Command, limit: std::time::Duration) -> Run {
     r
 }
 
+/// Waits until `cond` holds: fails the test after `limit`, or when `child`
+/// ended first (what it waits for can then never come). Tests wait for
+/// what they can observe, never for a fixed time.
+pub fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    child: &mut Child,
+    mut cond: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what}: the run ended first ({status})");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Rows of `table`, 0 while it does not exist.
+pub fn rows_in(db: &Db, table: &str) -> u64 {
+    if db.table_exists(table) {
+        db.count(table) as u64
+    } else {
+        0
+    }
+}
+
 pub fn read_report(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).expect("report written");
     serde_json::from_str(&text).expect("report is JSON")
