@@ -11,6 +11,7 @@ pub mod limiter;
 pub mod limits;
 pub mod pace;
 pub mod parts;
+pub mod prices;
 pub mod providers;
 pub mod settings;
 pub mod stage;

@@ -1,20 +1,31 @@
-//! `vecload load`: documents from the file system, chunked on the chunking
-//! pool, through the driver's embed and sink stages, then the post-steps
-//! (state sync, --prune, index build, counts).
+//! `vecload load`: documents from the file system or S3, chunked on the
+//! chunking pool, through the driver's embed and sink stages, then the
+//! post-steps (state sync, --prune, index build, counts).
 //!
 //!   walk ─► read+chunk (chunking pool) ─► embed (tokio, bounded) ─► sink (writers)
+//!
+//! Here: the job and the walk (`produce`). Beside it: the load's part of
+//! the run lifecycle (`steps.rs`), the feed of `--batch-api`
+//! (`batch_feed.rs`), the state kept in S3 (`state_s3.rs`), and a sharded
+//! load's `--step prepare|finish` (`whole_target.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Instant;
 
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod batch_feed;
+mod state_s3;
 mod steps;
+mod whole_target;
+
+use batch_feed::batch_phase;
+pub(crate) use state_s3::RemoteState;
+use whole_target::whole_target_step;
 
 use super::SetupError;
 use super::shards;
@@ -78,266 +89,6 @@ pub async fn load(job: LoadJob, progress: ProgressMode) -> Result<Report, SetupE
         return whole_target_step(&job, step).await;
     }
     super::lifecycle::run(steps::LoadSteps::new(job), progress).await
-}
-
-/// `--batch-api`: every chunk this load would pay for embedded through the
-/// provider's batch API first (`run/batches/`), fed by the load's own
-/// producer and ledger.
-async fn batch_phase(
-    job: &LoadJob,
-    settings: &crate::embed::batch_api::BatchSettings,
-    filter: &Arc<Filter>,
-    ledger: &Arc<Ledger>,
-    remote: Option<&Remote>,
-    state_s3: &Option<Arc<RemoteState>>,
-) -> Result<crate::report::BatchSummary, SetupError> {
-    let state = ledger.state().ok_or_else(|| {
-        SetupError(anyhow::anyhow!(
-            "--batch-api needs a state file to remember its batches (leave out --no-state)"
-        ))
-    })?;
-    // Another machine must know of a batch as soon as it is made.
-    let put_state = || -> futures::future::BoxFuture<'static, ()> {
-        let (remote_state, ledger) = (state_s3.clone(), ledger.clone());
-        Box::pin(async move {
-            if let Some(r) = remote_state {
-                r.checkpoint_now(&ledger).await;
-            }
-        })
-    };
-    let feed =
-        |tx: mpsc::Sender<Chunk>| -> futures::future::BoxFuture<'static, Result<(), String>> {
-            let (job, filter, ledger) = (job.clone(), filter.clone(), ledger.clone());
-            let remote = remote.map(Remote::share);
-            Box::pin(async move {
-                let pool = crate::pools::chunking().map_err(|e| format!("{e:#}"))?;
-                let fatal = Fatal::default();
-                let handle = tokio::runtime::Handle::current();
-                let inner = fatal.clone();
-                let walker = std::thread::Builder::new()
-                    .name("vecload-batch-walk".into())
-                    .spawn(move || {
-                        let books = Books {
-                            ledger: &ledger,
-                            fatal: &inner,
-                            handle: &handle,
-                        };
-                        // Its counts are not the load's: the load counts again.
-                        let scratch = Arc::new(Stats::default());
-                        produce(
-                            pool,
-                            &job,
-                            &filter,
-                            &scratch,
-                            &CancellationToken::new(),
-                            tx,
-                            Some(books),
-                            remote.as_ref(),
-                        );
-                    })
-                    .map_err(|e| format!("cannot start the walking thread: {e}"))?;
-                match tokio::task::spawn_blocking(move || walker.join()).await {
-                    Ok(Ok(())) => {}
-                    _ => return Err("internal error: the chunking thread panicked".into()),
-                }
-                fatal.get().map_or(Ok(()), Err)
-            })
-        };
-    super::batches::embed_in_batches(
-        super::batches::BatchRun {
-            embed: &job.embed,
-            tenant: &job.tenant,
-            s3: remote.map(|r| r.s3.clone()),
-            s3_settings: &job.source.s3,
-            state,
-            feed: &feed,
-            on_recorded: &put_state,
-        },
-        settings,
-    )
-    .await
-}
-
-/// A state file kept in S3: fetched to a local file of this process at the
-/// start (none there yet: a new one), put back at the end of the run.
-pub(super) struct RemoteState {
-    s3: Arc<S3>,
-    bucket: String,
-    key: String,
-    local: PathBuf,
-}
-
-impl RemoteState {
-    pub(super) async fn fetch(
-        job: &LoadJob,
-        remote: Option<&Remote>,
-        bucket: &str,
-        key: &str,
-    ) -> Result<RemoteState, SetupError> {
-        let local = job
-            .state
-            .clone()
-            .ok_or_else(|| SetupError(anyhow::anyhow!("internal error: no local state path")))?;
-        let s3 = match remote {
-            Some(r) => r.s3.clone(),
-            None => Arc::new(S3::from_settings(&job.source.s3)?),
-        };
-        let this = RemoteState {
-            s3,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            local,
-        };
-        let _ = std::fs::remove_file(&this.local);
-        match this.s3.download(bucket, key, &this.local, u64::MAX).await {
-            Ok(n) => tracing::info!("--state {}: {n} bytes fetched", this.url()),
-            Err(crate::source::s3::S3Error::NoSuchKey(_)) => {
-                let _ = std::fs::remove_file(&this.local);
-                tracing::info!("--state {}: not there yet, starting a new one", this.url());
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&this.local);
-                return Err(SetupError(anyhow::anyhow!(
-                    "--state {}: cannot fetch it: {e}",
-                    this.url()
-                )));
-            }
-        }
-        Ok(this)
-    }
-
-    fn url(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-
-    /// The whole file in one PUT (a state is a few hundred bytes a document).
-    async fn put(&self) -> anyhow::Result<()> {
-        self.put_file(&self.local).await?;
-        tracing::info!("--state {}: put back", self.url());
-        Ok(())
-    }
-
-    async fn put_file(&self, file: &std::path::Path) -> anyhow::Result<()> {
-        let body = tokio::fs::read(file).await?;
-        self.s3
-            .put(&self.bucket, &self.key, body, "application/octet-stream")
-            .await?;
-        Ok(())
-    }
-
-    /// Puts a snapshot of the state back every `every` while the run goes:
-    /// a task killed after hours (Fargate, a spot node) then leaves most of
-    /// what it did recorded. A failed checkpoint is only said; the end of
-    /// the run puts the state back again.
-    fn checkpoints(
-        self: &Arc<Self>,
-        ledger: Arc<Ledger>,
-        every: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                this.checkpoint_now(&ledger).await;
-            }
-        })
-    }
-
-    /// Puts a snapshot of the state back now; a failure is only said.
-    pub(super) async fn checkpoint_now(&self, ledger: &Arc<Ledger>) {
-        let copy = self.local.with_extension("checkpoint");
-        let (ledger, to) = (ledger.clone(), copy.clone());
-        let snap = tokio::task::spawn_blocking(move || ledger.snapshot(&to)).await;
-        let put = match snap {
-            Ok(Ok(true)) => self.put_file(&copy).await,
-            Ok(Ok(false)) => return,
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(anyhow::anyhow!("{e}")),
-        };
-        let _ = std::fs::remove_file(&copy);
-        match put {
-            Ok(()) => tracing::info!("--state {}: checkpoint put", self.url()),
-            Err(e) => tracing::warn!("--state {}: checkpoint not put: {e:#}", self.url()),
-        }
-    }
-}
-
-impl Drop for RemoteState {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.local);
-        let _ = std::fs::remove_file(self.local.with_extension("checkpoint"));
-    }
-}
-
-/// `--step prepare|finish`: what a sharded run does once for the whole
-/// target, before or after its workers. Nothing is read or embedded.
-async fn whole_target_step(job: &LoadJob, step: Step) -> Result<Report, SetupError> {
-    let started = Instant::now();
-    let mut sink = job.target.sink(job.embed.dim);
-    // Creates the table or collection and its indexes, or checks them.
-    sink.prepare().await?;
-    let (mut tenant_rows, mut index, mut error, mut workers) = (None, None, None, None);
-    match step {
-        Step::Prepare => {
-            shards::prepare_for_workers(sink.as_ref(), job.step_shards).await?;
-            // Reports of an earlier run must not stand in for this run's workers.
-            sink.clear_shard_reports(&job.tenant).await?;
-            tenant_rows = Some(sink.count(&job.tenant).await?);
-        }
-        Step::Finish => {
-            let check = shards::workers_check(sink.as_ref(), &job.tenant).await?;
-            if let Some(refusal) = check.as_ref().and_then(|c| c.refusal()) {
-                // Nothing is finished: bulk mode stays on for the reruns,
-                // and this step can simply be run again after them.
-                error = Some(refusal);
-            } else {
-                // Bulk mode was turned on by the prepare step, in another process.
-                sink.adopt();
-                match sink.finish(&job.tenant, true).await {
-                    Ok(s) => {
-                        tenant_rows = Some(s.tenant_rows);
-                        index = s.index;
-                    }
-                    Err(e) => error = Some(format!("finishing the sink: {e:#}")),
-                }
-                if error.is_none() {
-                    shards::record_shard_count(sink.as_ref(), None).await;
-                    if check.is_some()
-                        && let Err(e) = sink.clear_shard_reports(&job.tenant).await
-                    {
-                        tracing::warn!("{e:#}");
-                    }
-                }
-            }
-            workers = check;
-        }
-    }
-    tracing::info!(
-        "--step {}: {} ready; tenant {:?} has {} rows",
-        step.name(),
-        sink.describe(),
-        job.tenant,
-        tenant_rows.unwrap_or(0)
-    );
-    let mut report = Report::build(
-        &Stats::default(),
-        RunInfo {
-            state_file: None,
-            tenant: job.tenant.clone(),
-            sink: sink.describe(),
-            embedding_endpoint: String::new(),
-            embed_dim: job.embed.dim,
-            tenant_rows,
-            expected_rows: None,
-            index,
-            interrupted: false,
-            error,
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-        },
-    );
-    report.step = Some(step.name());
-    report.workers = workers;
-    Ok(report)
 }
 
 /// The S3 client of a load with s3:// PATHs, each PATH checked.
