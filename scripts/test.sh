@@ -33,7 +33,7 @@ export VECLOAD_REQUIRE_SERVICES=1
 # No registry ships Qdrant's server: its tests use QDRANT_URL or a `qdrant`
 # binary on PATH, and skip (loudly) without either.
 if [ -z "${QDRANT_URL:-}" ] && ! command -v qdrant >/dev/null; then
-  echo "=== SKIPPED: Qdrant sink tests (tests/qdrant.rs): no QDRANT_URL and no \`qdrant\` on PATH ===" >&2
+  echo "=== SKIPPED: Qdrant sink tests (tests/integration/qdrant.rs): no QDRANT_URL and no \`qdrant\` on PATH ===" >&2
 fi
 
 # One release build serves the tests, the demo and the benchmarks. The

@@ -8,8 +8,6 @@
 //! profile's keys; AssumeRoleWithWebIdentity with the token file's text);
 //! plus profiles with static keys and `credential_process`.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 
 /// The keys every source hands out, and the Bedrock server checks.
 const KEY_ID: &str = "ASIAVECLOADTEMP0001";

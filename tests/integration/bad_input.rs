@@ -1,9 +1,7 @@
 //! Inputs that cannot be loaded are reported with their path and reason,
 //! counted, and never stop the run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn bad_inputs_are_reported_counted_and_the_rest_loads() {

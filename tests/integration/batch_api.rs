@@ -4,12 +4,10 @@
 //! submits nothing twice; an expired batch's undone half is resubmitted
 //! once and a refused line is handled the synchronous way.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const DIM: usize = 16;
 

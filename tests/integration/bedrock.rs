@@ -6,11 +6,9 @@
 //! absorbed, and a denied model or a wrong secret stopping the run with the
 //! model and region named.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const KEY_ID: &str = "AKIAVECLOADTEST0001";
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYTESTKEY";
@@ -270,7 +268,7 @@ fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_
 {
     let test = "bedrock_batch";
     let Some(pg) = pg_url(test) else { return };
-    let Some(moto) = common::s3::Moto::start(test, "batch-bucket", false) else {
+    let Some(moto) = crate::common::s3::Moto::start(test, "batch-bucket", false) else {
         return;
     };
     let server = EmbedServer::start(&[
@@ -389,7 +387,7 @@ fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_
 fn a_failed_bedrock_job_is_submitted_as_a_new_job_and_paid_for_once() {
     let test = "bedrock_batch_failed";
     let Some(pg) = pg_url(test) else { return };
-    let Some(moto) = common::s3::Moto::start(test, "batch-failed", false) else {
+    let Some(moto) = crate::common::s3::Moto::start(test, "batch-failed", false) else {
         return;
     };
     let server = EmbedServer::start(&[

@@ -8,11 +8,9 @@
 //! Vectors are recomputable: the server's vector is of the text it was
 //! sent, and of `[task] text` when the API was given a task.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const KEY: &str = "sk-binding-test-0001";
 /// Gemini takes 128 to 3072.

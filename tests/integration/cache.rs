@@ -4,11 +4,9 @@
 //! an option that changes vectors misses; a damaged cache file is set aside
 //! and the run is still right.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use embedding_test_server::vector_for;
 
 const DIM: usize = 16;

@@ -9,12 +9,10 @@
 //! `chroot` into such a tree. It needs root (and a /proc mount); without
 //! them it is skipped loudly.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A root file system with `bin` and its libraries; /proc mounted until drop.
 struct Rootfs {

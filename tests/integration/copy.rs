@@ -6,13 +6,11 @@
 //! scales what it is given); a killed copy resumes and ends identical; a
 //! source of another dimension is refused before anything is written.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::qdrant::{QdrantServer, qdrant};
-use common::*;
+use crate::common::qdrant::{QdrantServer, qdrant};
+use crate::common::*;
 
 const DIM: usize = 16;
 

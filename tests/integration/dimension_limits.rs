@@ -1,9 +1,7 @@
 //! pgvector's dimension limits and table compatibility are checked before any
 //! file is read or any embedding request is sent.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn dim_3072_with_vector_and_hnsw_is_refused_before_any_request() {

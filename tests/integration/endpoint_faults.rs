@@ -2,9 +2,7 @@
 //! is transient, fail only the batch that is bad, stop at once when no
 //! request can succeed, and never write a vector that failed its checks.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn transient_errors_are_retried_until_every_chunk_is_written() {

@@ -5,12 +5,10 @@
 //! is stored and searchable, with PDF pages cited, and every unreadable one
 //! is reported with its reason without stopping the run.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use embedding_test_server::vector_for;
 
 const DIM: usize = 16;
@@ -354,7 +352,7 @@ fn a_parser_that_panics_or_runs_too_long_costs_only_its_file() {
 
 #[test]
 fn pdf_pages_are_in_the_qdrant_payload() {
-    let Some(q) = common::qdrant::qdrant("pdf_pages_are_in_the_qdrant_payload") else {
+    let Some(q) = crate::common::qdrant::qdrant("pdf_pages_are_in_the_qdrant_payload") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,11 +2,9 @@
 //! the exit says so, and rerunning the same command completes the table
 //! without duplicates.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
@@ -227,7 +225,7 @@ fn sigterm_then_sigkill_as_ecs_stops_a_task_then_the_rerun_completes_it() {
     assert_eq!(r.code, 0);
     assert_eq!(table_rows(&db, &table), want, "equal to one clean run");
     let paid = server.stats()["inputs"].as_u64().unwrap() - sent_before;
-    // As for kill -9 (tests/resume.rs): at most the requests in flight
+    // As for kill -9 (resume.rs): at most the requests in flight
     // (2 x 3) and one unacknowledged write batch (4) are paid again.
     assert!(paid <= chunks + 6 + 4, "paid {paid} for {chunks} chunks");
 }

@@ -5,14 +5,12 @@
 //! independently, and by LightRAG's own storage classes reading the result
 //! (scripts/lightrag_reads.py, when VECLOAD_LIGHTRAG_PYTHON is set).
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::qdrant::qdrant;
-use common::*;
+use crate::common::qdrant::qdrant;
+use crate::common::*;
 use embedding_test_server::vector_for;
 
 const DIM: usize = 24;

@@ -1,11 +1,9 @@
 //! `vecload load` end to end: every stored vector belongs to its stored text,
 //! reruns add nothing, tenants stay apart.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use embedding_test_server::vector_for;
 use pgvector::Vector;
 

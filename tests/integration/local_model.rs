@@ -3,11 +3,9 @@
 //! made by make_reference.py beside it), never cut an input, and load them
 //! through the real binary.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use vecload::embed::EmbedError;
 use vecload::embed::local::LocalModel;
 

@@ -1,9 +1,7 @@
 //! `vecload plan`: the load's own counts, no request sent (one with --probe),
 //! nothing written, and every target problem reported before any work.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn plan_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> std::process::Command {
     let mut c = vecload();

@@ -2,12 +2,10 @@
 //! (embedding-test-server --protocol tei|ollama): their batch, length and
 //! payload limits, and that nothing is cut silently.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// `vecload load` with a provider, into a table of its own.
 fn provider_cmd(provider: &str, urls: &[&str], pg: &str, table: &str) -> Command {

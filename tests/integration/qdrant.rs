@@ -4,14 +4,12 @@
 //! collection leave each other alone, bulk-mode settings come back, and a
 //! collection of the wrong shape is refused before any paid request.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::qdrant::{QdrantDb, QdrantServer, Stored, qdrant};
-use common::*;
+use crate::common::qdrant::{QdrantDb, QdrantServer, Stored, qdrant};
+use crate::common::*;
 use embedding_test_server::vector_for;
 use qdrant_client::qdrant::{
     CreateCollectionBuilder, Distance, HnswConfigDiffBuilder, VectorParamsBuilder,

@@ -5,14 +5,12 @@
 //! the switch is atomic while a reader keeps querying, and a killed or
 //! repeated run never pays for a vector twice.
 
-mod common;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::qdrant::{QdrantServer, Stored, qdrant};
-use common::*;
+use crate::common::qdrant::{QdrantServer, Stored, qdrant};
+use crate::common::*;
 use embedding_test_server::vector_for;
 
 const OLD: usize = 16;

@@ -3,12 +3,10 @@
 //! anywhere resumes to the store one clean run gives, --prune removes
 //! deleted documents of this tenant only.
 
-mod common;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const DIM: usize = 16;
 

@@ -5,12 +5,10 @@
 //! denied object skipped with its reason, and a bucket that cannot be read
 //! refused before anything is sent.
 
-mod common;
-
 use std::path::Path;
 
-use common::s3::Moto;
-use common::*;
+use crate::common::s3::Moto;
+use crate::common::*;
 
 const DIM: usize = 16;
 
@@ -338,7 +336,7 @@ fn a_task_logs_json_lines_and_puts_its_report_in_s3() {
     let server = EmbedServer::start(&["--dim", &DIM.to_string(), "--latency-ms", "1500"]);
     let dir = corpus();
     // At the bucket's root: moto's IAM check miscomputes signatures of
-    // listings with a `/` in the prefix (see tests/common/s3.rs).
+    // listings with a `/` in the prefix (see tests/integration/common/s3.rs).
     moto.put_dir("", &dir.path().join("guides"));
     let table = unique_table("s3task");
     let mut cmd = load_cmd(&server, &pg, &table, DIM);

@@ -3,12 +3,10 @@
 //! tenants never show, in pgvector and in Qdrant; with the local model the
 //! top hit is the document that answers the question.
 
-mod common;
-
 use std::process::Command;
 
-use common::qdrant::qdrant;
-use common::*;
+use crate::common::qdrant::qdrant;
+use crate::common::*;
 
 const DIM: usize = 16;
 

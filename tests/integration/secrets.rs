@@ -1,8 +1,6 @@
 //! API keys and database passwords never reach logs, errors or the report.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const KEY: &str = "sk-test-Zq8vX2mKp4RtY7wLs9Nb";
 

@@ -4,15 +4,13 @@
 //! writes, pay for each chunk once, survive a kill -9 without a state file,
 //! and prune only their own shard of their own tenant.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::qdrant::qdrant;
-use common::*;
+use crate::common::qdrant::qdrant;
+use crate::common::*;
 
 /// Environment and flags of one refused run.
 type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
@@ -446,7 +444,7 @@ fn four_workers_into_one_qdrant_collection_with_prepare_and_finish() {
     let mut c = qdrant_load_cmd(&one, q, &single, DIM);
     c.arg(docs.path()).args(SIZING).arg("--no-state");
     assert_eq!(run(&mut c).code, 0);
-    let strip = |mut p: Vec<common::qdrant::Stored>| {
+    let strip = |mut p: Vec<crate::common::qdrant::Stored>| {
         for s in &mut p {
             s.updated_at.clear();
         }
@@ -465,7 +463,7 @@ fn four_workers_into_one_qdrant_collection_with_prepare_and_finish() {
         c
     };
     assert_eq!(run(&mut step("prepare")).code, 0);
-    let m = |db: &common::qdrant::QdrantDb| {
+    let m = |db: &crate::common::qdrant::QdrantDb| {
         db.info(&coll)
             .config
             .and_then(|c| c.hnsw_config)

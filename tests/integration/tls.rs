@@ -4,11 +4,9 @@
 //! decrypted stream to the real server: the client side under test (sslmode
 //! require, verify-ca, verify-full, the CA file) is vecload's real code.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct TlsFront {
