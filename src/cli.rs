@@ -103,24 +103,9 @@ pub struct ReembedArgs {
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
 
-    /// PostgreSQL URL of the source, when it is not the target's database.
-    #[arg(long, value_name = "URL", hide_env_values = true)]
-    pub from_pg_url: Option<String>,
-
-    /// Qdrant URL of the source, when it is not the target's server (same
-    /// API key).
-    #[arg(long, value_name = "URL")]
-    pub from_qdrant_url: Option<String>,
-
-    /// gRPC address of the source Qdrant, when it is not 6334 of
-    /// --from-qdrant-url's host (a load balancer's port, say).
-    #[arg(long, value_name = "URL")]
-    pub from_qdrant_grpc_url: Option<String>,
-
-    /// API key of the source Qdrant, when it is not the target's (an old
-    /// cluster copied to a new one). Never logged.
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
-    pub from_qdrant_api_key: Option<String>,
+    /// Where the source store is, when not at the target's server.
+    #[command(flatten)]
+    pub from_at: crate::source::from::FromStoreFlags,
 
     /// Redis of lightrag-redis: (redis://, or rediss:// with TLS as on
     /// ElastiCache; a password in it is never logged).
@@ -188,24 +173,9 @@ pub struct CopyArgs {
     #[arg(long, value_name = "SOURCE")]
     pub from: String,
 
-    /// PostgreSQL URL of the source, when it is not the target's database.
-    #[arg(long, value_name = "URL", hide_env_values = true)]
-    pub from_pg_url: Option<String>,
-
-    /// Qdrant URL of the source, when it is not the target's server (same
-    /// API key).
-    #[arg(long, value_name = "URL")]
-    pub from_qdrant_url: Option<String>,
-
-    /// gRPC address of the source Qdrant, when it is not 6334 of
-    /// --from-qdrant-url's host (a load balancer's port, say).
-    #[arg(long, value_name = "URL")]
-    pub from_qdrant_grpc_url: Option<String>,
-
-    /// API key of the source Qdrant, when it is not the target's (an old
-    /// cluster copied to a new one). Never logged.
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
-    pub from_qdrant_api_key: Option<String>,
+    /// Where the source store is, when not at the target's server.
+    #[command(flatten)]
+    pub from_at: crate::source::from::FromStoreFlags,
 
     /// Copy only this tenant (LightRAG workspace); all tenants if unset.
     #[arg(long, visible_alias = "tenant-id")]

@@ -51,7 +51,8 @@ fn parse(args: &CopyArgs) -> Result<Parsed, ConfigError> {
         )));
     }
     let (kind, name) = args.from.split_once(':').unwrap_or((&args.from, ""));
-    if !matches!(kind, "pgvector" | "qdrant") {
+    // Only a store keeps vectors to copy (any store of the registry).
+    if crate::store::target::kind(kind).is_err() {
         return Err(bad(format!(
             "--from {:?}: copy reads stored vectors, from pgvector:TABLE or qdrant:COLLECTION; \
              LightRAG's chunk stores (lightrag:, lightrag-pg:, lightrag-redis:) hold texts \
@@ -60,10 +61,7 @@ fn parse(args: &CopyArgs) -> Result<Parsed, ConfigError> {
         )));
     }
     let elsewhere = Elsewhere {
-        pg_url: args.from_pg_url.clone(),
-        qdrant_url: args.from_qdrant_url.clone(),
-        qdrant_grpc_url: args.from_qdrant_grpc_url.clone(),
-        qdrant_api_key: args.from_qdrant_api_key.clone(),
+        stores: args.from_at.clone(),
         redis_url: None,
     };
     let source = FromSpec::parse(&args.from, &tenant, &args.sink, elsewhere, &env)?;

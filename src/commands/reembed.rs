@@ -43,10 +43,7 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
     let super::Endpoints { embed, target, .. } =
         embed_and_target(args.embed, &args.sink, namespace, &env)?;
     let elsewhere = Elsewhere {
-        pg_url: args.from_pg_url,
-        qdrant_url: args.from_qdrant_url,
-        qdrant_grpc_url: args.from_qdrant_grpc_url,
-        qdrant_api_key: args.from_qdrant_api_key,
+        stores: args.from_at,
         redis_url: args.from_redis_url,
     };
     let source = FromSpec::parse(&args.from, &tenant, &args.sink, elsewhere, &env)?;

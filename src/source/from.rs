@@ -27,19 +27,41 @@ pub enum FromSpec {
 /// Where a source is when it is not where the target is.
 #[derive(Debug, Clone, Default)]
 pub struct Elsewhere {
-    pub pg_url: Option<String>,
-    pub qdrant_url: Option<String>,
-    pub qdrant_grpc_url: Option<String>,
-    pub qdrant_api_key: Option<String>,
+    pub stores: FromStoreFlags,
+    /// Redis of LightRAG's chunk store (`reembed` only).
     pub redis_url: Option<String>,
+}
+
+/// Where a source store is when it is not the target's server: declared
+/// once, flattened into `reembed` and `copy`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FromStoreFlags {
+    /// PostgreSQL URL of the source, when it is not the target's database.
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub from_pg_url: Option<String>,
+
+    /// Qdrant URL of the source, when it is not the target's server (same
+    /// API key).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_url: Option<String>,
+
+    /// gRPC address of the source Qdrant, when it is not 6334 of
+    /// --from-qdrant-url's host (a load balancer's port, say).
+    #[arg(long, value_name = "URL")]
+    pub from_qdrant_grpc_url: Option<String>,
+
+    /// API key of the source Qdrant, when it is not the target's (an old
+    /// cluster copied to a new one). Never logged.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    pub from_qdrant_api_key: Option<String>,
 }
 
 impl Elsewhere {
     /// The `--from-<store>-url` given for this store.
     fn url_for(&self, store: &str) -> Option<String> {
         match store {
-            "pgvector" => self.pg_url.clone(),
-            "qdrant" => self.qdrant_url.clone(),
+            "pgvector" => self.stores.from_pg_url.clone(),
+            "qdrant" => self.stores.from_qdrant_url.clone(),
             _ => None,
         }
     }
@@ -110,8 +132,12 @@ impl FromSpec {
                 let at = match store.name() {
                     "qdrant" => crate::store::SourceAt {
                         url,
-                        grpc_url: elsewhere.qdrant_grpc_url.clone(),
-                        api_key: elsewhere.qdrant_api_key.clone().map(Secret::new),
+                        grpc_url: elsewhere.stores.from_qdrant_grpc_url.clone(),
+                        api_key: elsewhere
+                            .stores
+                            .from_qdrant_api_key
+                            .clone()
+                            .map(Secret::new),
                     },
                     _ => crate::store::SourceAt {
                         url,
