@@ -294,30 +294,9 @@ fn bedrock_batch_inference_stores_vectors_of_their_text_and_the_small_remainder_
         .unwrap();
     }
     let table = unique_table("bedrock_batch");
-    let mut cmd = vecload();
-    cmd.arg("load")
-        .arg(dir.path())
-        .env("EMBEDDING_BINDING", "bedrock")
-        .env("EMBEDDING_MODEL", "amazon.titan-embed-text-v2:0")
-        .env("EMBEDDING_DIM", "1024")
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
-        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
-        .args(["--pg-url", &pg, "--table", &table, "--progress", "log"])
-        .arg("--state")
-        .arg(state_path(&table))
-        .args([
-            "--batch-api",
-            "--batch-poll",
-            "0.2",
-            "--batch-max-requests",
-            "100",
-        ])
-        .args(["--batch-s3", "s3://batch-bucket/vecload/jobs"])
-        .args([
-            "--batch-role-arn",
-            "arn:aws:iam::123456789012:role/BedrockBatch",
-        ]);
-    moto.env(&mut cmd);
+    let mut cmd = bedrock_batch_load(&server, &moto, &pg, &table, dir.path());
+    cmd.args(["--batch-max-requests", "100"])
+        .args(["--batch-s3", "s3://batch-bucket/vecload/jobs"]);
     let r = run(&mut cmd);
     assert_eq!(r.code, 0, "{}", r.all_output());
     let stats = server.stats();
@@ -413,30 +392,9 @@ fn a_failed_bedrock_job_is_submitted_as_a_new_job_and_paid_for_once() {
         .unwrap();
     }
     let table = unique_table("bedrock_batch_failed");
-    let mut cmd = vecload();
-    cmd.arg("load")
-        .arg(dir.path())
-        .env("EMBEDDING_BINDING", "bedrock")
-        .env("EMBEDDING_MODEL", "amazon.titan-embed-text-v2:0")
-        .env("EMBEDDING_DIM", "1024")
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
-        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
-        .args(["--pg-url", &pg, "--table", &table, "--progress", "log"])
-        .arg("--state")
-        .arg(state_path(&table))
-        .args([
-            "--batch-api",
-            "--batch-poll",
-            "0.2",
-            "--batch-min-records",
-            "1",
-        ])
-        .args(["--batch-s3", "s3://batch-failed/jobs"])
-        .args([
-            "--batch-role-arn",
-            "arn:aws:iam::123456789012:role/BedrockBatch",
-        ]);
-    moto.env(&mut cmd);
+    let mut cmd = bedrock_batch_load(&server, &moto, &pg, &table, dir.path());
+    cmd.args(["--batch-min-records", "1"])
+        .args(["--batch-s3", "s3://batch-failed/jobs"]);
     let r = run_within(&mut cmd, std::time::Duration::from_secs(120));
     assert_eq!(r.code, 0, "{}", r.all_output());
     // Every job made run to its end, as Bedrock runs and bills it.
@@ -446,4 +404,33 @@ fn a_failed_bedrock_job_is_submitted_as_a_new_job_and_paid_for_once() {
     assert_eq!(stats["requests"], 0, "nothing synchronous: {stats}");
     assert_eq!(Db::connect(&pg).count(&table), 10);
     assert_vectors(&pg, &table, 1024, 50_000);
+}
+
+/// `vecload load DIR --batch-api` with Titan v2 on Bedrock through the test
+/// server and moto; add `--batch-s3` and what the test needs.
+fn bedrock_batch_load(
+    server: &EmbedServer,
+    moto: &crate::common::s3::Moto,
+    pg: &str,
+    table: &str,
+    dir: &std::path::Path,
+) -> Command {
+    let mut cmd = vecload();
+    cmd.arg("load")
+        .arg(dir)
+        .env("EMBEDDING_BINDING", "bedrock")
+        .env("EMBEDDING_MODEL", "amazon.titan-embed-text-v2:0")
+        .env("EMBEDDING_DIM", "1024")
+        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &server.url)
+        .env("AWS_ENDPOINT_URL_BEDROCK", &server.url)
+        .args(["--pg-url", pg, "--table", table, "--progress", "log"])
+        .arg("--state")
+        .arg(state_path(table))
+        .args(["--batch-api", "--batch-poll", "0.2"])
+        .args([
+            "--batch-role-arn",
+            "arn:aws:iam::123456789012:role/BedrockBatch",
+        ]);
+    moto.env(&mut cmd);
+    cmd
 }
