@@ -82,6 +82,7 @@ pub trait Steps: Send {
         &mut self,
         sink: &Arc<dyn Sink>,
         stats: &Arc<Stats>,
+        started: Instant,
     ) -> Result<Option<Self::Report>, SetupError>;
     /// Before bulk mode begins (the store serves as usual meanwhile).
     /// `Some(report)` ends the run here.
@@ -143,7 +144,7 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
     sink.prepare().await?;
     let sink: Arc<dyn Sink> = Arc::from(sink);
     let stats = Arc::new(Stats::default());
-    if let Some(report) = steps.setup(&sink, &stats).await? {
+    if let Some(report) = steps.setup(&sink, &stats, started).await? {
         return Ok(report);
     }
     if let Some(report) = steps.before_bulk(&sink, &stats, started).await? {

@@ -130,6 +130,7 @@ impl Steps for CopySteps {
         &mut self,
         sink: &Arc<dyn Sink>,
         stats: &Arc<Stats>,
+        _started: std::time::Instant,
     ) -> Result<Option<ReembedReport>, SetupError> {
         // Tenants the target holds nothing of need no look-up per page:
         // only this copy writes their rows (a fresh target, the common

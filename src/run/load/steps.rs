@@ -105,6 +105,7 @@ impl Steps for LoadSteps {
         &mut self,
         sink: &Arc<dyn Sink>,
         stats: &Arc<Stats>,
+        _started: std::time::Instant,
     ) -> Result<Option<Report>, SetupError> {
         let job = &self.job;
         if let Some(s) = job.shard {

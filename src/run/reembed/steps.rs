@@ -98,6 +98,7 @@ impl Steps for ReembedSteps {
         &mut self,
         sink: &Arc<dyn Sink>,
         stats: &Arc<Stats>,
+        started: Instant,
     ) -> Result<Option<ReembedReport>, SetupError> {
         if let Some(s) = self.cfg.shard {
             crate::run::shards::check_shard_count(sink.as_ref(), s).await?;
@@ -106,6 +107,7 @@ impl Steps for ReembedSteps {
             crate::run::shards::prepare_for_workers(sink.as_ref(), self.cfg.step_shards).await?;
             let mut report = self.report_now(stats, sink.as_ref());
             report.step = Some("prepare");
+            report.elapsed_seconds = started.elapsed().as_secs_f64();
             return Ok(Some(report));
         }
         // No state file: the target is the record.
