@@ -27,7 +27,7 @@ pub struct BatchSummary {
     pub submitted: u64,
     pub inputs_answered: u64,
     /// Inputs no batch answered, left to the synchronous path: the sum of
-    /// the three below.
+    /// the three below (set once, at the end of the batch phase).
     pub inputs_failed: u64,
     /// Inputs of a refused line (the synchronous path handles the refusal).
     pub inputs_refused: u64,

@@ -163,7 +163,6 @@ impl Batches<'_> {
         self.summary.inputs_answered += inputs.saturating_sub(refusals + undone);
         self.summary.inputs_refused += refusals;
         self.summary.inputs_undone += given_up;
-        self.summary.inputs_failed += refusals + given_up;
         self.retryable += (left.len() as u64).saturating_sub(given_up);
         if undone > 0 {
             tracing::warn!(

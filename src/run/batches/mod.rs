@@ -185,7 +185,9 @@ pub async fn embed_in_batches(
             break;
         }
     }
-    b.summary.seconds_waited = started.elapsed().as_secs_f64();
+    let s = &mut b.summary;
+    s.inputs_failed = s.inputs_refused + s.inputs_undone + s.inputs_too_few;
+    s.seconds_waited = started.elapsed().as_secs_f64();
     Ok(b.summary)
 }
 
