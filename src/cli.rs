@@ -57,6 +57,12 @@ pub enum Command {
     /// nearest chunks of a tenant: how to check a reindex before switching
     /// traffic to it.
     Search(SearchArgs),
+    /// A health report of one store: the embedding space it records, rows
+    /// per tenant, vectors that are broken (wrong length, non-finite, zero),
+    /// its index; with PATHs, the rows missing, changed or gone from the
+    /// documents. --repair pays only for what is wrong. Exit 0 healthy, 1
+    /// problems found, 2 could not check.
+    Check(CheckArgs),
     /// Compute every vector of an existing store again with a new model (a
     /// new dimension too) into a new table or collection, verify it, and
     /// optionally point the name the RAG API reads at it.
@@ -256,6 +262,32 @@ pub struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The store, the endpoint (for --probe and --repair) and, as PATHs,
+    /// the documents the store should hold for --tenant, with the load's
+    /// own flags (chunking decides the rows).
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Embed N stored texts again (spread over the store) and compare them
+    /// with their stored vectors: rows of another model are found. Costs
+    /// requests, so off by default.
+    #[arg(long, value_name = "N")]
+    pub probe: Option<usize>,
+
+    /// Fix what can be fixed, paying only for it: delete --tenant's rows
+    /// with broken or foreign vectors, then load the PATHs with the store
+    /// as the record and --prune (what is missing or changed is embedded,
+    /// what is gone deleted). Needs PATHs.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub load: LoadArgs,
@@ -294,8 +326,9 @@ pub struct BatchesArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Files or directories to load. Stored paths are relative to the PATH given.
-    #[arg(required = true, value_name = "PATH")]
+    /// Files or directories to load (s3://BUCKET/PREFIX too). Stored paths
+    /// are relative to the PATH given.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 
     /// Tenant (LightRAG workspace) the vectors belong to. Other tenants' rows are never touched.

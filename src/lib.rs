@@ -20,6 +20,7 @@ pub mod run;
 pub mod settings;
 pub mod shard;
 pub mod source;
+pub mod space;
 pub mod state;
 pub mod store;
 

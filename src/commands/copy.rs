@@ -141,6 +141,8 @@ fn job(args: CopyArgs, p: Parsed, reader: &dyn RowReader) -> Result<CopyJob, Con
         report: args.report.as_deref().map(ReportTo::parse).transpose()?,
         target,
         dim,
+        source_space: None,
+        space_policy: crate::run::space::Policy::of(&args.sink),
     })
 }
 
@@ -161,11 +163,20 @@ pub fn copy(runtime: &tokio::runtime::Runtime, args: CopyArgs, quiet: bool) -> E
         Ok(r) => r,
         Err(e) => return refused(format!("{e:#}")),
     };
+    let source_space = match &parsed.source {
+        FromSpec::Store(t) => match runtime.block_on(t.space()) {
+            Ok(crate::space::Recorded::Space(s)) => Some(s),
+            Ok(_) => None,
+            Err(e) => return refused(format!("{e:#}")),
+        },
+        _ => None,
+    };
     let progress = args.progress;
-    let cfg = match job(args, parsed, reader.as_ref()) {
+    let mut cfg = match job(args, parsed, reader.as_ref()) {
         Ok(c) => c,
         Err(e) => return refused(e),
     };
+    cfg.source_space = source_space;
     // A one-tenant copy cannot switch (the switch moves every tenant).
     let switchable = cfg.switch.is_none() && cfg.tenant.is_none();
     let mode = crate::report::progress::resolve(progress, quiet);

@@ -49,6 +49,11 @@ pub fn job(args: LoadArgs) -> Result<LoadJob, ConfigError> {
     if tenant.is_empty() {
         return Err(bad("--tenant (TENANT_ID) is empty"));
     }
+    if args.paths.is_empty() {
+        return Err(bad(
+            "give the documents: at least one PATH (a folder, a file or s3://BUCKET/PREFIX)",
+        ));
+    }
     let mut paths = Vec::new();
     let mut s3_roots = Vec::new();
     for p in &args.paths {
@@ -184,6 +189,7 @@ pub fn job(args: LoadArgs) -> Result<LoadJob, ConfigError> {
         shard,
         step,
         step_shards: step.and(args.shard.shards),
+        space_policy: crate::run::space::Policy::of(&args.sink),
     })
 }
 

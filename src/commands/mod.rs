@@ -4,6 +4,7 @@
 //! printed and mapped to an exit code. Only this layer imports `cli`.
 
 mod batches;
+mod check;
 mod copy;
 mod extract;
 mod load;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => plan::plan(&runtime, args, cli.quiet),
         Command::Batches(args) => batches::batches(&runtime, args),
         Command::Search(args) => search::search(&runtime, args),
+        Command::Check(args) => check::check(&runtime, args, cli.quiet),
         Command::Reembed(args) => reembed::reembed(&runtime, args, cli.quiet),
         Command::Copy(args) => copy::copy(&runtime, args, cli.quiet),
         Command::Extract(args) => extract::extract(args),

@@ -106,6 +106,7 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
         page_size: args.page_size,
         report: args.report.as_deref().map(ReportTo::parse).transpose()?,
         progress: args.progress,
+        space_policy: crate::run::space::Policy::of(&args.sink),
         embed,
         target,
     })

@@ -54,6 +54,7 @@ pub fn search(runtime: &tokio::runtime::Runtime, args: SearchArgs) -> ExitCode {
             }
             ExitCode::from(EXIT_OK)
         }
+        Err(e) if e.is::<crate::run::space::Refused>() => refused(format!("{e:#}")),
         Err(e) => {
             crate::report::output::error(format!("{e:#}"));
             ExitCode::from(EXIT_INCOMPLETE)

@@ -14,6 +14,7 @@ pub mod parts;
 pub mod prices;
 pub mod providers;
 pub mod settings;
+pub mod space;
 pub mod stage;
 
 pub use providers::{connect, local};

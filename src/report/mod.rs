@@ -125,6 +125,9 @@ pub struct Report {
     pub dead_letter_file: Option<String>,
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
+    /// What the target records of its embedding space, and how this run knew.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_space: Option<crate::space::Verdict>,
     pub embed_requests: u64,
     pub embed_retries: u64,
     pub tokens: u64,
@@ -198,6 +201,7 @@ impl Report {
             dead_letter_file: stats.dead_letter_path(),
             failed_chunks: stats.failed_count(),
             failures: lock(&stats.failed).clone(),
+            embedding_space: lock(&stats.space).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),
@@ -258,6 +262,9 @@ impl Report {
             .take(20)
         {
             let _ = writeln!(s, "    skipped {} ({}: {})", sk.path, sk.reason, sk.detail);
+        }
+        if let Some(v) = &self.embedding_space {
+            let _ = writeln!(s, "{}", v.line());
         }
         let _ = writeln!(
             s,

@@ -41,6 +41,9 @@ pub struct ReembedReport {
     pub pruned: u64,
     pub failed_chunks: u64,
     pub failures: Vec<FailedChunk>,
+    /// What the target records of its embedding space, and how this run knew.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_space: Option<crate::space::Verdict>,
     pub embed_requests: u64,
     /// Rows whose vector the embedding cache had (no request), and their tokens.
     pub cache_hits: u64,
@@ -101,6 +104,7 @@ impl ReembedReport {
             pruned: 0,
             failed_chunks: stats.failed_count(),
             failures: stats.failures(),
+            embedding_space: super::stats::lock(&stats.space).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
@@ -144,6 +148,9 @@ impl ReembedReport {
             "vecload {}: {} -> {}",
             self.command, self.source, self.target
         );
+        if let Some(v) = &self.embedding_space {
+            let _ = writeln!(s, "{}", v.line());
+        }
         if copy {
             let _ = writeln!(
                 s,

@@ -47,6 +47,8 @@ pub struct Stats {
     pub walk_done: AtomicBool,
     /// What is waiting where right now, for the stall warning.
     pub gauges: Gauges,
+    /// The embedding-space check's outcome (`run::space`).
+    pub space: Mutex<Option<crate::space::Verdict>>,
     pub(super) skipped: Mutex<Vec<Skip>>,
     skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     by_format: Mutex<BTreeMap<&'static str, u64>>,

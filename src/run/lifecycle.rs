@@ -2,7 +2,9 @@
 //! and `copy`; each supplies its own steps (`Steps`) and nothing else:
 //!
 //! ```text
-//!  already switched? ─► open (source, endpoint) ─► sink + prepare
+//!  already switched? ─► open (source, endpoint)
+//!    ─► embedding space (the target's record against the run's; may refuse)
+//!    ─► sink + prepare (a new target is created with the record)
 //!    ─► setup (state, ledger, shard claims; may end the run: a prepare step)
 //!    ─► before bulk (--batch-api's phase; may end the run: interrupted)
 //!    ─► begin (bulk mode; undone by finish if what follows cannot start)
@@ -76,6 +78,9 @@ pub trait Steps: Send {
     }
     /// The vectors' length the target is made for.
     fn dim(&self) -> usize;
+    /// What the embedding-space check compares with the target's record
+    /// (after `open`: the endpoint is connected).
+    fn wanted_space(&self) -> super::space::Wanted;
     /// After the target is prepared: what the run needs before it writes.
     /// `Some(report)` ends the run here.
     async fn setup(
@@ -140,10 +145,15 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
     if steps.sole_writer() {
         sink.sole_writer();
     }
+    let stats = Arc::new(Stats::default());
+    // Vectors of another model are refused before anything is paid or
+    // written (a probe of a target without a record is counted in `stats`).
+    let verdict =
+        super::space::settle(steps.target(), &steps.wanted_space(), sink.as_mut(), &stats).await?;
+    *stats.space.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
     // The target is checked before any file is read or request sent.
     sink.prepare().await?;
     let sink: Arc<dyn Sink> = Arc::from(sink);
-    let stats = Arc::new(Stats::default());
     if let Some(report) = steps.setup(&sink, &stats, started).await? {
         return Ok(report);
     }

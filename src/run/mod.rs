@@ -14,6 +14,7 @@
 //! (it is paid for). A second signal exits at once.
 
 pub mod batches;
+pub mod check;
 pub mod copy;
 pub mod lifecycle;
 pub mod load;
@@ -21,6 +22,7 @@ pub mod plan;
 pub mod reembed;
 pub mod search;
 pub mod shards;
+pub mod space;
 pub mod supervise;
 
 use std::future::Future;

@@ -24,6 +24,34 @@ pub struct SearchJob {
 }
 
 pub async fn search(cfg: &SearchJob) -> Result<Vec<Hit>> {
+    // A question embedded by another model than the stored vectors' gets
+    // scores that mean nothing: refused before the request.
+    let want = cfg.embed.space(cfg.target.distance(), None);
+    match cfg.target.space().await? {
+        crate::space::Recorded::Space(r) => {
+            if let Some(diff) = r.differs(&want) {
+                return Err(super::space::Refused(format!(
+                    "{} holds vectors of {}; this search embeds the question with {}: {diff}. \
+                     Scores across two models mean nothing: search with the settings the \
+                     store was loaded with",
+                    cfg.target.describe(),
+                    r.describe(),
+                    want.describe()
+                ))
+                .into());
+            }
+        }
+        crate::space::Recorded::Unrecorded => tracing::warn!(
+            "{} records no embedding space: the answers assume its vectors are of {} \
+             (a load or `vecload check --probe 8` finds out)",
+            cfg.target.describe(),
+            want.describe()
+        ),
+        crate::space::Recorded::Unreadable(m) => tracing::warn!("{m}"),
+        crate::space::Recorded::NoTarget => {
+            bail!("{} does not exist", cfg.target.describe())
+        }
+    }
     let (embedder, _) = crate::embed::connect(&cfg.embed).await?;
     // One request: a short retry loop for the transient kinds is enough here.
     let mut attempt = 0;

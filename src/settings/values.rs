@@ -53,3 +53,14 @@ pub enum Distance {
     Dot,
     Euclid,
 }
+
+impl Distance {
+    /// As `--distance` spells it (and an embedding-space record keeps it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Distance::Cosine => "cosine",
+            Distance::Dot => "dot",
+            Distance::Euclid => "euclid",
+        }
+    }
+}

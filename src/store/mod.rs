@@ -28,6 +28,8 @@ pub trait Sink: Send + Sync {
     fn write_concurrency(&self) -> usize;
     /// Connect, create or check the target. Runs before any embedding request.
     async fn prepare(&mut self) -> Result<()>;
+    /// The embedding space `prepare` records with the target if it creates it.
+    fn record_on_create(&mut self, _space: crate::space::Space) {}
     /// Everything `prepare` and the load would need, checked without
     /// writing anything; each problem names its fix.
     async fn check(&self) -> Result<Vec<String>>;
@@ -153,6 +155,17 @@ pub enum WriteError {
     /// new connection.
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
+}
+
+/// What `vecload check` learns of a target's index.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IndexHealth {
+    /// The index (or indexes), in words.
+    pub index: String,
+    /// What is wrong, each with its fix.
+    pub problems: Vec<String>,
+    /// Worth knowing, not wrong.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -15,6 +15,7 @@ use super::{Sink, pgvector, qdrant};
 use crate::layout::Layout;
 use crate::records::RowReader;
 use crate::settings::{ConfigError, Distance, LayoutName, bad};
+use crate::space::{Recorded, Space};
 
 /// Every store, in the order `--help` names them.
 pub const STORES: &[&dyn StoreKind] = &[&pgvector::PGVECTOR, &qdrant::QDRANT];
@@ -45,6 +46,19 @@ pub struct StoreFlags {
     /// Writes in flight (default 2 connections for pgvector, 4 requests for Qdrant).
     #[arg(long, visible_alias = "upsert-concurrency", value_name = "N")]
     pub write_concurrency: Option<usize>,
+
+    /// A target without an embedding-space record (written by LightRAG or
+    /// an earlier vecload) is probed: a few stored texts are embedded again
+    /// and compared with their vectors. With this flag the run's space is
+    /// recorded without a probe, on the user's word.
+    #[arg(long, conflicts_with = "probe_space")]
+    pub assume_space: bool,
+
+    /// Probe even a target whose record names another space (one model
+    /// under two names, e.g. Ollama's and Hugging Face's), and record this
+    /// run's space when the stored vectors agree with the model's.
+    #[arg(long)]
+    pub probe_space: bool,
 
     #[command(flatten)]
     pub pgvector: pgvector::Flags,
@@ -116,6 +130,15 @@ pub trait Target: std::fmt::Debug + Send + Sync {
     /// What `same_data` compares.
     fn data_key(&self) -> String;
     fn layout(&self) -> Layout;
+    /// The distance the target is (or is to be) built for.
+    fn distance(&self) -> Distance;
+    /// What the target records of the embedding space of its vectors.
+    async fn space(&self) -> anyhow::Result<Recorded>;
+    /// Records `space` (a probe's verdict, or the user's word), keeping the
+    /// rest of what the target records.
+    async fn record_space(&self, space: &Space) -> anyhow::Result<()>;
+    /// The index and the state of the table or collection (`vecload check`).
+    async fn index_health(&self) -> anyhow::Result<super::IndexHealth>;
     /// How LightRAG stores its unnamed workspace in this store.
     fn lightrag_default_workspace(&self) -> &'static str;
     /// The writing side, for vectors of `dim` dimensions.

@@ -99,6 +99,12 @@ pub struct Opts {
     /// Answer with vectors of this length whatever is asked.
     #[arg(long)]
     pub force_dim: Option<usize>,
+    /// Vectors depend on the model named in the request, as a real
+    /// endpoint's do: `vector_for("{model}\0{text}")` (`model_vector_for`)
+    /// for every model but an empty one. Off, a text's vector is the same
+    /// whatever the model.
+    #[arg(long)]
+    pub model_vectors: bool,
     /// Refuse `encoding_format: "base64"` with a 400, as some
     /// OpenAI-compatible servers do.
     #[arg(long)]
@@ -176,6 +182,11 @@ fn done_of(fate: Fate, total: usize) -> usize {
 }
 
 /// The vector for `text`: unit length, derived from SHA-256 of the text.
+/// `--model-vectors`: the vector model `model` gives `text`.
+pub fn model_vector_for(model: &str, text: &str, dim: usize) -> Vec<f32> {
+    vector_for(&format!("{model}\0{text}"), dim)
+}
+
 pub fn vector_for(text: &str, dim: usize) -> Vec<f32> {
     let seed = Sha256::digest(text.as_bytes());
     let mut state = u64::from_le_bytes(seed[..8].try_into().unwrap_or([1; 8])) | 1;
@@ -636,13 +647,18 @@ async fn answer(state: &State, path: &str, body: Bytes, n: Option<u64>, in_fligh
     if let (Ok(mut l), Some(last)) = (state.last_input.lock(), inputs.last()) {
         last.clone_into(&mut l);
     }
+    let salt = parsed
+        .model
+        .as_deref()
+        .filter(|m| o.model_vectors && !m.is_empty());
     let vectors: Vec<Vec<Option<f32>>> = inputs
         .iter()
         .map(|text| {
             let nan = o.nan_on.as_deref().is_some_and(|m| text.contains(m));
-            match &task {
-                Some(t) => vector_for(&format!("[{t}] {text}"), dim),
-                None => vector_for(text, dim),
+            match (&task, salt) {
+                (_, Some(m)) => model_vector_for(m, text, dim),
+                (Some(t), None) => vector_for(&format!("[{t}] {text}"), dim),
+                (None, None) => vector_for(text, dim),
             }
             .into_iter()
             .enumerate()

@@ -50,6 +50,10 @@ pub struct CopyJob {
     pub target: Arc<dyn Target>,
     /// The source's vector length (the target's, checked).
     pub dim: usize,
+    /// What the source records of its embedding space (None: nothing).
+    pub source_space: Option<crate::space::Space>,
+    /// `--assume-space` / `--probe-space`.
+    pub space_policy: crate::run::space::Policy,
 }
 
 impl CopyJob {
@@ -124,6 +128,18 @@ impl Steps for CopySteps {
 
     fn dim(&self) -> usize {
         self.cfg.dim
+    }
+
+    /// The source's space, as the target stores it; nothing to probe with.
+    fn wanted_space(&self) -> crate::run::space::Wanted {
+        crate::run::space::Wanted {
+            space: self.cfg.source_space.clone().map(|mut s| {
+                s.distance = self.cfg.target.distance().name().to_string();
+                s
+            }),
+            embedder: None,
+            policy: self.cfg.space_policy,
+        }
     }
 
     async fn setup(

@@ -73,13 +73,15 @@ pub struct LoadJob {
     pub step_shards: Option<u32>,
     /// `--batch-api`: embed through the provider's batch API first.
     pub batch: Option<crate::embed::batch_api::BatchSettings>,
+    /// `--assume-space` / `--probe-space`.
+    pub space_policy: crate::run::space::Policy,
 }
 
 impl LoadJob {
     /// Whether the store, not the state file, decides what `--prune`
     /// deletes: without a state file, and in a shard (whose state, if any,
     /// knows only what this worker did).
-    fn prune_in_store(&self) -> bool {
+    pub(crate) fn prune_in_store(&self) -> bool {
         self.prune && (self.state.is_none() || self.shard.is_some())
     }
 }

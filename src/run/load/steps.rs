@@ -101,6 +101,15 @@ impl Steps for LoadSteps {
         self.job.embed.dim
     }
 
+    fn wanted_space(&self) -> crate::run::space::Wanted {
+        crate::run::space::wanted(
+            &self.job.embed,
+            self.job.target.as_ref(),
+            self.embedder.clone(),
+            self.job.space_policy,
+        )
+    }
+
     async fn setup(
         &mut self,
         sink: &Arc<dyn Sink>,

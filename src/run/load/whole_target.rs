@@ -9,6 +9,17 @@ use super::*;
 pub(super) async fn whole_target_step(job: &LoadJob, step: Step) -> Result<Report, SetupError> {
     let started = Instant::now();
     let mut sink = job.target.sink(job.embed.dim);
+    // The embedding space: a new target is created with its record, one of
+    // another space refused. A target without a record is left to the
+    // workers' probes (this step has no endpoint).
+    let wanted = crate::run::space::wanted(&job.embed, job.target.as_ref(), None, job.space_policy);
+    crate::run::space::settle(
+        job.target.as_ref(),
+        &wanted,
+        sink.as_mut(),
+        &Stats::default(),
+    )
+    .await?;
     // Creates the table or collection and its indexes, or checks them.
     sink.prepare().await?;
     let (mut tenant_rows, mut index, mut error, mut workers) = (None, None, None, None);

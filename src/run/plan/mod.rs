@@ -65,6 +65,9 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     pub problems: Vec<String>,
+    /// What the embedding-space check would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_space: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -131,6 +134,12 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
         Ok(p) => plan.problems.extend(p),
         Err(e) => plan.problems.push(format!("{e:#}")),
     }
+    let wanted = crate::run::space::wanted(&cfg.embed, cfg.target.as_ref(), None, cfg.space_policy);
+    match crate::run::space::foresee(cfg.target.as_ref(), &wanted).await {
+        Ok(Ok(what)) => plan.embedding_space = Some(what),
+        Ok(Err(problem)) => plan.problems.push(problem),
+        Err(e) => plan.problems.push(format!("{e:#}")),
+    }
     if opts.probe {
         match probe(&cfg.embed).await {
             Ok(p) => plan.probe = Some(p),
@@ -192,8 +201,16 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
     let ledger = Arc::new(
         Ledger::dry_run(state, Arc::from(sink), stats.clone())
             .tenant_scoped_ids(cfg.target.layout().is_lightrag())
-            .for_prune(cfg.prune),
+            .for_prune(cfg.prune)
+            .track_produced(cfg.prune_in_store()),
     );
+    // Where the state does not know the tenant (or there is none) the
+    // store is the record, as for the load: what it holds with the same
+    // text is counted unchanged.
+    if let Err(e) = ledger.recall(&cfg.tenant, None, true).await {
+        plan.problems.push(format!("{e:#}"));
+        return plan;
+    }
     let mut split = Split::new(opts.shards);
     let (requests, tokens) = match count(
         &cfg,
@@ -213,8 +230,13 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
     };
     plan.cache_hits = Stats::get(&stats.cache_hits);
     plan.tokens_saved = Stats::get(&stats.tokens_saved);
+    let pruned = if cfg.prune_in_store() {
+        ledger.prune_in_store(&cfg.tenant, None).await
+    } else {
+        ledger.prune(&cfg.tenant).await
+    };
     if cfg.prune
-        && let Err(e) = ledger.prune(&cfg.tenant).await
+        && let Err(e) = pruned
     {
         plan.problems.push(format!("--prune: {e:#}"));
     }

@@ -30,6 +30,9 @@ impl Plan {
                 format!(" ({})", reasons.join(", "))
             }
         );
+        if let Some(space) = &self.embedding_space {
+            let _ = writeln!(s, "  embedding space: {space}");
+        }
         if !self.files_by_format.is_empty() {
             let _ = writeln!(
                 s,

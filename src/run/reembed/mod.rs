@@ -60,6 +60,8 @@ pub struct ReembedJob {
     /// recording its batches in `batch_state`.
     pub batch: Option<crate::embed::batch_api::BatchSettings>,
     pub batch_state: Option<std::path::PathBuf>,
+    /// `--assume-space` / `--probe-space`.
+    pub space_policy: crate::run::space::Policy,
 }
 
 /// The run reads every tenant of a multi-tenant store, so a tenant of the

@@ -94,6 +94,15 @@ impl Steps for ReembedSteps {
         self.cfg.embed.dim
     }
 
+    fn wanted_space(&self) -> crate::run::space::Wanted {
+        crate::run::space::wanted(
+            &self.cfg.embed,
+            self.cfg.target.as_ref(),
+            self.embedder.clone(),
+            self.cfg.space_policy,
+        )
+    }
+
     async fn setup(
         &mut self,
         sink: &Arc<dyn Sink>,

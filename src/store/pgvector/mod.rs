@@ -7,6 +7,7 @@ pub mod reader;
 pub mod schema;
 pub mod settings;
 pub mod shape;
+pub mod space;
 mod switch;
 mod workers;
 mod writer;
@@ -37,6 +38,8 @@ pub struct PgSink {
     direct_ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The session that holds this worker's shard lock (workers.rs).
     claim: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// Recorded with the table when `prepare` creates it.
+    space: Option<crate::space::Space>,
 }
 
 impl PgSink {
@@ -51,6 +54,7 @@ impl PgSink {
             maintenance: Default::default(),
             direct_ok: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
             claim: Default::default(),
+            space: None,
         }
     }
 }
@@ -116,6 +120,7 @@ impl Sink for PgSink {
             &self.shape,
             self.cfg.pg_type,
             self.dim,
+            self.space.as_ref(),
         )
         .await?;
         self.created_table = state.created;
@@ -147,6 +152,10 @@ impl Sink for PgSink {
             }
         );
         Ok(())
+    }
+
+    fn record_on_create(&mut self, space: crate::space::Space) {
+        self.space = Some(space);
     }
 
     async fn check(&self) -> Result<Vec<String>> {

@@ -257,6 +257,7 @@ pub async fn ensure_table(
     shape: &Shape,
     ty: PgType,
     dim: usize,
+    space: Option<&crate::space::Space>,
 ) -> Result<TableState> {
     match inspect_table(client, table, shape, ty, dim).await? {
         TableCheck::Compatible {
@@ -269,7 +270,15 @@ pub async fn ensure_table(
         }),
         TableCheck::Incompatible(msg) => bail!(msg),
         TableCheck::Missing => {
-            let ddl = shape.ddl(table, &column_type(ty, dim)).join(";\n");
+            let mut ddl = shape.ddl(table, &column_type(ty, dim));
+            // The embedding space is recorded with the table, in the same
+            // implicit transaction: no table exists without its record.
+            if let Some(space) = space {
+                let record = super::space::with_space(Default::default(), space, shape.layout);
+                ddl.push(super::space::comment_sql(table, &record));
+            }
+            // One simple query: its statements commit together.
+            let ddl = ddl.join(";\n");
             if let Err(e) = client.batch_execute(&ddl).await {
                 // Another load may have created it at the same moment.
                 return match inspect_table(client, table, shape, ty, dim).await? {
@@ -531,6 +540,53 @@ pub async fn build_index(
 }
 
 /// The server's own message (tokio-postgres's Display says only "db error").
+/// The table's indexes for `vecload check`: an invalid one (a CREATE INDEX
+/// CONCURRENTLY that failed) is a problem; no vector index a note.
+pub async fn index_health(client: &Client, table: &Table) -> Result<crate::store::IndexHealth> {
+    let rows = client
+        .query(
+            "SELECT i.relname::text, x.indisvalid, pg_get_indexdef(x.indexrelid)
+               FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+              WHERE x.indrelid = to_regclass($1) ORDER BY 1",
+            &[&table.quoted],
+        )
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("reading the indexes of {}: {}", table.name, db_message(&e))
+        })?;
+    let mut health = crate::store::IndexHealth::default();
+    let mut vector = Vec::new();
+    for r in rows {
+        let (name, valid, def): (String, bool, String) = (r.get(0), r.get(1), r.get(2));
+        let method = ["hnsw", "ivfflat", "vchordrq"]
+            .into_iter()
+            .find(|m| def.to_ascii_lowercase().contains(&format!("using {m}")));
+        if !valid {
+            health.problems.push(format!(
+                "index {name} is invalid (a CREATE INDEX CONCURRENTLY that did not finish): \
+                 `REINDEX INDEX CONCURRENTLY \"{name}\"`, or drop it and let the next load build it"
+            ));
+        }
+        if let Some(m) = method {
+            vector.push(format!(
+                "{name} ({m}{})",
+                if valid { "" } else { ", INVALID" }
+            ));
+        }
+    }
+    if vector.is_empty() {
+        health.index = "no vector index".into();
+        health.notes.push(format!(
+            "table {} has no vector index: every search reads every row (a load builds one \
+             unless --index none; LightRAG builds its own at start)",
+            table.name
+        ));
+    } else {
+        health.index = vector.join(", ");
+    }
+    Ok(health)
+}
+
 pub fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => db.message().to_string(),

@@ -219,6 +219,31 @@ impl Target for PgSettings {
         "default"
     }
 
+    fn distance(&self) -> Distance {
+        self.distance
+    }
+
+    async fn space(&self) -> anyhow::Result<crate::space::Recorded> {
+        let client = self.target.connect().await?;
+        super::space::read(&client, &super::schema::Table::new(&self.table)).await
+    }
+
+    async fn index_health(&self) -> anyhow::Result<crate::store::IndexHealth> {
+        let client = self.target.connect().await?;
+        super::schema::index_health(&client, &super::schema::Table::new(&self.table)).await
+    }
+
+    async fn record_space(&self, space: &crate::space::Space) -> anyhow::Result<()> {
+        let mut client = self.target.connect().await?;
+        super::space::write(
+            &mut client,
+            &super::schema::Table::new(&self.table),
+            space,
+            self.layout,
+        )
+        .await
+    }
+
     fn sink(&self, dim: usize) -> Box<dyn Sink> {
         Box::new(super::PgSink::new(self.clone(), dim))
     }

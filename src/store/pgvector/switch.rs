@@ -50,7 +50,12 @@ pub async fn already_switched(pg: &PgSettings, name: &str) -> Result<Option<Stri
         .await
         .map_err(|e| anyhow!("checking --switch {name}: {}", db_message(&e)))?;
     let (gone, comment): (bool, Option<String>) = (row.get(0), row.get(1));
-    Ok((gone && comment.as_deref() == Some(switched_marker(&target.bare).as_str())).then(|| {
+    let marked = comment.as_deref() == Some(switched_marker(&target.bare).as_str())
+        || super::space::comment_object(comment.as_deref())
+            .get(super::space::SWITCHED_FROM_KEY)
+            .and_then(|v| v.as_str())
+            == Some(target.bare.as_str());
+    Ok((gone && marked).then(|| {
         format!(
             "table {} was already switched to {name} by an earlier run, so there is nothing to do. \
              To re-embed again, give a new --table",
@@ -105,14 +110,23 @@ async fn rename(client: &mut Client, target: &str, name: &str) -> Result<String>
     }
     rename_with_indexes(&tx, &schema, &target.bare, &name.bare).await?;
     // Lets a rerun of the same command see that this target is already the
-    // data under NAME, instead of embedding everything into a new table.
-    tx.batch_execute(&format!(
-        "COMMENT ON TABLE \"{}\".\"{}\" IS '{}'",
-        schema.replace('"', "\"\""),
-        name.bare.replace('"', "\"\""),
-        switched_marker(&target.bare).replace('\'', "''")
-    ))
-    .await?;
+    // data under NAME, instead of embedding everything into a new table;
+    // the rest of the comment (the embedding-space record) goes along.
+    let renamed = Table::new(&format!("{schema}.{}", name.bare));
+    let comment: Option<String> = tx
+        .query_one(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&renamed.quoted],
+        )
+        .await?
+        .get(0);
+    let mut object = super::space::comment_object(comment.as_deref());
+    object.insert(
+        super::space::SWITCHED_FROM_KEY.to_string(),
+        serde_json::Value::String(target.bare.clone()),
+    );
+    tx.batch_execute(&super::space::comment_sql(&renamed, &object))
+        .await?;
     tx.commit().await?;
     Ok(match kept {
         Some(old) => format!(

@@ -117,7 +117,12 @@ pub fn check_layout(
 }
 
 /// Creates the collection; `Ok(false)` if another process created it first.
-pub async fn create(client: &Qdrant, cfg: &QdrantSettings, dim: usize) -> Result<bool> {
+pub async fn create(
+    client: &Qdrant,
+    cfg: &QdrantSettings,
+    dim: usize,
+    space: Option<&crate::space::Space>,
+) -> Result<bool> {
     let name = cfg.collection.as_str();
     let mut req = CreateCollectionBuilder::new(name)
         .vectors_config(
@@ -130,6 +135,10 @@ pub async fn create(client: &Qdrant, cfg: &QdrantSettings, dim: usize) -> Result
     }
     if let Some(n) = cfg.replication_factor {
         req = req.replication_factor(n);
+    }
+    if let Some(space) = space {
+        // Recorded with the collection: none exists without its record.
+        req = req.metadata(super::space::metadata(space, cfg.layout));
     }
     if cfg.layout.is_lightrag() {
         // LightRAG's own: no global graph, one per tenant (workspace).
@@ -366,6 +375,55 @@ pub async fn bulk_off(client: &Qdrant, name: &str) -> Result<Option<String>> {
         .map(|p| format!(", payload_m={p}"))
         .unwrap_or_default();
     Ok(Some(format!("HNSW m={m}{payload_m} restored")))
+}
+
+/// The collection's state for `vecload check`: its status, the optimizer's
+/// error, points against indexed vectors, and bulk mode left by a run that
+/// never finished.
+pub async fn health(client: &Qdrant, name: &str) -> Result<crate::store::IndexHealth> {
+    let info = info(client, name)
+        .await?
+        .ok_or_else(|| anyhow!("collection {name} does not exist"))?;
+    let mut h = crate::store::IndexHealth::default();
+    let m = hnsw(&info).m;
+    h.index = format!(
+        "HNSW m={}, {} of {} vectors indexed, {}",
+        m.map_or("default".to_string(), |m| m.to_string()),
+        info.indexed_vectors_count.unwrap_or(0),
+        info.points_count.unwrap_or(0),
+        match CollectionStatus::try_from(info.status) {
+            Ok(CollectionStatus::Green) => "green",
+            Ok(CollectionStatus::Yellow) => "yellow (indexing)",
+            Ok(CollectionStatus::Grey) => "grey (optimization pending)",
+            Ok(CollectionStatus::Red) => "RED",
+            _ => "status unknown",
+        }
+    );
+    if info.status == CollectionStatus::Red as i32 {
+        h.problems.push(format!(
+            "collection {name} is red: Qdrant reports an error (see its log)"
+        ));
+    }
+    if let Some(o) = &info.optimizer_status
+        && !o.ok
+    {
+        h.problems.push(format!(
+            "collection {name}: the optimizer failed: {}",
+            o.error
+        ));
+    }
+    if let Some(s) = marker(&info) {
+        h.problems.push(format!(
+            "collection {name} is still in bulk mode (HNSW building off, saved m={:?}) from a \
+             load that did not finish: the next load of any tenant, or `vecload check --repair`, \
+             restores it",
+            s.m
+        ));
+    }
+    for w in &info.warnings {
+        h.notes.push(w.message.clone());
+    }
+    Ok(h)
 }
 
 /// Collection status in words, for the summary.

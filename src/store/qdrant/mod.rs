@@ -9,6 +9,7 @@ pub mod collection;
 pub mod connect;
 pub mod reader;
 pub mod settings;
+pub mod space;
 mod switch;
 mod workers;
 mod writer;
@@ -63,6 +64,8 @@ pub struct QdrantSink {
     sole_writer: bool,
     /// Set by `prepare` when it made the collection without them.
     deferred_indexes: AtomicBool,
+    /// Recorded with the collection when `prepare` creates it.
+    space: Option<crate::space::Space>,
 }
 
 impl QdrantSink {
@@ -74,6 +77,7 @@ impl QdrantSink {
             bulk: AtomicBool::new(false),
             sole_writer: false,
             deferred_indexes: AtomicBool::new(false),
+            space: None,
         }
     }
 
@@ -200,7 +204,8 @@ impl Sink for QdrantSink {
         let mut info = collection::info(&client, &name).await?;
         let mut made_here = false;
         if info.is_none() {
-            let created = collection::create(&client, &self.cfg, self.dim).await?;
+            let created =
+                collection::create(&client, &self.cfg, self.dim, self.space.as_ref()).await?;
             made_here = created;
             tracing::info!(
                 "Qdrant {version}: collection {name} {}",
@@ -237,6 +242,10 @@ impl Sink for QdrantSink {
         self.deferred_indexes.store(defer, Ordering::SeqCst);
         self.client = Some(client);
         Ok(())
+    }
+
+    fn record_on_create(&mut self, space: crate::space::Space) {
+        self.space = Some(space);
     }
 
     async fn check(&self) -> Result<Vec<String>> {

@@ -280,6 +280,30 @@ impl Target for QdrantSettings {
         "_"
     }
 
+    fn distance(&self) -> Distance {
+        self.distance
+    }
+
+    async fn space(&self) -> anyhow::Result<crate::space::Recorded> {
+        let client = self.target.connect()?;
+        Ok(
+            match super::collection::info(&client, &self.collection).await? {
+                None => crate::space::Recorded::NoTarget,
+                Some(info) => super::space::recorded(&self.collection, &info),
+            },
+        )
+    }
+
+    async fn index_health(&self) -> anyhow::Result<crate::store::IndexHealth> {
+        let client = self.target.connect()?;
+        super::collection::health(&client, &self.collection).await
+    }
+
+    async fn record_space(&self, space: &crate::space::Space) -> anyhow::Result<()> {
+        let client = self.target.connect()?;
+        super::space::write(&client, &self.collection, space, self.layout).await
+    }
+
     fn sink(&self, dim: usize) -> Box<dyn Sink> {
         Box::new(super::QdrantSink::new(self.clone(), dim))
     }

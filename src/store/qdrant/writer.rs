@@ -34,7 +34,7 @@ pub struct QdrantWriter {
 #[async_trait]
 impl SinkWriter for QdrantWriter {
     async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
-        let now = rfc3339(SystemTime::now());
+        let now = crate::space::rfc3339(SystemTime::now());
         let secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -169,31 +169,6 @@ fn split_by_bytes(rows: &[Embedded], budget: usize) -> Vec<&[Embedded]> {
     parts
 }
 
-/// `2026-11-25T22:42:46Z`, without a date crate.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,14 +214,5 @@ mod tests {
         // A point bigger than the budget still goes, alone.
         assert_eq!(split_by_bytes(&rows[..2], 10).len(), 2);
         assert!(split_by_bytes(&[], 10).is_empty());
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        assert_eq!(rfc3339(t), "2026-11-18T11:06:40Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 }
