@@ -5,6 +5,8 @@ and columns. For each chunk of a LightRAG chunk store (JSON) it asks:
 - get_by_id(chunk id): LightRAG finds the record under its own id;
 - query(chunk text, top_k=1): the nearest record is that chunk.
 Prints one JSON line: {"checked": n, "found": n, "nearest_is_itself": n}.
+With --write it instead upserts the chunks through the same class (LightRAG
+embeds and writes them, as its ingest does) and prints {"written": n}.
 
 Usage (the tests run it when VECLOAD_LIGHTRAG_PYTHON names a Python with
 lightrag-hku installed; scripts/test.sh makes that venv):
@@ -53,6 +55,11 @@ async def main() -> int:
     ap.add_argument("--dim", type=int, required=True)
     ap.add_argument("--embed-url", required=True)
     ap.add_argument("--chunks", required=True)
+    ap.add_argument(
+        "--write",
+        action="store_true",
+        help="upsert the chunks with LightRAG's own storage class (it embeds them) instead of reading",
+    )
     args = ap.parse_args()
 
     from lightrag.kg.shared_storage import initialize_share_data
@@ -88,6 +95,13 @@ async def main() -> int:
     )
     await store.initialize()
     chunks = json.load(open(args.chunks, encoding="utf-8"))
+    if args.write:
+        # As LightRAG's ingest writes its chunk vectors: it embeds `content`.
+        await store.upsert({key: dict(rec) for key, rec in chunks.items()})
+        await store.index_done_callback()
+        await store.finalize()
+        print(json.dumps({"written": len(chunks)}))
+        return 0
     found = nearest = 0
     for key, rec in chunks.items():
         got = await store.get_by_id(key)

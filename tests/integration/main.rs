@@ -32,4 +32,5 @@ mod s3;
 mod search;
 mod secrets;
 mod shards;
+mod space;
 mod tls;
