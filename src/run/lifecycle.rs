@@ -3,8 +3,9 @@
 //!
 //! ```text
 //!  already switched? ─► open (source, endpoint)
-//!    ─► embedding space (the target's record against the run's; may refuse)
+//!    ─► embedding space: the target's record against the run's (may refuse)
 //!    ─► sink + prepare (a new target is created with the record)
+//!    ─► embedding space of a target without a record: probed, recorded
 //!    ─► setup (state, ledger, shard claims; may end the run: a prepare step)
 //!    ─► before bulk (--batch-api's phase; may end the run: interrupted)
 //!    ─► begin (bulk mode; undone by finish if what follows cannot start)
@@ -147,12 +148,15 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
     }
     let stats = Arc::new(Stats::default());
     // Vectors of another model are refused before anything is paid or
-    // written (a probe of a target without a record is counted in `stats`).
-    let verdict =
-        super::space::settle(steps.target(), &steps.wanted_space(), sink.as_mut(), &stats).await?;
-    *stats.space.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
+    // written; a new target is created with its record.
+    let wanted = steps.wanted_space();
+    let pending = super::space::compare(steps.target(), &wanted, sink.as_mut()).await?;
     // The target is checked before any file is read or request sent.
     sink.prepare().await?;
+    // A target without a record, its layout and length now checked, is
+    // probed (the requests counted in `stats`).
+    let verdict = super::space::conclude(steps.target(), &wanted, pending, &stats).await?;
+    *stats.space.lock().unwrap_or_else(|e| e.into_inner()) = Some(verdict);
     let sink: Arc<dyn Sink> = Arc::from(sink);
     if let Some(report) = steps.setup(&sink, &stats, started).await? {
         return Ok(report);

@@ -77,18 +77,27 @@ pub fn wanted(
     }
 }
 
-/// The check. `sink` is told what to record if `prepare` creates the target.
-pub async fn settle(
+/// What `compare` leaves for after `prepare`.
+pub enum Pending {
+    Done(Verdict),
+    /// The target has no record: probe it (or take the user's word) once
+    /// `prepare` has checked its layout and dimension.
+    Unrecorded,
+}
+
+/// The first half of the check, before `prepare`: a record is compared (a
+/// differing one refused), a new target is created with this run's.
+/// Nothing is sent. `sink` is told what to record if `prepare` creates
+/// the target.
+pub async fn compare(
     target: &dyn Target,
     wanted: &Wanted,
     sink: &mut dyn Sink,
-    stats: &Stats,
-) -> anyhow::Result<Verdict> {
+) -> anyhow::Result<Pending> {
     let recorded = target.space().await?;
-    let now = || crate::space::rfc3339(std::time::SystemTime::now());
     let what = target.describe();
     let Some(want) = &wanted.space else {
-        return Ok(match recorded {
+        return Ok(Pending::Done(match recorded {
             Recorded::Space(r) => {
                 tracing::warn!(
                     "{what} records {}; the source records no embedding space, so this run \
@@ -106,16 +115,16 @@ pub async fn settle(
                 space: None,
                 probe: None,
             },
-        });
+        }));
     };
     match recorded {
         Recorded::NoTarget => {
             sink.record_on_create(want.clone().stamped("created", now()));
-            Ok(Verdict {
+            Ok(Pending::Done(Verdict {
                 outcome: "new target",
                 space: Some(want.describe()),
                 probe: None,
-            })
+            }))
         }
         Recorded::Unreadable(msg) => Err(Refused(format!(
             "{msg}. vecload does not overwrite a record it cannot read: fix or remove it \
@@ -124,15 +133,21 @@ pub async fn settle(
             crate::space::RECORD_KEY
         ))
         .into()),
+        // Another length: `prepare` refuses it, in the store's own terms
+        // (the column type, the collection's vector size).
+        Recorded::Space(r) if r.dim != want.dim => Ok(Pending::Done(Verdict {
+            outcome: "another dimension",
+            space: Some(r.describe()),
+            probe: None,
+        })),
         Recorded::Space(r) => match r.differs(want) {
-            None => Ok(Verdict {
+            None => Ok(Pending::Done(Verdict {
                 outcome: "matches",
                 space: Some(r.describe()),
                 probe: None,
-            }),
-            Some(diff) if wanted.policy == Policy::Reprobe && wanted.embedder.is_some() => {
-                let probe = probe_or_refuse(target, wanted, want, stats, Some(&diff)).await?;
-                adopt(target, want, probe, "probed", now()).await
+            })),
+            Some(_) if wanted.policy == Policy::Reprobe && wanted.embedder.is_some() => {
+                Ok(Pending::Unrecorded)
             }
             Some(diff) => Err(Refused(format!(
                 "{what} holds vectors of {} (recorded by {} at {}, {}); this run makes vectors \
@@ -149,36 +164,75 @@ pub async fn settle(
             ))
             .into()),
         },
-        Recorded::Unrecorded => {
-            if wanted.policy == Policy::Assume {
-                target
-                    .record_space(&want.clone().stamped("assumed", now()))
-                    .await?;
-                tracing::info!(
-                    "{what}: recorded {} without a probe (--assume-space)",
-                    want.describe()
-                );
-                return Ok(Verdict {
-                    outcome: "assumed",
-                    space: Some(want.describe()),
-                    probe: None,
-                });
-            }
-            if wanted.embedder.is_none() {
-                return Ok(Verdict {
-                    outcome: "not recorded",
-                    space: None,
-                    probe: None,
-                });
-            }
-            let probe = probe_or_refuse(target, wanted, want, stats, None).await?;
-            match probe {
-                // Nothing stored yet: nothing to tell the spaces apart by.
-                None => adopt(target, want, None, "empty", now()).await,
-                Some(p) => adopt(target, want, Some(p), "probed", now()).await,
-            }
-        }
+        Recorded::Unrecorded => Ok(Pending::Unrecorded),
     }
+}
+
+/// The second half, after `prepare`: a target without a record (or one
+/// `--probe-space` re-examines) is probed, or recorded on the user's word.
+pub async fn conclude(
+    target: &dyn Target,
+    wanted: &Wanted,
+    pending: Pending,
+    stats: &Stats,
+) -> anyhow::Result<Verdict> {
+    let (Pending::Unrecorded, Some(want)) = (&pending, &wanted.space) else {
+        return Ok(match pending {
+            Pending::Done(v) => v,
+            Pending::Unrecorded => Verdict {
+                outcome: "not recorded",
+                space: None,
+                probe: None,
+            },
+        });
+    };
+    if wanted.policy == Policy::Assume {
+        target
+            .record_space(&want.clone().stamped("assumed", now()))
+            .await?;
+        tracing::info!(
+            "{}: recorded {} without a probe (--assume-space)",
+            target.describe(),
+            want.describe()
+        );
+        return Ok(Verdict {
+            outcome: "assumed",
+            space: Some(want.describe()),
+            probe: None,
+        });
+    }
+    if wanted.embedder.is_none() {
+        return Ok(Verdict {
+            outcome: "not recorded",
+            space: None,
+            probe: None,
+        });
+    }
+    let recorded = match target.space().await? {
+        Recorded::Space(r) => r.differs(want),
+        _ => None,
+    };
+    match probe_or_refuse(target, wanted, want, stats, recorded.as_deref()).await? {
+        // Nothing stored yet: nothing to tell the spaces apart by.
+        None => adopt(target, want, None, "empty").await,
+        Some(p) => adopt(target, want, Some(p), "probed").await,
+    }
+}
+
+/// Both halves at once, for a caller whose target is already prepared or
+/// is prepared by `prepare` in between (`lifecycle::run` calls them apart).
+pub async fn settle(
+    target: &dyn Target,
+    wanted: &Wanted,
+    sink: &mut dyn Sink,
+    stats: &Stats,
+) -> anyhow::Result<Verdict> {
+    let pending = compare(target, wanted, sink).await?;
+    conclude(target, wanted, pending, stats).await
+}
+
+fn now() -> String {
+    crate::space::rfc3339(std::time::SystemTime::now())
 }
 
 async fn adopt(
@@ -186,9 +240,10 @@ async fn adopt(
     want: &Space,
     probe: Option<Probe>,
     how: &'static str,
-    now: String,
 ) -> anyhow::Result<Verdict> {
-    target.record_space(&want.clone().stamped(how, now)).await?;
+    target
+        .record_space(&want.clone().stamped(how, now()))
+        .await?;
     match &probe {
         Some(p) => tracing::info!(
             "{}: {} stored texts embedded again agree with their vectors (cosine ≥ {:.4}): \

@@ -91,19 +91,21 @@ fn a_second_tenant_with_the_same_documents_costs_no_requests() {
     assert_eq!(na, nb);
 
     // Another option that changes vectors (a model name): every chunk is
-    // requested again.
-    let out = run(load_cmd(&server, &pg, &table, DIM)
-        .arg(fixtures())
-        .args([
-            "--tenant",
-            "c",
-            "--no-state",
-            "--embed-model",
-            "other-model",
-            "--cache",
-        ])
-        .arg(&cache)
-        .args(["--chunk-tokens", "60", "--chunk-overlap", "6"]));
+    // requested again (into a table of its own: the first records its model).
+    let out = run(
+        load_cmd(&server, &pg, &unique_table("cache_other_model"), DIM)
+            .arg(fixtures())
+            .args([
+                "--tenant",
+                "c",
+                "--no-state",
+                "--embed-model",
+                "other-model",
+                "--cache",
+            ])
+            .arg(&cache)
+            .args(["--chunk-tokens", "60", "--chunk-overlap", "6"]),
+    );
     assert!(out.code == 0 || out.code == 1);
     assert!(server.requests() > paid, "a new model is paid for");
     assert!(!out.all_output().contains("embedding cache:"));

@@ -4,14 +4,20 @@
 use crate::common::*;
 
 fn plan_cmd(server: &EmbedServer, pg: &str, table: &str, dim: usize) -> std::process::Command {
+    plan_cmd_with(server, pg, table, dim, "text-embedding-3-small")
+}
+
+/// `plan_cmd` with another model (that of a load the plan follows).
+fn plan_cmd_with(
+    server: &EmbedServer,
+    pg: &str,
+    table: &str,
+    dim: usize,
+    model: &str,
+) -> std::process::Command {
     let mut c = vecload();
     c.arg("plan")
-        .args([
-            "--embed-url",
-            &server.url,
-            "--embed-model",
-            "text-embedding-3-small",
-        ])
+        .args(["--embed-url", &server.url, "--embed-model", model])
         .args([
             "--embed-dim",
             &dim.to_string(),
@@ -251,7 +257,7 @@ fn plan_knows_what_an_incremental_run_would_skip_embed_and_delete() {
     std::fs::write(dir.path().join("guide.md"), edited).unwrap();
     std::fs::remove_file(dir.path().join("old.md")).unwrap();
     let sent = server.requests();
-    let mut plan = plan_cmd(&server, &pg, &table, 16);
+    let mut plan = plan_cmd_with(&server, &pg, &table, 16, "test-model");
     plan.arg(dir.path())
         .args(sizing)
         .args(["--prune", "--json", "--state"])

@@ -515,9 +515,10 @@ fn four_workers_into_one_qdrant_collection_with_prepare_and_finish() {
         "{finish}"
     );
     assert!(
-        !db.info(&coll)
-            .config
-            .is_some_and(|c| c.metadata.keys().any(|k| k.starts_with("vecload_"))),
+        !db.info(&coll).config.is_some_and(|c| c
+            .metadata
+            .keys()
+            .any(|k| k.starts_with("vecload_") && k != "vecload_embedding_space")),
         "the finish clears the run's records from the collection"
     );
     assert_eq!(strip(db.points(&coll, None)), expected);
@@ -549,7 +550,7 @@ fn plan_shows_each_shards_work_and_warns_when_one_file_outweighs_the_rest() {
                 "--embed-url",
                 &server.url,
                 "--embed-model",
-                "m",
+                "test-model",
                 "--embed-dim",
                 "16",
             ])

@@ -13,13 +13,7 @@ pub(super) async fn whole_target_step(job: &LoadJob, step: Step) -> Result<Repor
     // another space refused. A target without a record is left to the
     // workers' probes (this step has no endpoint).
     let wanted = crate::run::space::wanted(&job.embed, job.target.as_ref(), None, job.space_policy);
-    crate::run::space::settle(
-        job.target.as_ref(),
-        &wanted,
-        sink.as_mut(),
-        &Stats::default(),
-    )
-    .await?;
+    crate::run::space::compare(job.target.as_ref(), &wanted, sink.as_mut()).await?;
     // Creates the table or collection and its indexes, or checks them.
     sink.prepare().await?;
     let (mut tenant_rows, mut index, mut error, mut workers) = (None, None, None, None);

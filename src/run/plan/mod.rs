@@ -206,8 +206,12 @@ pub async fn plan(job: Result<LoadJob, String>, opts: PlanOptions) -> Plan {
     );
     // Where the state does not know the tenant (or there is none) the
     // store is the record, as for the load: what it holds with the same
-    // text is counted unchanged.
-    if let Err(e) = ledger.recall(&cfg.tenant, None, true).await {
+    // text is counted unchanged. A target the load would create holds nothing.
+    let exists = !matches!(
+        cfg.target.space().await,
+        Ok(crate::space::Recorded::NoTarget)
+    );
+    if exists && let Err(e) = ledger.recall(&cfg.tenant, None, true).await {
         plan.problems.push(format!("{e:#}"));
         return plan;
     }
