@@ -282,6 +282,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub repair: bool,
 
+    /// A LightRAG workspace's folder (its kv_store_text_chunks.json and
+    /// graph_chunk_entity_relation.graphml): chunks, entities and relations
+    /// without a vector, and vectors of ones gone, in the three vector
+    /// stores of --layout lightrag for --tenant (the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub lightrag_dir: Option<PathBuf>,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -30,6 +30,13 @@ pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool
         Ok(e) => e,
         Err(e) => return refused(e),
     };
+    let lightrag = match &args.lightrag_dir {
+        None => None,
+        Some(dir) => match workspace(&args, dir) {
+            Ok(w) => Some(w),
+            Err(e) => return refused(e),
+        },
+    };
     // The documents, as a load with the store as the record would read
     // them: no state file, and --prune, so rows gone from them are found.
     let against = if args.load.paths.is_empty() {
@@ -50,6 +57,7 @@ pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool
         against,
         repair: args.repair,
         progress: crate::report::progress::resolve(crate::settings::ProgressMode::Log, quiet),
+        lightrag,
     };
     let report = match runtime.block_on(crate::run::check::check(job)) {
         Ok(r) => r,
@@ -69,4 +77,38 @@ pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool
     } else {
         ExitCode::from(EXIT_INCOMPLETE)
     }
+}
+
+/// `--lightrag-dir`: the folder and the workspace's three vector stores.
+fn workspace(
+    args: &CheckArgs,
+    dir: &std::path::Path,
+) -> Result<crate::run::check::lightrag::Workspace, crate::settings::ConfigError> {
+    use crate::run::check::lightrag::{CHUNKS_FILE, NAMESPACES};
+    if args.load.sink.layout != crate::settings::LayoutName::Lightrag {
+        return Err(bad(
+            "--lightrag-dir compares LightRAG's stores: add --layout lightrag",
+        ));
+    }
+    if !dir.join(CHUNKS_FILE).is_file() {
+        return Err(bad(format!(
+            "--lightrag-dir {}: no {CHUNKS_FILE} there (give the workspace's own folder)",
+            dir.display()
+        )));
+    }
+    let mut targets = Vec::new();
+    for ns in NAMESPACES {
+        targets.push(embed_and_target(args.load.embed.clone(), &args.load.sink, ns, &env)?.target);
+    }
+    let mut t = targets.into_iter();
+    let mut next = || {
+        t.next()
+            .ok_or_else(|| bad("a LightRAG namespace without a target"))
+    };
+    Ok(crate::run::check::lightrag::Workspace {
+        dir: dir.to_path_buf(),
+        chunks: next()?,
+        entities: next()?,
+        relations: next()?,
+    })
 }

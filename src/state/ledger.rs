@@ -472,7 +472,9 @@ impl Ledger {
     /// Every chunk of these documents is in the sink: delete their stale
     /// chunks, then record them as complete.
     pub async fn complete(&self, docs: &[&DocMeta]) -> Result<()> {
-        let Some(state) = &self.state else {
+        // A plan deletes nothing and records nothing (its stale chunks
+        // were counted in `plan_doc`).
+        let (Some(state), false) = (&self.state, self.dry_run) else {
             return Ok(());
         };
         if docs.is_empty() {

@@ -14,6 +14,7 @@ mod batch_api;
 mod bedrock;
 mod bindings;
 mod cache;
+mod check;
 mod container;
 mod copy;
 mod dimension_limits;

@@ -9,6 +9,7 @@
 //! (missing, changed and orphan rows). `--repair` deletes the tenant's
 //! broken rows and runs that load.
 
+pub mod lightrag;
 mod render;
 mod scan;
 
@@ -37,6 +38,8 @@ pub struct CheckJob {
     pub against: Option<LoadJob>,
     pub repair: bool,
     pub progress: ProgressMode,
+    /// `--lightrag-dir`: the workspace against its three vector stores.
+    pub lightrag: Option<lightrag::Workspace>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +56,8 @@ pub struct CheckReport {
     pub probe: Option<ProbeCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub against: Option<Against>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lightrag: Option<lightrag::Drift>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
     /// What is wrong, one line each.
@@ -126,6 +131,7 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         vectors: VectorFaults::default(),
         probe: None,
         against: None,
+        lightrag: None,
         repair: None,
         problems: Vec::new(),
         notes: Vec::new(),
@@ -227,6 +233,11 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         };
         report.problems.extend(a.lines());
         report.against = Some(a);
+    }
+    if let Some(w) = &job.lightrag {
+        let drift = lightrag::check(w, &job.tenant).await?;
+        report.problems.extend(drift.lines());
+        report.lightrag = Some(drift);
     }
     report.healthy = report.problems.is_empty();
     if job.repair

@@ -84,6 +84,22 @@ impl CheckReport {
                 a.orphan_rows
             );
         }
+        if let Some(d) = &self.lightrag {
+            for (what, side) in [
+                ("chunks", &d.chunks),
+                ("entities", &d.entities),
+                ("relations", &d.relations),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "  LightRAG {what}: {} in the workspace, {} vectors; {} without a vector, {} vectors of nothing",
+                    side.in_workspace, side.vectors, side.without_vector, side.vectors_of_nothing
+                );
+                for e in &side.examples {
+                    let _ = writeln!(s, "      {e}");
+                }
+            }
+        }
         if self.problems.is_empty() {
             let _ = writeln!(s, "  healthy: no problem found");
         } else {
