@@ -148,6 +148,7 @@ async fn vecload_copy(
         layout: vecload::layout::Layout::Vecload,
         pg_type: PgType::Vector,
         index: IndexKind::Hnsw,
+        index_params: Default::default(),
         distance: Distance::Cosine,
         index_memory: None,
         write_batch: ROWS_PER_COPY,

@@ -329,6 +329,8 @@ async fn vecload_upload(
         collection: name.to_string(),
         distance: VDistance::Cosine,
         on_disk: true,
+        hnsw_m: None,
+        ef_construct: None,
         keep_indexing: false,
         shard_number: None,
         replication_factor: None,

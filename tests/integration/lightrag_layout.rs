@@ -698,6 +698,48 @@ fn lightrag_layout_tenants_with_the_same_files_share_nothing() {
 
 /// A switch in PostgreSQL renames LightRAG's indexes with the tables, so
 /// LightRAG finds them under the name it reads and builds no second one.
+/// The RAG API's .env index settings: vecload builds exactly the index
+/// LightRAG 1.5.7 would (name and WITH clause), and LightRAG, started with
+/// the same .env, finds it and builds no second one.
+#[test]
+fn lightrag_index_settings_from_the_env_make_lightrags_own_index() {
+    let Some(pg) = pg_url("lightrag_index_settings_from_the_env") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", &DIM.to_string()]);
+    let model = unique_table("Model-Ix");
+    let settings = [("POSTGRES_HNSW_M", "32"), ("POSTGRES_HNSW_EF", "128")];
+    let out = run(vecload_cmd("load", &server, &model)
+        .args(fixture_docs())
+        .args(["--pg-url", &pg, "--no-state"])
+        .args(["--chunk-tokens", "200", "--chunk-overlap", "20"])
+        .envs(settings));
+    assert_eq!(out.code, 0);
+    let table = format!("lightrag_vdb_chunks_{}", suffix(&model));
+    let db = Db::connect(&pg);
+    let vector_indexes = || -> BTreeMap<String, String> {
+        db.query(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE tablename = $1
+               AND indexdef LIKE '%USING hnsw%'",
+            &[&table],
+        )
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let before = vector_indexes();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let hnsw = &before[&safe_index_name(&table, "hnsw_cosine")];
+    assert!(
+        hnsw.contains("m='32'") && hnsw.contains("ef_construction='128'"),
+        "{hnsw}"
+    );
+    let mut env = pg_env(&pg);
+    env.extend(settings.map(|(k, v)| (k, v.to_string())));
+    lightrag_reads("pgvector", &model, &server, &env);
+    assert_eq!(vector_indexes(), before, "LightRAG built no second index");
+}
+
 #[test]
 fn lightrag_switch_in_postgres_keeps_lightrags_index_names() {
     let Some(pg) = pg_url("lightrag_switch_in_postgres_keeps_lightrags_index_names") else {

@@ -20,6 +20,7 @@ mod copy;
 mod dimension_limits;
 mod endpoint_faults;
 mod formats;
+mod index_settings;
 mod interrupt;
 mod lightrag_layout;
 mod load;

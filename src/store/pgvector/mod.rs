@@ -462,6 +462,7 @@ impl Sink for PgSink {
                 self.cfg.index,
                 self.cfg.pg_type,
                 self.cfg.distance,
+                self.cfg.index_params,
                 self.cfg.index_memory.as_deref(),
                 !self.created_table,
             )

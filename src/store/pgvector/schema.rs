@@ -439,13 +439,14 @@ pub async fn build_index(
     kind: IndexKind,
     ty: PgType,
     distance: Distance,
+    params: super::settings::IndexParams,
     memory: Option<&str>,
     concurrently: bool,
 ) -> Result<Option<String>> {
     if kind == IndexKind::None {
         return Ok(None);
     }
-    let (name, lightrag_with) = shape.index(table, kind, ty, distance);
+    let (name, given_with) = shape.index(table, kind, ty, distance, params);
     let schema_pred = match table.name.split_once('.') {
         Some((schema, _)) => format!("n.nspname = '{schema}'"),
         None => "n.oid = ANY (current_schemas(false)::regnamespace[])".to_string(),
@@ -493,8 +494,8 @@ pub async fn build_index(
             .map_err(|e| anyhow::anyhow!("--index-memory {mem:?}: {}", db_message(&e)))?;
     }
     let method = match kind {
-        _ if !lightrag_with.is_empty() => format!(
-            "{}{lightrag_with}",
+        _ if !given_with.is_empty() => format!(
+            "{}{given_with}",
             if kind == IndexKind::Ivfflat {
                 "ivfflat"
             } else {

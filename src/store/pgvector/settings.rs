@@ -49,13 +49,30 @@ pub struct Flags {
     #[arg(long)]
     pub table: Option<String>,
 
-    /// Column type: vector (float32, index up to 2000 dims) or halfvec (float16, up to 4000).
-    #[arg(long, value_enum, default_value_t = PgType::Vector)]
-    pub pg_type: PgType,
+    /// Column type: vector (float32, index up to 2000 dims) or halfvec
+    /// (float16, up to 4000) [default: vector; halfvec where
+    /// POSTGRES_VECTOR_INDEX_TYPE=HNSW_HALFVEC].
+    #[arg(long, value_enum)]
+    pub pg_type: Option<PgType>,
 
-    /// Vector index built after the load.
-    #[arg(long, value_enum, default_value_t = IndexKind::Hnsw)]
-    pub index: IndexKind,
+    /// Vector index built after the load [default: hnsw, or what the RAG
+    /// API's POSTGRES_VECTOR_INDEX_TYPE says: HNSW, HNSW_HALFVEC, IVFFLAT].
+    #[arg(long, value_enum)]
+    pub index: Option<IndexKind>,
+
+    /// HNSW's m, links per node (2 to 100; pgvector's and LightRAG's default 16).
+    #[arg(long, env = "POSTGRES_HNSW_M", value_name = "M")]
+    pub hnsw_m: Option<u32>,
+
+    /// HNSW's ef_construction (at least 2 x m; default 64). LightRAG's
+    /// POSTGRES_HNSW_EF is this build setting, not the search-time one.
+    #[arg(long, env = "POSTGRES_HNSW_EF", value_name = "N")]
+    pub hnsw_ef_construction: Option<u32>,
+
+    /// IVFFlat's lists [default: rows/1000 (sqrt(rows) past 1M) in
+    /// vecload's layout, 100 in LightRAG's, as LightRAG builds it].
+    #[arg(long, env = "POSTGRES_IVFFLAT_LISTS", value_name = "N")]
+    pub ivfflat_lists: Option<u32>,
 
     /// maintenance_work_mem for the index build (e.g. 1GB); the server's setting if unset.
     #[arg(long, value_name = "SIZE")]
@@ -69,6 +86,7 @@ pub struct PgSettings {
     pub layout: Layout,
     pub pg_type: PgType,
     pub index: IndexKind,
+    pub index_params: IndexParams,
     pub distance: Distance,
     pub index_memory: Option<String>,
     pub write_batch: usize,
@@ -84,7 +102,87 @@ pub const PG_HALFVEC_INDEX_MAX_DIM: usize = 4_000;
 pub struct Pgvector;
 pub const PGVECTOR: Pgvector = Pgvector;
 
+/// The build settings of the vector index, where given (else the
+/// layout's defaults: pgvector's for vecload's, LightRAG's for its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexParams {
+    pub m: Option<u32>,
+    pub ef_construction: Option<u32>,
+    pub lists: Option<u32>,
+}
+
 impl Flags {
+    /// The column type and index: the flags, else the RAG API's
+    /// POSTGRES_VECTOR_INDEX_TYPE, else vector and HNSW.
+    fn index_choice(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(PgType, IndexKind), ConfigError> {
+        let (mut kind, mut ty) = (None, None);
+        let named = env("POSTGRES_VECTOR_INDEX_TYPE")
+            .map(|v| v.trim().to_ascii_uppercase())
+            .filter(|v| !v.is_empty());
+        if let (Some(name), false) = (named, self.index == Some(IndexKind::None)) {
+            match name.as_str() {
+                "HNSW" => kind = Some(IndexKind::Hnsw),
+                "HNSW_HALFVEC" => (kind, ty) = (Some(IndexKind::Hnsw), Some(PgType::Halfvec)),
+                "IVFFLAT" => kind = Some(IndexKind::Ivfflat),
+                "VCHORDRQ" => {
+                    return Err(bad(
+                        "POSTGRES_VECTOR_INDEX_TYPE=VCHORDRQ: vecload builds pgvector's HNSW and \
+                         IVFFlat indexes, not VectorChord's vchordrq (its extension and build \
+                         options are not supported). Use HNSW, HNSW_HALFVEC or IVFFLAT, or \
+                         --index none and let LightRAG build it at its start",
+                    ));
+                }
+                other => {
+                    return Err(bad(format!(
+                        "POSTGRES_VECTOR_INDEX_TYPE={other:?} is not known: HNSW, HNSW_HALFVEC or \
+                         IVFFLAT (LightRAG's names)"
+                    )));
+                }
+            }
+        }
+        Ok((
+            self.pg_type.or(ty).unwrap_or(PgType::Vector),
+            self.index.or(kind).unwrap_or(IndexKind::Hnsw),
+        ))
+    }
+
+    /// --hnsw-m, --hnsw-ef-construction, --ivfflat-lists within pgvector's bounds.
+    fn index_params(&self) -> Result<IndexParams, ConfigError> {
+        let p = IndexParams {
+            m: self.hnsw_m,
+            ef_construction: self.hnsw_ef_construction,
+            lists: self.ivfflat_lists,
+        };
+        if let Some(m) = p.m
+            && !(2..=100).contains(&m)
+        {
+            return Err(bad(format!(
+                "--hnsw-m (POSTGRES_HNSW_M) {m}: pgvector takes 2 to 100"
+            )));
+        }
+        if let Some(ef) = p.ef_construction {
+            let m = p.m.unwrap_or(16);
+            if !(4..=1000).contains(&ef) || ef < 2 * m {
+                return Err(bad(format!(
+                    "--hnsw-ef-construction (POSTGRES_HNSW_EF) {ef}: pgvector takes 4 to 1000, \
+                     and at least 2 x m ({})",
+                    2 * m
+                )));
+            }
+        }
+        if let Some(l) = p.lists
+            && !(1..=32_768).contains(&l)
+        {
+            return Err(bad(format!(
+                "--ivfflat-lists (POSTGRES_IVFFLAT_LISTS) {l}: pgvector takes 1 to 32768"
+            )));
+        }
+        Ok(p)
+    }
+
     /// The server: the URL (DATABASE_URL) or the POSTGRES_* parts, with
     /// LightRAG's spellings of the TLS settings.
     fn server(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<PgTarget, String> {
@@ -118,7 +216,9 @@ impl StoreKind for Pgvector {
         spec: &TargetSpec<'_>,
     ) -> Result<Arc<dyn Target>, ConfigError> {
         let f = &flags.pgvector;
-        check_pg_dimension(spec.dim, f.pg_type, f.index)?;
+        let (pg_type, index) = f.index_choice(spec.env)?;
+        let index_params = f.index_params()?;
+        check_pg_dimension(spec.dim, pg_type, index)?;
         let (write_batch, write_concurrency) = flags.writes(500, 2)?;
         let table = match (&f.table, spec.layout) {
             (Some(t), _) => t.clone(),
@@ -131,8 +231,9 @@ impl StoreKind for Pgvector {
             target: f.server(spec.env).map_err(bad)?,
             table,
             layout: spec.layout,
-            pg_type: f.pg_type,
-            index: f.index,
+            pg_type,
+            index,
+            index_params,
             distance: flags.distance,
             index_memory: f.index_memory.clone(),
             write_batch,
@@ -170,6 +271,7 @@ impl StoreKind for Pgvector {
             layout: Layout::Vecload,
             pg_type: PgType::Vector,
             index: IndexKind::None,
+            index_params: IndexParams::default(),
             distance: flags.distance,
             index_memory: None,
             write_batch: 500,

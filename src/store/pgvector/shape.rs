@@ -6,6 +6,7 @@
 //! serves both; each layout's upsert picks what it stores.
 
 use super::schema::Table;
+use super::settings::IndexParams;
 use crate::layout::{Layout, Namespace};
 use crate::settings::{Distance, IndexKind, PgType};
 
@@ -255,31 +256,54 @@ impl Shape {
     }
 
     /// The vector index's name and its WITH clause.
+    /// The WITH clause is empty where nothing was set in vecload's layout
+    /// (pgvector's defaults; IVFFlat's lists then follow the row count).
     pub fn index(
         &self,
         table: &Table,
         kind: IndexKind,
         ty: PgType,
         distance: Distance,
+        params: IndexParams,
     ) -> (String, String) {
+        let hnsw = |m: Option<u32>, ef: Option<u32>| {
+            format!(
+                " WITH (m = {}, ef_construction = {})",
+                m.unwrap_or(16),
+                ef.unwrap_or(64)
+            )
+        };
         match self.layout {
-            Layout::Vecload => (table.vector_index_name(kind, distance), String::new()),
-            // LightRAG's own names and its defaults (POSTGRES_HNSW_M=16,
-            // POSTGRES_HNSW_EF=64, POSTGRES_IVFFLAT_LISTS=100), so it finds
+            Layout::Vecload => {
+                let with = match kind {
+                    IndexKind::Hnsw if params.m.is_some() || params.ef_construction.is_some() => {
+                        hnsw(params.m, params.ef_construction)
+                    }
+                    IndexKind::Ivfflat => params
+                        .lists
+                        .map(|l| format!(" WITH (lists = {l})"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                (table.vector_index_name(kind, distance), with)
+            }
+            // LightRAG's own names and WITH clauses, with its defaults
+            // (POSTGRES_HNSW_M=16, POSTGRES_HNSW_EF=64,
+            // POSTGRES_IVFFLAT_LISTS=100) where nothing is set, so it finds
             // the index and does not build a second one.
             Layout::Lightrag(_) => {
                 let (suffix, with) = match (kind, ty) {
-                    (IndexKind::Ivfflat, _) => ("ivfflat_cosine", " WITH (lists = 100)"),
+                    (IndexKind::Ivfflat, _) => (
+                        "ivfflat_cosine",
+                        format!(" WITH (lists = {})", params.lists.unwrap_or(100)),
+                    ),
                     (_, PgType::Halfvec) => (
                         "hnsw_halfvec_cosine",
-                        " WITH (m = 16, ef_construction = 64)",
+                        hnsw(params.m, params.ef_construction),
                     ),
-                    _ => ("hnsw_cosine", " WITH (m = 16, ef_construction = 64)"),
+                    _ => ("hnsw_cosine", hnsw(params.m, params.ef_construction)),
                 };
-                (
-                    crate::layout::pg_index_name(&table.bare, suffix),
-                    with.to_string(),
-                )
+                (crate::layout::pg_index_name(&table.bare, suffix), with)
             }
         }
     }

@@ -140,9 +140,18 @@ pub async fn create(
         // Recorded with the collection: none exists without its record.
         req = req.metadata(super::space::metadata(space, cfg.layout));
     }
+    let mut hnsw = HnswConfigDiffBuilder::default();
     if cfg.layout.is_lightrag() {
         // LightRAG's own: no global graph, one per tenant (workspace).
-        req = req.hnsw_config(HnswConfigDiffBuilder::default().payload_m(16).m(0));
+        hnsw = hnsw.payload_m(cfg.hnsw_m.unwrap_or(16)).m(0);
+    } else if let Some(m) = cfg.hnsw_m {
+        hnsw = hnsw.m(m);
+    }
+    if let Some(ef) = cfg.ef_construct {
+        hnsw = hnsw.ef_construct(ef);
+    }
+    if cfg.layout.is_lightrag() || cfg.hnsw_m.is_some() || cfg.ef_construct.is_some() {
+        req = req.hnsw_config(hnsw);
     }
     match client.create_collection(req).await {
         Ok(_) => Ok(true),

@@ -48,6 +48,16 @@ pub struct Flags {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL", help_heading = "Qdrant")]
     pub on_disk: bool,
 
+    /// HNSW's m of a new collection (links per node; Qdrant's default 16).
+    /// With --layout lightrag it is the per-tenant graphs' payload_m, since
+    /// LightRAG's collections build no global graph.
+    #[arg(long, value_name = "M", help_heading = "Qdrant")]
+    pub qdrant_hnsw_m: Option<u64>,
+
+    /// HNSW's ef_construct of a new collection (Qdrant's default 100).
+    #[arg(long, value_name = "N", help_heading = "Qdrant")]
+    pub qdrant_ef_construct: Option<u64>,
+
     /// Leave HNSW building on during the load (by default it is off while
     /// loading and restored at the end, also after an error or Ctrl-C).
     #[arg(long, help_heading = "Qdrant")]
@@ -103,6 +113,9 @@ pub struct QdrantSettings {
     pub layout: Layout,
     pub distance: Distance,
     pub on_disk: bool,
+    /// --qdrant-hnsw-m / --qdrant-ef-construct of a new collection.
+    pub hnsw_m: Option<u64>,
+    pub ef_construct: Option<u64>,
     pub keep_indexing: bool,
     pub shard_number: Option<u32>,
     pub replication_factor: Option<u32>,
@@ -195,6 +208,8 @@ impl StoreKind for Qdrant {
             layout: spec.layout,
             distance: flags.distance,
             on_disk: f.on_disk,
+            hnsw_m: f.qdrant_hnsw_m,
+            ef_construct: f.qdrant_ef_construct,
             keep_indexing: f.keep_indexing,
             shard_number: f.shard_number,
             replication_factor: f.replication_factor,
@@ -233,6 +248,8 @@ impl StoreKind for Qdrant {
             layout: Layout::Vecload,
             distance: flags.distance,
             on_disk: true,
+            hnsw_m: None,
+            ef_construct: None,
             keep_indexing: true,
             shard_number: None,
             replication_factor: None,
