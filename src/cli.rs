@@ -169,6 +169,9 @@ pub struct ReembedArgs {
 
     #[command(flatten)]
     pub batch: crate::embed::batch_api::BatchFlags,
+
+    #[command(flatten)]
+    pub quality: crate::run::quality::QualityFlags,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +232,9 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub sink: StoreFlags,
+
+    #[command(flatten)]
+    pub quality: crate::run::quality::QualityFlags,
 }
 
 #[derive(Debug, Args)]

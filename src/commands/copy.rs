@@ -143,6 +143,7 @@ fn job(args: CopyArgs, p: Parsed, reader: &dyn RowReader) -> Result<CopyJob, Con
         dim,
         source_space: None,
         space_policy: crate::run::space::Policy::of(&args.sink),
+        quality: args.quality.settings()?,
     })
 }
 

@@ -107,6 +107,7 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
         report: args.report.as_deref().map(ReportTo::parse).transpose()?,
         progress: args.progress,
         space_policy: crate::run::space::Policy::of(&args.sink),
+        quality: args.quality.settings()?,
         embed,
         target,
     })

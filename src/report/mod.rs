@@ -5,6 +5,7 @@
 mod fatal;
 pub mod output;
 pub mod progress;
+pub mod quality;
 pub mod reembed;
 mod stats;
 
@@ -128,6 +129,9 @@ pub struct Report {
     /// What the target records of its embedding space, and how this run knew.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_space: Option<crate::space::Verdict>,
+    /// recall@k of the new index before a switch (`--min-recall`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::report::quality::Quality>,
     pub embed_requests: u64,
     pub embed_retries: u64,
     pub tokens: u64,
@@ -202,6 +206,7 @@ impl Report {
             failed_chunks: stats.failed_count(),
             failures: lock(&stats.failed).clone(),
             embedding_space: lock(&stats.space).clone(),
+            quality: lock(&stats.quality).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
             embed_retries: Stats::get(&stats.embed_retries),
             tokens: Stats::get(&stats.tokens),

@@ -44,6 +44,9 @@ pub struct ReembedReport {
     /// What the target records of its embedding space, and how this run knew.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embedding_space: Option<crate::space::Verdict>,
+    /// recall@k of the new index before a switch (`--min-recall`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::report::quality::Quality>,
     pub embed_requests: u64,
     /// Rows whose vector the embedding cache had (no request), and their tokens.
     pub cache_hits: u64,
@@ -105,6 +108,7 @@ impl ReembedReport {
             failed_chunks: stats.failed_count(),
             failures: stats.failures(),
             embedding_space: super::stats::lock(&stats.space).clone(),
+            quality: super::stats::lock(&stats.quality).clone(),
             embed_requests: Stats::get(&stats.embed_requests),
             cache_hits: Stats::get(&stats.cache_hits),
             tokens_saved: Stats::get(&stats.tokens_saved),
@@ -150,6 +154,9 @@ impl ReembedReport {
         );
         if let Some(v) = &self.embedding_space {
             let _ = writeln!(s, "{}", v.line());
+        }
+        if let Some(q) = &self.quality {
+            let _ = writeln!(s, "{}", q.lines());
         }
         if copy {
             let _ = writeln!(

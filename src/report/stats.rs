@@ -49,6 +49,8 @@ pub struct Stats {
     pub gauges: Gauges,
     /// The embedding-space check's outcome (`run::space`).
     pub space: Mutex<Option<crate::space::Verdict>>,
+    /// The quality measured before a switch (`run::quality`).
+    pub quality: Mutex<Option<super::quality::Quality>>,
     pub(super) skipped: Mutex<Vec<Skip>>,
     skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     by_format: Mutex<BTreeMap<&'static str, u64>>,

@@ -11,7 +11,8 @@
 //!    ─► begin (bulk mode; undone by finish if what follows cannot start)
 //!    ─► driver ─► drive ─► after drive (state, a load's prune)
 //!    ─► finish (index build, bulk mode undone, count)
-//!    ─► after finish (prune, verify) ─► switch, if verified ─► after switch
+//!    ─► after finish (prune, verify) ─► quality (recall; --min-recall gates)
+//!    ─► switch, if verified ─► after switch
 //!    ─► report
 //! ```
 //!
@@ -121,6 +122,10 @@ pub trait Steps: Send {
         sink: &Arc<dyn Sink>,
         stats: &Arc<Stats>,
     ) -> bool;
+    /// The quality measure before a switch (None: not measured).
+    fn quality(&self) -> Option<super::quality::QualitySettings> {
+        None
+    }
     /// After the switch (or none).
     async fn after_switch(
         &mut self,
@@ -205,6 +210,7 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
         }
     }
     let verified = steps.after_finish(&mut outcome, &sink, &stats).await;
+    let verified = verified && gate(&steps, sink.as_ref(), &stats, &mut outcome).await;
     if verified
         && outcome.clean()
         && let Some(name) = steps.switch()
@@ -216,4 +222,52 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
     }
     steps.after_switch(&mut outcome, &sink, verified).await;
     Ok(steps.report(outcome, sink.as_ref(), &stats))
+}
+
+/// Before a switch (or when a minimum is asked): recall of the new index
+/// against exact search. False refuses the switch (`--min-recall` not
+/// reached, or not measurable while a minimum was asked).
+async fn gate<S: Steps>(steps: &S, sink: &dyn Sink, stats: &Stats, outcome: &mut Outcome) -> bool {
+    let Some(q) = steps.quality() else {
+        return true;
+    };
+    if !outcome.clean() || (steps.switch().is_none() && q.min_recall.is_none()) {
+        return true;
+    }
+    let tenant = steps.index_tenant();
+    let tenant = (!tenant.is_empty()).then_some(tenant.as_str());
+    match super::quality::measure(sink, tenant, q).await {
+        Ok(m) => {
+            let short = m.passed == Some(false);
+            if short {
+                let fix = match m.setting_for_target {
+                    Some((v, r)) => format!(
+                        "{} = {v} reaches {r:.3} where the RAG API searches",
+                        m.setting
+                    ),
+                    None => {
+                        "rebuild the index with higher build settings (HNSW m, ef_construction)"
+                            .into()
+                    }
+                };
+                outcome.fail(format!(
+                    "--min-recall {:.3}: the new index finds {:.3} of the exact top {} (5th percentile \
+                     {:.3}) over {} queries, so readers were not switched and the new data is kept; {fix}",
+                    m.target, m.recall, m.k, m.recall_p5, m.queries
+                ));
+            }
+            *stats.quality.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+            !short
+        }
+        Err(e) => {
+            let msg = format!("measuring recall before the switch: {e:#}");
+            if q.min_recall.is_some() {
+                outcome.fail(msg);
+                false
+            } else {
+                tracing::warn!("{msg}");
+                true
+            }
+        }
+    }
 }

@@ -19,6 +19,7 @@ pub mod copy;
 pub mod lifecycle;
 pub mod load;
 pub mod plan;
+pub mod quality;
 pub mod reembed;
 pub mod search;
 pub mod shards;

@@ -247,6 +247,9 @@ mod tests {
         async fn search(&self, _: &str, _: &[f32], _: usize) -> Result<Vec<Hit>> {
             Ok(Vec::new())
         }
+        async fn searcher(&self) -> Result<Box<dyn crate::store::measure::Searcher>> {
+            anyhow::bail!("not searched")
+        }
         async fn held(
             &self,
             _: &str,

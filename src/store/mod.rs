@@ -3,6 +3,7 @@
 //! writes batches and returns only when the store has acknowledged them, and
 //! finishes by building indexes and counting what is stored.
 
+pub mod measure;
 pub mod pgvector;
 pub mod qdrant;
 pub mod stage;
@@ -53,6 +54,9 @@ pub trait Sink: Send + Sync {
     async fn writer(&self) -> Result<Box<dyn SinkWriter>>;
     /// The `k` rows of `tenant` nearest to `vector`, best first.
     async fn search(&self, tenant: &str, vector: &[f32], k: usize) -> Result<Vec<Hit>>;
+    /// A searcher on a connection of its own, for many queries through the
+    /// index or exactly (a quality measure).
+    async fn searcher(&self) -> Result<Box<dyn measure::Searcher>>;
     /// Every row of `tenant` as (id, content hash), streamed to `each` page
     /// by page: the store as the record of what is written, for a run
     /// without a state file (a new pod, a Fargate task). `scope` narrows

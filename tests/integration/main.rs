@@ -28,6 +28,7 @@ mod local_model;
 mod plan;
 mod providers;
 mod qdrant;
+mod quality;
 mod reembed;
 mod resume;
 mod s3;

@@ -54,6 +54,8 @@ pub struct CopyJob {
     pub source_space: Option<crate::space::Space>,
     /// `--assume-space` / `--probe-space`.
     pub space_policy: crate::run::space::Policy,
+    /// The recall measure before a switch (`--min-recall` gates it).
+    pub quality: crate::run::quality::QualitySettings,
 }
 
 impl CopyJob {
@@ -128,6 +130,10 @@ impl Steps for CopySteps {
 
     fn dim(&self) -> usize {
         self.cfg.dim
+    }
+
+    fn quality(&self) -> Option<crate::run::quality::QualitySettings> {
+        Some(self.cfg.quality)
     }
 
     /// The source's space, as the target stores it; nothing to probe with.
@@ -268,6 +274,12 @@ impl Steps for CopySteps {
             Some(r) => r,
             None => self.report_now(stats, sink),
         };
+        // Measured after the report was drawn up (after the finish).
+        report.quality = stats
+            .quality
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         report.switched = outcome.switched;
         report.error = outcome.error;
         report.elapsed_seconds = outcome.started.elapsed().as_secs_f64();

@@ -62,6 +62,8 @@ pub struct ReembedJob {
     pub batch_state: Option<std::path::PathBuf>,
     /// `--assume-space` / `--probe-space`.
     pub space_policy: crate::run::space::Policy,
+    /// The recall measure before a switch (`--min-recall` gates it).
+    pub quality: crate::run::quality::QualitySettings,
 }
 
 /// The run reads every tenant of a multi-tenant store, so a tenant of the

@@ -94,6 +94,10 @@ impl Steps for ReembedSteps {
         self.cfg.embed.dim
     }
 
+    fn quality(&self) -> Option<crate::run::quality::QualitySettings> {
+        Some(self.cfg.quality)
+    }
+
     fn wanted_space(&self) -> crate::run::space::Wanted {
         crate::run::space::wanted(
             &self.cfg.embed,
@@ -274,6 +278,12 @@ impl Steps for ReembedSteps {
             None => self.report_now(stats, sink),
         };
         report.batches = self.batched.map(|(summary, _)| summary);
+        // Measured after the report was drawn up (after the finish).
+        report.quality = stats
+            .quality
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         report.switched = outcome.switched;
         report.error = outcome.error;
         report.elapsed_seconds = outcome.started.elapsed().as_secs_f64();

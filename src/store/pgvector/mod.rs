@@ -3,6 +3,7 @@
 
 pub mod connect;
 mod copy;
+mod measure;
 pub mod reader;
 pub mod schema;
 pub mod settings;
@@ -268,6 +269,17 @@ impl Sink for PgSink {
                 content: r.get(4),
             })
             .collect())
+    }
+
+    async fn searcher(&self) -> Result<Box<dyn crate::store::measure::Searcher>> {
+        Ok(Box::new(measure::PgSearcher {
+            client: self.cfg.target.connect().await?,
+            table: self.table.clone(),
+            shape: self.shape.clone(),
+            ty: self.cfg.pg_type,
+            dim: self.dim,
+            distance: self.cfg.distance,
+        }))
     }
 
     async fn held(

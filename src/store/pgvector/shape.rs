@@ -10,6 +10,7 @@ use super::settings::IndexParams;
 use crate::layout::{Layout, Namespace};
 use crate::settings::{Distance, IndexKind, PgType};
 
+#[derive(Debug, Clone)]
 pub struct Shape {
     pub layout: Layout,
     /// The table has vecload's `page` column (tables made before it was

@@ -7,6 +7,7 @@
 
 pub mod collection;
 pub mod connect;
+mod measure;
 pub mod reader;
 pub mod settings;
 pub mod space;
@@ -378,6 +379,18 @@ impl Sink for QdrantSink {
                 content: text(&p.payload, "content"),
             })
             .collect())
+    }
+
+    async fn searcher(&self) -> Result<Box<dyn crate::store::measure::Searcher>> {
+        let field = self.tenant_field();
+        Ok(Box::new(measure::QdrantSearcher {
+            client: self.client()?,
+            collection: self.name().to_string(),
+            filter: Box::new(move |t: &str| {
+                Filter::must([Condition::matches(field, t.to_string())])
+            }),
+            lightrag: self.cfg.layout.is_lightrag(),
+        }))
     }
 
     async fn writer(&self) -> Result<Box<dyn SinkWriter>> {
