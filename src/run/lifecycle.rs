@@ -231,7 +231,7 @@ async fn gate<S: Steps>(steps: &S, sink: &dyn Sink, stats: &Stats, outcome: &mut
     let Some(q) = steps.quality() else {
         return true;
     };
-    if !outcome.clean() || (steps.switch().is_none() && q.min_recall.is_none()) {
+    if !outcome.clean() || q.queries == 0 || (steps.switch().is_none() && q.min_recall.is_none()) {
         return true;
     }
     let tenant = steps.index_tenant();
