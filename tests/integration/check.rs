@@ -7,29 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::*;
-
-const DIM: usize = 16;
-
-fn server() -> EmbedServer {
-    EmbedServer::start(&["--model-vectors", "--dim", &DIM.to_string()])
-}
-
-fn pg(verb: &str, server: &EmbedServer, url: &str, table: &str, model: &str) -> Command {
-    let mut c = vecload();
-    c.arg(verb)
-        .args(["--embed-url", &server.url, "--embed-model", model])
-        .args(["--embed-dim", &DIM.to_string(), "--pg-url", url])
-        .args(["--table", table, "--tenant", "acme"]);
-    c
-}
-
-fn load_docs(server: &EmbedServer, url: &str, table: &str, model: &str) -> Run {
-    run(pg("load", server, url, table, model).arg(fixtures()).args([
-        "--no-state",
-        "--progress",
-        "log",
-    ]))
-}
+use crate::space::{DIM, load_docs, pg, server};
 
 fn check(server: &EmbedServer, url: &str, table: &str, extra: &[&str]) -> (Run, serde_json::Value) {
     let out = run(pg("check", server, url, table, "model-a")
@@ -173,7 +151,6 @@ fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let unique = unique_table("w");
     let model = format!("lw-{}", &unique[2..]);
-    let parsed = url::Url::parse(&url).expect("URL");
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(python)
         .arg(manifest.join("scripts/lightrag_workspace.py"))
@@ -183,11 +160,7 @@ fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
         .args(["--dim", &DIM.to_string(), "--embed-url", &server.url])
         .arg("--chunks")
         .arg(manifest.join("fixtures/lightrag/acme/kv_store_text_chunks.json"))
-        .env("POSTGRES_HOST", parsed.host_str().unwrap_or("127.0.0.1"))
-        .env("POSTGRES_PORT", parsed.port().unwrap_or(5432).to_string())
-        .env("POSTGRES_USER", parsed.username())
-        .env("POSTGRES_PASSWORD", parsed.password().unwrap_or(""))
-        .env("POSTGRES_DATABASE", parsed.path().trim_start_matches('/'))
+        .envs(lightrag_pg_env(&url))
         .output()
         .expect("run LightRAG");
     assert!(

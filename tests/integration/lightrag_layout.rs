@@ -133,23 +133,7 @@ fn lightrag_reads(storage: &str, model: &str, server: &EmbedServer, env: &[(&str
 }
 
 fn pg_env(pg: &str) -> Vec<(&'static str, String)> {
-    let u = url::Url::parse(pg).expect("pg url");
-    vec![
-        (
-            "POSTGRES_HOST",
-            u.host_str().unwrap_or("127.0.0.1").to_string(),
-        ),
-        ("POSTGRES_PORT", u.port().unwrap_or(5432).to_string()),
-        ("POSTGRES_USER", u.username().to_string()),
-        (
-            "POSTGRES_PASSWORD",
-            u.password().unwrap_or_default().to_string(),
-        ),
-        (
-            "POSTGRES_DATABASE",
-            u.path().trim_start_matches('/').to_string(),
-        ),
-    ]
+    lightrag_pg_env(pg)
 }
 
 /// Rows of a LightRAG chunks table keyed by id: (workspace, full_doc_id,

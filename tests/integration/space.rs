@@ -10,23 +10,17 @@ use std::process::Command;
 use crate::common::qdrant::qdrant;
 use crate::common::*;
 
-const DIM: usize = 16;
+pub(crate) const DIM: usize = 16;
 
-fn server() -> EmbedServer {
-    EmbedServer::start(&["--model-vectors", "--dim", &DIM.to_string()])
+pub(crate) fn server() -> EmbedServer {
+    model_vectors_server(DIM)
 }
 
-/// `vecload VERB` with `model` against pgvector `table`, no state file.
-fn pg(verb: &str, server: &EmbedServer, url: &str, table: &str, model: &str) -> Command {
-    let mut c = vecload();
-    c.arg(verb)
-        .args(["--embed-url", &server.url, "--embed-model", model])
-        .args(["--embed-dim", &DIM.to_string(), "--pg-url", url])
-        .args(["--table", table, "--tenant", "acme"]);
-    c
+pub(crate) fn pg(verb: &str, server: &EmbedServer, url: &str, table: &str, model: &str) -> Command {
+    pg_model_cmd(verb, server, url, table, model, DIM)
 }
 
-fn load_docs(server: &EmbedServer, url: &str, table: &str, model: &str) -> Run {
+pub(crate) fn load_docs(server: &EmbedServer, url: &str, table: &str, model: &str) -> Run {
     run(pg("load", server, url, table, model).arg(fixtures()).args([
         "--no-state",
         "--progress",
@@ -186,18 +180,13 @@ fn a_table_lightrag_wrote_is_adopted_after_a_probe_or_refused() {
     );
     let chunks = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/lightrag/acme/kv_store_text_chunks.json");
-    let parsed = url::Url::parse(&url).expect("URL");
     let out = Command::new(python)
         .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/lightrag_reads.py"))
         .args(["--storage", "pgvector", "--workspace", workspace])
         .args(["--model", &model, "--dim", &DIM.to_string()])
         .args(["--embed-url", &server.url, "--write", "--chunks"])
         .arg(&chunks)
-        .env("POSTGRES_HOST", parsed.host_str().unwrap_or("127.0.0.1"))
-        .env("POSTGRES_PORT", parsed.port().unwrap_or(5432).to_string())
-        .env("POSTGRES_USER", parsed.username())
-        .env("POSTGRES_PASSWORD", parsed.password().unwrap_or(""))
-        .env("POSTGRES_DATABASE", parsed.path().trim_start_matches('/'))
+        .envs(lightrag_pg_env(&url))
         .output()
         .expect("run LightRAG");
     assert!(

@@ -100,7 +100,14 @@ pub async fn write(
     space: &Space,
     layout: Layout,
 ) -> Result<()> {
-    let tx = client.transaction().await?;
+    let fail = |e: tokio_postgres::Error| {
+        anyhow!(
+            "recording the embedding space of {}: {}",
+            table.name,
+            db_message(&e)
+        )
+    };
+    let tx = client.transaction().await.map_err(fail)?;
     // The row lock on the table's pg_class entry: two writers of the
     // comment do not lose each other's keys.
     tx.batch_execute(&format!(
@@ -108,31 +115,13 @@ pub async fn write(
         table.quoted
     ))
     .await
-    .map_err(|e| {
-        anyhow!(
-            "recording the embedding space of {}: {}",
-            table.name,
-            db_message(&e)
-        )
-    })?;
+    .map_err(fail)?;
     let now = comment(&tx, table).await?.flatten();
     let object = with_space(comment_object(now.as_deref()), space, layout);
     tx.batch_execute(&comment_sql(table, &object))
         .await
-        .map_err(|e| {
-            anyhow!(
-                "recording the embedding space of {}: {}",
-                table.name,
-                db_message(&e)
-            )
-        })?;
-    tx.commit().await.map_err(|e| {
-        anyhow!(
-            "recording the embedding space of {}: {}",
-            table.name,
-            db_message(&e)
-        )
-    })?;
+        .map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
     Ok(())
 }
 

@@ -658,3 +658,47 @@ impl Drop for RedisServer {
 }
 
 pub mod s3;
+
+/// A test server whose vectors depend on the model named in the request,
+/// as a real endpoint's do (`--model-vectors`).
+pub fn model_vectors_server(dim: usize) -> EmbedServer {
+    EmbedServer::start(&["--model-vectors", "--dim", &dim.to_string()])
+}
+
+/// `vecload VERB` with `model` against pgvector `table`, tenant `acme`.
+pub fn pg_model_cmd(
+    verb: &str,
+    server: &EmbedServer,
+    url: &str,
+    table: &str,
+    model: &str,
+    dim: usize,
+) -> Command {
+    let mut c = vecload();
+    c.arg(verb)
+        .args(["--embed-url", &server.url, "--embed-model", model])
+        .args(["--embed-dim", &dim.to_string(), "--pg-url", url])
+        .args(["--table", table, "--tenant", "acme"]);
+    c
+}
+
+/// The POSTGRES_* variables LightRAG reads, for the database at `url`.
+pub fn lightrag_pg_env(url: &str) -> Vec<(&'static str, String)> {
+    let u = url::Url::parse(url).expect("pg url");
+    vec![
+        (
+            "POSTGRES_HOST",
+            u.host_str().unwrap_or("127.0.0.1").to_string(),
+        ),
+        ("POSTGRES_PORT", u.port().unwrap_or(5432).to_string()),
+        ("POSTGRES_USER", u.username().to_string()),
+        (
+            "POSTGRES_PASSWORD",
+            u.password().unwrap_or_default().to_string(),
+        ),
+        (
+            "POSTGRES_DATABASE",
+            u.path().trim_start_matches('/').to_string(),
+        ),
+    ]
+}
