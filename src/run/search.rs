@@ -6,7 +6,6 @@ use anyhow::{Result, bail};
 
 use std::sync::Arc;
 
-use crate::embed::EmbedError;
 use crate::embed::settings::EmbedSettings;
 use crate::records::Hit;
 use crate::store::Target;
@@ -26,7 +25,7 @@ pub struct SearchJob {
 pub async fn search(cfg: &SearchJob) -> Result<Vec<Hit>> {
     // A question embedded by another model than the stored vectors' gets
     // scores that mean nothing: refused before the request.
-    let want = cfg.embed.space(cfg.target.distance(), None);
+    let want = super::space::space_of(&cfg.embed, cfg.target.as_ref());
     match cfg.target.space().await? {
         crate::space::Recorded::Space(r) => {
             if let Some(diff) = r.differs(&want) {
@@ -53,21 +52,15 @@ pub async fn search(cfg: &SearchJob) -> Result<Vec<Hit>> {
         }
     }
     let (embedder, _) = crate::embed::connect(&cfg.embed).await?;
-    // One request: a short retry loop for the transient kinds is enough here.
-    let mut attempt = 0;
-    let vector = loop {
-        match embedder.embed(&[cfg.query.as_str()]).await {
-            Ok(mut v) => break v.pop().unwrap_or_default(),
-            Err(EmbedError::Transient { message, .. } | EmbedError::Throttled { message, .. })
-                if attempt < 3 =>
-            {
-                attempt += 1;
-                tracing::warn!("{message}; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500 << attempt)).await;
-            }
-            Err(e) => bail!("embedding the query: {e}"),
-        }
-    };
+    // One request, retried on the transient kinds within a short budget.
+    let (mut vectors, _) = super::space::embed_with_budget(
+        embedder.as_ref(),
+        &[cfg.query.as_str()],
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("embedding the query: {e:#}"))?;
+    let vector = vectors.pop().unwrap_or_default();
     if vector.len() != cfg.embed.dim {
         bail!(
             "the model returned a vector of length {} but --embed-dim (EMBEDDING_DIM) is {}",

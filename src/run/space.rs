@@ -62,6 +62,29 @@ pub struct Wanted {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// The space `embed` makes vectors in, as `target` stores them.
+pub fn space_of(embed: &crate::embed::settings::EmbedSettings, target: &dyn Target) -> Space {
+    let unit = (target.stores_as() == crate::store::Stored::Normalized).then_some(true);
+    embed.space(target.distance(), unit)
+}
+
+/// The refusal of a run into `what`, whose record `r` names another space.
+fn mismatch(what: &str, r: &Space, want: &Space, diff: &str) -> String {
+    format!(
+        "{what} holds vectors of {} (recorded by {} at {}, {}); this run makes vectors \
+         of {}: {diff}. Vectors of two models in one index answer nonsense, so nothing \
+         was sent or written. To change the model, `vecload reembed` into a new table \
+         or collection and switch readers to it (--switch); if both name the same \
+         model, --probe-space compares stored vectors with this model's and records \
+         it when they agree",
+        r.describe(),
+        r.recorded_by,
+        r.recorded_at,
+        r.how,
+        want.describe()
+    )
+}
+
 /// What a run that embeds with `embed` into `target` brings.
 pub fn wanted(
     embed: &crate::embed::settings::EmbedSettings,
@@ -69,9 +92,8 @@ pub fn wanted(
     embedder: Option<Arc<dyn Embedder>>,
     policy: Policy,
 ) -> Wanted {
-    let unit = (target.stores_as() == crate::store::Stored::Normalized).then_some(true);
     Wanted {
-        space: Some(embed.space(target.distance(), unit)),
+        space: Some(space_of(embed, target)),
         embedder,
         policy,
     }
@@ -149,20 +171,7 @@ pub async fn compare(
             Some(_) if wanted.policy == Policy::Reprobe && wanted.embedder.is_some() => {
                 Ok(Pending::Unrecorded)
             }
-            Some(diff) => Err(Refused(format!(
-                "{what} holds vectors of {} (recorded by {} at {}, {}); this run makes vectors \
-                 of {}: {diff}. Vectors of two models in one index answer nonsense, so nothing \
-                 was sent or written. To change the model, `vecload reembed` into a new table \
-                 or collection and switch readers to it (--switch); if both name the same \
-                 model, --probe-space compares stored vectors with this model's and records \
-                 it when they agree",
-                r.describe(),
-                r.recorded_by,
-                r.recorded_at,
-                r.how,
-                want.describe()
-            ))
-            .into()),
+            Some(diff) => Err(Refused(mismatch(&what, &r, want, &diff)).into()),
         },
         Recorded::Unrecorded => Ok(Pending::Unrecorded),
     }
@@ -435,13 +444,7 @@ pub async fn foresee(
                 r.describe(),
                 want.describe()
             )),
-            Some(diff) => Err(format!(
-                "{} holds vectors of {}; the load makes {}: {diff}. It would be refused: \
-                 `vecload reembed` into a new target changes the model",
-                target.describe(),
-                r.describe(),
-                want.describe()
-            )),
+            Some(diff) => Err(mismatch(&target.describe(), &r, want, &diff)),
         },
         Recorded::Unrecorded => Ok(match wanted.policy {
             Policy::Assume => format!("not recorded; --assume-space records {}", want.describe()),

@@ -136,8 +136,7 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         problems: Vec::new(),
         notes: Vec::new(),
     };
-    let unit = (target.stores_as() == crate::store::Stored::Normalized).then_some(true);
-    let want = job.embed.space(target.distance(), unit);
+    let want = super::space::space_of(&job.embed, target.as_ref());
     report.space.settings = want.describe();
     let recorded = match target.space().await? {
         Recorded::NoTarget => anyhow::bail!("{} does not exist", target.describe()),

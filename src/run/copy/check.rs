@@ -140,11 +140,7 @@ fn same(source: &[f32], stored: &[f32], how: Stored) -> bool {
             .zip(stored)
             .all(|(a, b)| (a - b).abs() <= a.abs() * (1.0 / 2048.0) + 6.0e-8),
         Stored::Normalized => {
-            let norm = source
-                .iter()
-                .map(|x| f64::from(*x).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let norm = crate::space::norm(source);
             if norm == 0.0 {
                 return stored.iter().all(|b| *b == 0.0);
             }
