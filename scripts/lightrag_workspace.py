@@ -12,6 +12,10 @@ Prints one JSON line: what it made and what it broke.
     python scripts/lightrag_workspace.py --dir DIR --workspace acme --model M \
         --dim 16 --embed-url URL --chunks fixtures/lightrag/acme/kv_store_text_chunks.json
 
+With --find NAME it makes nothing: it asks LightRAG's own stores of the
+workspace what a query for the entity NAME's text finds (the entity and
+the relations of its graph), and prints that as one JSON line.
+
 Connection settings come from POSTGRES_* as for the RAG API.
 """
 
@@ -32,7 +36,8 @@ async def main() -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--dim", type=int, required=True)
     ap.add_argument("--embed-url", required=True)
-    ap.add_argument("--chunks", required=True)
+    ap.add_argument("--chunks")
+    ap.add_argument("--find")
     args = ap.parse_args()
 
     from lightrag.kg.json_kv_impl import JsonKVStorage
@@ -73,6 +78,13 @@ async def main() -> int:
     for s in [chunks_kv, graph, *vdb.values()]:
         await s.initialize()
 
+    if args.find:
+        found = await find(args.find, graph, vdb)
+        for s in [chunks_kv, graph, *vdb.values()]:
+            await s.finalize()
+        print(json.dumps(found, ensure_ascii=False))
+        return 0
+
     chunks = json.load(open(args.chunks, encoding="utf-8"))
     await chunks_kv.upsert(chunks)
     keys = sorted(chunks)
@@ -103,12 +115,14 @@ async def main() -> int:
         }
     )
     # Relation vectors as LightRAG ids them (smaller name first), all but
-    # the first pair.
+    # the first pair; the second pair's of the description it had before
+    # the graph's was updated (a stale vector).
     rels = {}
-    for a, b in pairs[1:]:
+    for i, (a, b) in enumerate(pairs[1:]):
         s, t = (b, a) if a > b else (a, b)
+        said = "an older description" if i == 0 else f"{a} and {b}"
         rels[compute_mdhash_id(s + t, prefix="rel-")] = {
-            "src_id": s, "tgt_id": t, "content": f"k\t{s}\n{t}\n{a} and {b}",
+            "src_id": s, "tgt_id": t, "content": f"k\t{s}\n{t}\n{said}",
             "source_id": keys[0], "file_path": "a.md",
         }
     await vdb["relationships"].upsert(rels)
@@ -122,8 +136,32 @@ async def main() -> int:
         "entity_without_vector": names[-1],
         "entity_vectors_of_nothing": 1,
         "relation_without_vector": list(pairs[0]),
+        "relation_stale": list(pairs[1]),
     }, ensure_ascii=False))
     return 0
+
+
+async def find(name, graph, vdb):
+    """What LightRAG's own stores answer for the entity `name`: its node,
+    the top entity for a query of its vector text, and the top relation for
+    each of its edges' texts (LightRAG's ids and texts, smaller name first)."""
+    node = await graph.get_node(name)
+    text = f"{name}\n{node['description']}"
+    hits = await vdb["entities"].query(text, top_k=1)
+    relations = []
+    for a, b in await graph.get_node_edges(name) or []:
+        edge = await graph.get_edge(a, b)
+        s, t = (b, a) if a > b else (a, b)
+        rel_text = f"{edge['keywords']}\t{s}\n{t}\n{edge['description']}"
+        top = await vdb["relationships"].query(rel_text, top_k=1)
+        relations.append({
+            "pair": [s, t],
+            "top": [top[0].get("src_id"), top[0].get("tgt_id")] if top else None,
+        })
+    return {
+        "entity": hits[0].get("entity_name") if hits else None,
+        "relations": relations,
+    }
 
 
 if __name__ == "__main__":

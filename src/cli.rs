@@ -284,14 +284,18 @@ pub struct CheckArgs {
     /// Fix what can be fixed, paying only for it: delete --tenant's rows
     /// with broken or foreign vectors, then load the PATHs with the store
     /// as the record and --prune (what is missing or changed is embedded,
-    /// what is gone deleted). Needs PATHs.
+    /// what is gone deleted); with --lightrag-dir, delete the vectors of
+    /// nothing and embed the chunks, entities and relations without a
+    /// vector (or of an old text) from the workspace's files. Needs PATHs
+    /// or --lightrag-dir.
     #[arg(long)]
     pub repair: bool,
 
     /// A LightRAG workspace's folder (its kv_store_text_chunks.json and
     /// graph_chunk_entity_relation.graphml): chunks, entities and relations
-    /// without a vector, and vectors of ones gone, in the three vector
-    /// stores of --layout lightrag for --tenant (the workspace).
+    /// without a vector or with one of another text, and vectors of ones
+    /// gone, in the three vector stores of --layout lightrag for --tenant
+    /// (the workspace).
     #[arg(long, value_name = "DIR")]
     pub lightrag_dir: Option<PathBuf>,
 

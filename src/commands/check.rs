@@ -11,10 +11,10 @@ use crate::settings::bad;
 use crate::{EXIT_INCOMPLETE, EXIT_OK};
 
 pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool) -> ExitCode {
-    if args.repair && args.load.paths.is_empty() {
+    if args.repair && args.load.paths.is_empty() && args.lightrag_dir.is_none() {
         return refused(bad(
-            "--repair loads what is missing from the documents: give them as PATHs \
-             (as the load was given them)",
+            "--repair embeds what is missing from the documents: give them as PATHs \
+             (as the load was given them), or the LightRAG workspace as --lightrag-dir",
         ));
     }
     if args.probe == Some(0) {

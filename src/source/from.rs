@@ -22,6 +22,14 @@ pub enum FromSpec {
         uri: Secret,
         workspace: Option<String>,
     },
+    /// The entities or relations of LightRAG's GraphML graph (`check
+    /// --lightrag-dir --repair`); `reverse`: relation ids the target holds
+    /// in the other order.
+    LightragGraph {
+        path: PathBuf,
+        ns: crate::layout::Namespace,
+        reverse: super::lightrag::graph::Reverse,
+    },
 }
 
 /// Where a source is when it is not where the target is.
@@ -160,6 +168,7 @@ impl FromSpec {
                 "LightRAG Redis chunk store at {}",
                 super::lightrag::redis::describe_uri(uri.expose())
             ),
+            FromSpec::LightragGraph { path, .. } => format!("LightRAG graph {}", path.display()),
         }
     }
 
@@ -196,6 +205,11 @@ impl FromSpec {
                 )
                 .await?,
             ),
+            FromSpec::LightragGraph { path, ns, reverse } => {
+                Box::new(super::lightrag::graph::GraphSource::open(
+                    path, *ns, workspace, reverse, page_size,
+                )?)
+            }
         })
     }
 }

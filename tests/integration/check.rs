@@ -137,8 +137,47 @@ fn check_of_a_table_that_does_not_exist_cannot_check() {
     assert!(out.stderr.contains("no_such_table_here"));
 }
 
+/// Builds a LightRAG workspace with LightRAG's own classes (and its
+/// drift), or with `--find NAME` asks LightRAG what its stores answer for
+/// the entity NAME; the last line of the output, as JSON.
+fn lightrag_workspace(
+    python: &std::path::Path,
+    dir: &std::path::Path,
+    url: &str,
+    server: &EmbedServer,
+    model: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(python)
+        .arg(manifest.join("scripts/lightrag_workspace.py"))
+        .arg("--dir")
+        .arg(dir)
+        .args(["--workspace", "acme", "--model", model])
+        .args(["--dim", &DIM.to_string(), "--embed-url", &server.url])
+        .args(extra)
+        .envs(lightrag_pg_env(url))
+        .output()
+        .expect("run LightRAG");
+    assert!(
+        out.status.success(),
+        "LightRAG ({extra:?}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("a line"),
+    )
+    .expect("JSON")
+}
+
 /// A LightRAG workspace whose graph and chunk store drifted from its
-/// vectors (LightRAG issue #2917), made with LightRAG's own classes.
+/// vectors (LightRAG issue #2917), made with LightRAG's own classes: each
+/// drift is found; --repair re-embeds only what lacks a vector or holds an
+/// old text's and deletes the vector of nothing; the next check is clean
+/// and LightRAG's own query finds the repaired entity and relations.
 #[test]
 fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
     let Some(url) = pg_url("check lightrag workspace") else {
@@ -151,40 +190,33 @@ fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let unique = unique_table("w");
     let model = format!("lw-{}", &unique[2..]);
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(python)
-        .arg(manifest.join("scripts/lightrag_workspace.py"))
-        .arg("--dir")
-        .arg(dir.path())
-        .args(["--workspace", "acme", "--model", &model])
-        .args(["--dim", &DIM.to_string(), "--embed-url", &server.url])
-        .arg("--chunks")
-        .arg(manifest.join("fixtures/lightrag/acme/kv_store_text_chunks.json"))
-        .envs(lightrag_pg_env(&url))
-        .output()
-        .expect("run LightRAG");
-    assert!(
-        out.status.success(),
-        "LightRAG made the workspace:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let chunks = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/lightrag/acme/kv_store_text_chunks.json");
+    let chunks = chunks.to_str().expect("a UTF-8 path");
+    let made = lightrag_workspace(
+        &python,
+        dir.path(),
+        &url,
+        &server,
+        &model,
+        &["--chunks", chunks],
     );
-    let made: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("a line"),
-    )
-    .expect("JSON");
-    let out = run(vecload()
-        .args([
-            "check", "--layout", "lightrag", "--tenant", "acme", "--json",
-        ])
-        .args(["--embed-url", &server.url, "--embed-model", &model])
-        .args(["--embed-dim", &DIM.to_string(), "--pg-url", &url])
-        .arg("--lightrag-dir")
-        .arg(dir.path()));
+    let check = |extra: &[&str]| {
+        let out = run(vecload()
+            .args([
+                "check", "--layout", "lightrag", "--tenant", "acme", "--json",
+            ])
+            .args(["--embed-url", &server.url, "--embed-model", &model])
+            .args(["--embed-dim", &DIM.to_string(), "--pg-url", &url])
+            .arg("--lightrag-dir")
+            .arg(dir.path())
+            .args(extra));
+        let r: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("JSON report ({e}): {}", out.all_output()));
+        (out, r)
+    };
+    let (out, r) = check(&[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON report");
     let d = &r["lightrag"];
     assert_eq!(d["chunks"]["in_workspace"], made["chunks"]);
     assert_eq!(d["chunks"]["without_vector"], 1);
@@ -192,8 +224,10 @@ fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
     assert_eq!(d["entities"]["in_workspace"], made["entities"]);
     assert_eq!(d["entities"]["without_vector"], 1);
     assert_eq!(d["entities"]["vectors_of_nothing"], 1);
+    assert_eq!(d["entities"]["stale"], 0);
     assert_eq!(d["relations"]["in_workspace"], made["relations"]);
     assert_eq!(d["relations"]["without_vector"], 1);
+    assert_eq!(d["relations"]["stale"], 1);
     assert_eq!(d["relations"]["vectors_of_nothing"], 0);
     let examples = d["entities"]["examples"].to_string();
     assert!(
@@ -202,4 +236,58 @@ fn check_finds_a_lightrag_workspace_drifting_from_its_vectors() {
     );
     let chunk = made["chunk_without_vector"].as_str().unwrap();
     assert!(d["chunks"]["examples"].to_string().contains(chunk));
+
+    // --repair: four texts to embed (a chunk, an entity, two relations),
+    // one vector to delete. The stores LightRAG wrote have no record of
+    // their space: each namespace repaired is probed once (at most 8 texts).
+    let before = server.stats()["inputs"].as_u64().unwrap_or(0);
+    let (out, r) = check(&["--repair"]);
+    assert_eq!(out.code, 0, "{}", out.all_output());
+    let repair = &r["repair"];
+    assert_eq!(repair["vectors_written"], 4, "{repair}");
+    assert_eq!(repair["rows_deleted"], 1, "{repair}");
+    assert!(repair["error"].is_null(), "{repair}");
+    let paid = server.stats()["inputs"].as_u64().unwrap_or(0) - before;
+    assert!(
+        (4..=4 + 3 * 8).contains(&paid),
+        "only the four texts and the probes are paid for: {paid} inputs"
+    );
+
+    let (out, r) = check(&[]);
+    assert_eq!(out.code, 0, "clean after the repair: {}", out.stdout);
+    for ns in ["chunks", "entities", "relations"] {
+        let side = &r["lightrag"][ns];
+        assert_eq!(side["without_vector"], 0, "{ns}: {side}");
+        assert_eq!(side["stale"], 0, "{ns}: {side}");
+        assert_eq!(side["vectors_of_nothing"], 0, "{ns}: {side}");
+    }
+
+    // LightRAG's own query finds the repaired entity by its text, and each
+    // repaired relation by its text (the missing one and the stale one).
+    let found = lightrag_workspace(
+        &python,
+        dir.path(),
+        &url,
+        &server,
+        &model,
+        &["--find", made["entity_without_vector"].as_str().unwrap()],
+    );
+    assert_eq!(found["entity"], made["entity_without_vector"], "{found}");
+    let name = made["relation_without_vector"][1].as_str().unwrap();
+    let found = lightrag_workspace(
+        &python,
+        dir.path(),
+        &url,
+        &server,
+        &model,
+        &["--find", name],
+    );
+    let relations = found["relations"].as_array().expect("relations");
+    assert_eq!(relations.len(), 2, "{found}");
+    for rel in relations {
+        assert_eq!(
+            rel["top"], rel["pair"],
+            "LightRAG finds the relation: {found}"
+        );
+    }
 }

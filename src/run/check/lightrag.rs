@@ -1,26 +1,35 @@
 //! A LightRAG workspace against its three vector stores (`check
-//! --lightrag-dir`): chunks of the text-chunk store without a vector,
-//! entities and relations of the graph without one, and vectors whose
-//! chunk, entity or relation is gone (LightRAG issues #2917, #2941, #3997).
+//! --lightrag-dir`): chunks of the text-chunk store and entities and
+//! relations of the graph without a vector or with a vector of another
+//! text, and vectors whose chunk, entity or relation is gone (LightRAG
+//! issues #2917, #2941, #3997). `--repair` deletes the vectors of nothing
+//! and re-embeds the rest through `reembed`, from the workspace's own
+//! files: what was there with its text is not paid for again.
 //!
 //! The chunk store is LightRAG's JSON KV file and the graph its NetworkX
-//! GraphML file (LightRAG's defaults); ids are LightRAG 1.5.7's: the chunk's
-//! key, `ent-` + md5(name), `rel-` + md5 of the two names, smaller first
-//! (the reverse order is accepted too, as LightRAG's deletes do).
+//! GraphML file (LightRAG's defaults); ids and texts are LightRAG 1.5.7's
+//! (`source::lightrag::graph`).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::layout::{Namespace, mdhash_id};
+use super::Repair;
+use crate::embed::settings::EmbedSettings;
+use crate::layout::Namespace;
+use crate::records::content_hash;
+use crate::settings::ProgressMode;
+use crate::source::from::FromSpec;
+use crate::source::lightrag::graph;
 use crate::store::Target;
 
 pub const CHUNKS_FILE: &str = "kv_store_text_chunks.json";
-pub const GRAPH_FILE: &str = "graph_chunk_entity_relation.graphml";
+pub use graph::GRAPH_FILE;
 const EXAMPLES: usize = 10;
+const PAGE: usize = 500;
 
 /// What `--lightrag-dir` compares: the folder and the three vector stores.
 pub struct Workspace {
@@ -45,10 +54,25 @@ pub struct Side {
     pub vectors: u64,
     /// In the workspace with no vector: invisible to queries.
     pub without_vector: u64,
+    /// With a vector of another text (the graph's description changed and
+    /// the vector store missed it): queries find it by its old text.
+    pub stale: u64,
     /// Vectors of what the workspace no longer has: queries find them and
     /// LightRAG cannot resolve them.
     pub vectors_of_nothing: u64,
     pub examples: Vec<String>,
+    /// The ids of the vectors of nothing, for `--repair`.
+    #[serde(skip)]
+    orphans: Vec<String>,
+    /// Relation ids the store holds in the other order (older LightRAG).
+    #[serde(skip)]
+    reverse: HashSet<String>,
+}
+
+impl Side {
+    fn needs_repair(&self) -> bool {
+        self.without_vector + self.stale + self.vectors_of_nothing > 0
+    }
 }
 
 impl Drift {
@@ -65,6 +89,13 @@ impl Drift {
                     s.without_vector, s.in_workspace
                 ));
             }
+            if s.stale > 0 {
+                out.push(format!(
+                    "{} {what} have a vector of another text than the workspace's \
+                     (queries find them by what they used to say)",
+                    s.stale
+                ));
+            }
             if s.vectors_of_nothing > 0 {
                 out.push(format!(
                     "{} {what} vectors belong to nothing the workspace still has",
@@ -77,136 +108,223 @@ impl Drift {
 }
 
 pub async fn check(w: &Workspace, tenant: &str) -> Result<Drift> {
-    let chunk_ids = read_chunk_keys(&w.dir.join(CHUNKS_FILE))?;
-    let (entities, relations) = read_graph(&w.dir.join(GRAPH_FILE))?;
-    let relation_ids: Vec<Wanted> = relations
+    let chunks = read_chunks(&w.dir.join(CHUNKS_FILE), tenant).await?;
+    let g = graph::read(&w.dir.join(GRAPH_FILE))?;
+    let entities: Vec<Wanted> = g
+        .entities
         .iter()
-        .map(|(a, b)| {
-            let (a, b) = if a > b { (b, a) } else { (a, b) };
-            (
-                mdhash_id(&format!("{a}{b}"), "rel-"),
-                Some(mdhash_id(&format!("{b}{a}"), "rel-")),
-                format!("relation {a:?} - {b:?}"),
-            )
+        .map(|e| Wanted {
+            id: e.id(),
+            other: None,
+            label: format!("entity {:?}", e.name),
+            hash: content_hash(&e.text()),
         })
         .collect();
-    let chunk_ids: Vec<Wanted> = chunk_ids
-        .into_iter()
-        .map(|k| (k.clone(), None, format!("chunk {k}")))
-        .collect();
-    let entity_ids: Vec<Wanted> = entities
+    let relations: Vec<Wanted> = g
+        .relations
         .iter()
-        .map(|e| (mdhash_id(e, "ent-"), None, format!("entity {e:?}")))
+        .map(|r| Wanted {
+            id: r.id(),
+            other: Some(r.reverse_id()),
+            label: format!("relation {:?} - {:?}", r.src, r.tgt),
+            hash: content_hash(&r.text()),
+        })
         .collect();
-    let drift = Drift {
-        chunks: compare(&chunk_ids, ids(w.chunks.as_ref(), tenant).await?),
-        entities: compare(&entity_ids, ids(w.entities.as_ref(), tenant).await?),
-        relations: compare(&relation_ids, ids(w.relations.as_ref(), tenant).await?),
-    };
-    Ok(drift)
+    Ok(Drift {
+        chunks: compare(&chunks, stored(w.chunks.as_ref(), tenant).await?),
+        entities: compare(&entities, stored(w.entities.as_ref(), tenant).await?),
+        relations: compare(&relations, stored(w.relations.as_ref(), tenant).await?),
+    })
 }
 
 /// One thing of the workspace: its vector's id, the other id it may be
-/// stored under, and what to call it in a report.
-type Wanted = (String, Option<String>, String);
+/// stored under, what to call it in a report, and its text's hash.
+struct Wanted {
+    id: String,
+    other: Option<String>,
+    label: String,
+    hash: String,
+}
 
-/// `wanted` against `stored`.
-fn compare(wanted: &[Wanted], stored: HashSet<String>) -> Side {
+/// `wanted` against `stored` (id -> the hash of the stored text).
+fn compare(wanted: &[Wanted], stored: HashMap<String, String>) -> Side {
     let mut s = Side {
         in_workspace: wanted.len() as u64,
         vectors: stored.len() as u64,
         ..Default::default()
     };
     let mut known = HashSet::new();
-    for (id, other, label) in wanted {
-        let has = stored.contains(id) || other.as_ref().is_some_and(|o| stored.contains(o));
-        if !has {
-            s.without_vector += 1;
-            if s.examples.len() < EXAMPLES {
-                s.examples.push(format!("{label} has no vector ({id})"));
+    for w in wanted {
+        let held = match stored.get(&w.id) {
+            Some(h) => Some(h),
+            None => w.other.as_ref().and_then(|o| {
+                let h = stored.get(o);
+                if h.is_some() {
+                    s.reverse.insert(o.clone());
+                }
+                h
+            }),
+        };
+        match held {
+            None => {
+                s.without_vector += 1;
+                if s.examples.len() < EXAMPLES {
+                    s.examples
+                        .push(format!("{} has no vector ({})", w.label, w.id));
+                }
             }
+            Some(h) if *h != w.hash => {
+                s.stale += 1;
+                if s.examples.len() < EXAMPLES {
+                    s.examples.push(format!(
+                        "{} has a vector of another text ({})",
+                        w.label, w.id
+                    ));
+                }
+            }
+            Some(_) => {}
         }
-        known.insert(id.as_str());
-        if let Some(o) = other {
+        known.insert(w.id.as_str());
+        if let Some(o) = &w.other {
             known.insert(o.as_str());
         }
     }
-    for id in &stored {
+    for id in stored.keys() {
         if !known.contains(id.as_str()) {
             s.vectors_of_nothing += 1;
             if s.examples.len() < 2 * EXAMPLES {
                 s.examples.push(format!("vector {id} belongs to nothing"));
             }
+            s.orphans.push(id.clone());
         }
     }
     s
 }
 
-async fn ids(target: &dyn Target, tenant: &str) -> Result<HashSet<String>> {
-    let mut reader = target.reader(Some(tenant.to_string()), 1000, false).await?;
-    let mut out = HashSet::new();
+/// The tenant's stored ids and the hashes of their texts.
+async fn stored(target: &dyn Target, tenant: &str) -> Result<HashMap<String, String>> {
+    let mut reader = target.reader(Some(tenant.to_string()), PAGE, false).await?;
+    let mut out = HashMap::new();
     while let Some(page) = reader.next_page().await? {
-        out.extend(page.into_iter().map(|r| r.id));
+        out.extend(page.into_iter().map(|r| (r.id, content_hash(&r.content))));
     }
     Ok(out)
 }
 
-/// The keys of LightRAG's JSON chunk store, values skipped unread.
-fn read_chunk_keys(path: &Path) -> Result<HashSet<String>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("--lightrag-dir: cannot open {}", path.display()))?;
-    let map: std::collections::HashMap<String, serde::de::IgnoredAny> =
-        serde_json::from_reader(std::io::BufReader::new(file))
-            .with_context(|| format!("{} is not LightRAG's JSON chunk store", path.display()))?;
-    Ok(map.into_keys().collect())
+/// The chunks of LightRAG's JSON chunk store (streamed as `reembed` reads it).
+async fn read_chunks(path: &std::path::Path, tenant: &str) -> Result<Vec<Wanted>> {
+    let mut source =
+        crate::source::lightrag::json::LightragSource::open(path, tenant.to_string(), PAGE)?;
+    let mut out = Vec::new();
+    while let Some(page) = crate::records::RowReader::next_page(&mut source).await? {
+        out.extend(page.into_iter().map(|r| Wanted {
+            label: format!("chunk {}", r.id),
+            hash: content_hash(&r.content),
+            id: r.id,
+            other: None,
+        }));
+    }
+    Ok(out)
 }
 
-/// A graph's node ids and its edges (source, target).
-type Graph = (HashSet<String>, Vec<(String, String)>);
-
-/// The node ids and edges of NetworkX's GraphML file (no file: an empty
-/// graph, as LightRAG starts).
-fn read_graph(path: &Path) -> Result<Graph> {
-    use quick_xml::events::Event;
-    if !path.exists() {
-        return Ok(Default::default());
-    }
-    let mut reader = quick_xml::Reader::from_file(path)
-        .with_context(|| format!("--lightrag-dir: cannot open {}", path.display()))?;
-    let (mut nodes, mut edges) = (HashSet::new(), Vec::new());
-    let mut buf = Vec::new();
-    loop {
-        match reader
-            .read_event_into(&mut buf)
-            .with_context(|| format!("{} is not GraphML", path.display()))?
-        {
-            Event::Start(e) | Event::Empty(e) => {
-                let attr = |name: &str| -> Option<String> {
-                    e.attributes()
-                        .flatten()
-                        .find(|a| a.key.as_ref() == name)
-                        .and_then(|a| {
-                            quick_xml::escape::unescape(&a.value)
-                                .ok()
-                                .map(|v| v.into_owned())
-                        })
-                };
-                match e.name().as_ref() {
-                    "node" => nodes.extend(attr("id")),
-                    "edge" => {
-                        if let (Some(s), Some(t)) = (attr("source"), attr("target")) {
-                            edges.push((s, t));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::Eof => break,
-            _ => {}
+/// `--repair` of a workspace: per namespace that drifted, its vectors of
+/// nothing deleted, then what lacks a vector or holds another text's
+/// re-embedded from the workspace's files (`reembed` into the store as it
+/// is: rows it holds with the same text are not paid for).
+pub async fn repair(
+    w: &Workspace,
+    drift: &Drift,
+    tenant: &str,
+    embed: &EmbedSettings,
+    progress: ProgressMode,
+) -> Result<Repair> {
+    let mut r = Repair::default();
+    for (ns, side, target) in [
+        (Namespace::Chunks, &drift.chunks, &w.chunks),
+        (Namespace::Entities, &drift.entities, &w.entities),
+        (Namespace::Relationships, &drift.relations, &w.relations),
+    ] {
+        if !side.needs_repair() {
+            continue;
         }
-        buf.clear();
+        if !side.orphans.is_empty() {
+            let mut sink = target.sink(embed.dim);
+            sink.prepare().await?;
+            for ids in side.orphans.chunks(500) {
+                r.rows_deleted += sink.delete(tenant, ids).await?;
+            }
+        }
+        if side.without_vector + side.stale == 0 {
+            continue;
+        }
+        let source = match ns {
+            Namespace::Chunks => FromSpec::LightragJson {
+                path: w.dir.join(CHUNKS_FILE),
+            },
+            _ => FromSpec::LightragGraph {
+                path: w.dir.join(GRAPH_FILE),
+                ns,
+                reverse: Arc::new(side.reverse.clone()),
+            },
+        };
+        let job = crate::run::reembed::ReembedJob {
+            source,
+            tenant: Some(tenant.to_string()),
+            switch: None,
+            prune: false,
+            page_size: PAGE,
+            report: None,
+            progress,
+            embed: embed.clone(),
+            target: target.clone(),
+            shard: None,
+            prepare_only: false,
+            step_shards: None,
+            batch: None,
+            batch_state: None,
+            space_policy: crate::run::space::Policy::Probe,
+            quality: crate::run::quality::QualitySettings {
+                k: 1,
+                queries: 0,
+                min_recall: None,
+            },
+        };
+        let done = crate::run::reembed::run(job, progress).await.map_err(|e| {
+            e.0.context(format!("re-embedding the workspace's {}", ns_name(ns)))
+        })?;
+        r.embed_requests += done.embed_requests;
+        r.cache_hits += done.cache_hits;
+        r.vectors_written += done.reembedded;
+        let error = done.error.clone().or_else(|| {
+            (done.failed_chunks > 0 || !done.verified).then(|| {
+                format!(
+                    "{} of the {} were not written{}",
+                    done.failed_chunks,
+                    ns_name(ns),
+                    if done.problems.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", done.problems.join("; "))
+                    }
+                )
+            })
+        });
+        if let Some(e) = error {
+            r.error = Some(match r.error.take() {
+                Some(before) => format!("{before}; {e}"),
+                None => e,
+            });
+        }
     }
-    Ok((nodes, edges))
+    Ok(r)
+}
+
+fn ns_name(ns: Namespace) -> &'static str {
+    match ns {
+        Namespace::Chunks => "chunks",
+        Namespace::Entities => "entities",
+        Namespace::Relationships => "relations",
+    }
 }
 
 /// The namespaces a workspace check needs targets for.
@@ -220,36 +338,34 @@ pub const NAMESPACES: [Namespace; 3] = [
 mod tests {
     use super::*;
 
-    #[test]
-    fn graphml_nodes_and_edges_are_read() {
-        let dir = std::env::temp_dir().join(format!("vecload-graphml-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(GRAPH_FILE);
-        std::fs::write(
-            &path,
-            r#"<?xml version='1.0' encoding='utf-8'?>
-<graphml xmlns="http://graphml.graphdrawing.org/xmlns"><graph edgedefault="undirected">
-<node id="Alice &amp; Co"><data key="d0">x</data></node><node id="Bob" />
-<edge source="Bob" target="Alice &amp; Co"><data key="d1">y</data></edge>
-</graph></graphml>"#,
-        )
-        .unwrap();
-        let (nodes, edges) = read_graph(&path).unwrap();
-        assert!(nodes.contains("Alice & Co") && nodes.contains("Bob"));
-        assert_eq!(edges, vec![("Bob".to_string(), "Alice & Co".to_string())]);
-        let _ = std::fs::remove_dir_all(&dir);
+    fn wanted(id: &str, other: Option<&str>, text: &str) -> Wanted {
+        Wanted {
+            id: id.into(),
+            other: other.map(Into::into),
+            label: format!("relation {id}"),
+            hash: content_hash(text),
+        }
     }
 
     #[test]
     fn a_relation_under_its_reverse_id_has_its_vector() {
-        let wanted = vec![(
-            "rel-ab".to_string(),
-            Some("rel-ba".to_string()),
-            "relation a - b".to_string(),
-        )];
-        let s = compare(&wanted, HashSet::from(["rel-ba".to_string()]));
-        assert_eq!((s.without_vector, s.vectors_of_nothing), (0, 0));
-        let s = compare(&wanted, HashSet::from(["rel-zz".to_string()]));
+        let w = vec![wanted("rel-ab", Some("rel-ba"), "t")];
+        let s = compare(&w, HashMap::from([("rel-ba".into(), content_hash("t"))]));
+        assert_eq!((s.without_vector, s.stale, s.vectors_of_nothing), (0, 0, 0));
+        assert!(s.reverse.contains("rel-ba"));
+        let s = compare(&w, HashMap::from([("rel-zz".into(), content_hash("t"))]));
         assert_eq!((s.without_vector, s.vectors_of_nothing), (1, 1));
+        assert_eq!(s.orphans, vec!["rel-zz".to_string()]);
+    }
+
+    #[test]
+    fn a_vector_of_another_text_is_stale() {
+        let w = vec![wanted("ent-a", None, "A\nnew description")];
+        let s = compare(
+            &w,
+            HashMap::from([("ent-a".into(), content_hash("A\nold"))]),
+        );
+        assert_eq!((s.without_vector, s.stale, s.vectors_of_nothing), (0, 1, 0));
+        assert!(s.needs_repair());
     }
 }

@@ -239,36 +239,51 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         report.lightrag = Some(drift);
     }
     report.healthy = report.problems.is_empty();
-    if job.repair
-        && let Some(load) = job.against
-    {
-        report.repair =
-            Some(repair(target.as_ref(), load, &job.tenant, to_delete, job.progress).await?);
+    if job.repair {
+        let mut r = Repair::default();
+        if !to_delete.is_empty() {
+            let mut sink = target.sink(job.embed.dim);
+            sink.prepare().await?;
+            for ids in to_delete.chunks(500) {
+                r.rows_deleted += sink.delete(&job.tenant, ids).await?;
+            }
+            tracing::info!(
+                "--repair: deleted {} broken rows of tenant {:?}",
+                r.rows_deleted,
+                job.tenant
+            );
+        }
+        if let Some(load) = job.against {
+            r.add(load_again(load, job.progress).await?);
+        }
+        if let Some(w) = &job.lightrag {
+            // Again: the rows just deleted or loaded changed the picture.
+            let drift = lightrag::check(w, &job.tenant).await?;
+            r.add(lightrag::repair(w, &drift, &job.tenant, &job.embed, job.progress).await?);
+        }
+        report.repair = Some(r);
     }
     Ok(report)
 }
 
-/// Deletes the tenant's broken rows, then loads the PATHs with the store
-/// as the record and --prune.
-async fn repair(
-    target: &dyn Target,
-    load: LoadJob,
-    tenant: &str,
-    broken: Vec<String>,
-    progress: ProgressMode,
-) -> anyhow::Result<Repair> {
-    let mut r = Repair::default();
-    if !broken.is_empty() {
-        let mut sink = target.sink(load.embed.dim);
-        sink.prepare().await?;
-        for ids in broken.chunks(500) {
-            r.rows_deleted += sink.delete(tenant, ids).await?;
-        }
-        tracing::info!(
-            "--repair: deleted {} broken rows of tenant {tenant:?}",
-            r.rows_deleted
-        );
+impl Repair {
+    fn add(&mut self, o: Repair) {
+        self.rows_deleted += o.rows_deleted;
+        self.embed_requests += o.embed_requests;
+        self.cache_hits += o.cache_hits;
+        self.vectors_written += o.vectors_written;
+        self.rows_pruned += o.rows_pruned;
+        self.stale_rows_deleted += o.stale_rows_deleted;
+        self.error = match (self.error.take(), o.error) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
     }
+}
+
+/// The PATHs loaded with the store as the record and --prune.
+async fn load_again(load: LoadJob, progress: ProgressMode) -> anyhow::Result<Repair> {
+    let mut r = Repair::default();
     let done = super::load::load(load, progress).await?;
     r.embed_requests = done.embed_requests;
     r.cache_hits = done.cache_hits;
