@@ -49,7 +49,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Walk documents, chunk, embed and upsert the vectors into the sink.
-    Load(LoadArgs),
+    Load(LoadCommand),
     /// Say what `load` would do (files, chunks, tokens, requests, cost, time)
     /// and check the target, without sending a request or writing anything.
     Plan(PlanArgs),
@@ -172,6 +172,9 @@ pub struct ReembedArgs {
 
     #[command(flatten)]
     pub quality: crate::run::quality::QualityFlags,
+
+    #[command(flatten)]
+    pub old: crate::run::quality::OldModelFlags,
 }
 
 #[derive(Debug, Args)]
@@ -302,6 +305,21 @@ pub struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// `--quality`: the index's recall against exact search (and with
+    /// `--questions`, their answers), as before a switch.
+    #[command(flatten)]
+    pub quality: crate::run::quality::QualityFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadCommand {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// `--quality`, `--min-recall`, `--questions`: measured at the end.
+    #[command(flatten)]
+    pub quality: crate::run::quality::QualityFlags,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,17 @@ pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool
         Ok(e) => e,
         Err(e) => return refused(e),
     };
+    let mut quality = match args.quality.settings() {
+        Ok(q) => q,
+        Err(e) => return refused(e),
+    };
+    if quality.min_hit_ratio.is_some() {
+        return refused(bad(
+            "--min-hit-ratio compares a new store with the one it replaces: give it to \
+             reembed (check has one store)",
+        ));
+    }
+    quality.embed = Some(endpoints.embed.clone());
     let lightrag = match &args.lightrag_dir {
         None => None,
         Some(dir) => match workspace(&args, dir) {
@@ -58,6 +69,7 @@ pub fn check(runtime: &tokio::runtime::Runtime, mut args: CheckArgs, quiet: bool
         repair: args.repair,
         progress: crate::report::progress::resolve(crate::settings::ProgressMode::Log, quiet),
         lightrag,
+        quality,
     };
     let report = match runtime.block_on(crate::run::check::check(job)) {
         Ok(r) => r,

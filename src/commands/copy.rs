@@ -143,7 +143,15 @@ fn job(args: CopyArgs, p: Parsed, reader: &dyn RowReader) -> Result<CopyJob, Con
         dim,
         source_space: None,
         space_policy: crate::run::space::Policy::of(&args.sink),
-        quality: args.quality.settings()?,
+        quality: {
+            if args.quality.questions.is_some() {
+                return Err(bad(
+                    "--questions: a copy keeps the vectors, so the questions would be answered as \
+                     before; ask them after the copy with `vecload check --quality --questions`",
+                ));
+            }
+            args.quality.settings()?
+        },
     })
 }
 

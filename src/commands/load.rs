@@ -190,7 +190,30 @@ pub fn job(args: LoadArgs) -> Result<LoadJob, ConfigError> {
         step,
         step_shards: step.and(args.shard.shards),
         space_policy: crate::run::space::Policy::of(&args.sink),
+        quality: crate::run::quality::QualitySettings::off(),
     })
+}
+
+/// `--quality` and the like for a load: measured at its end (a sharded
+/// run's finish step, or an unsharded run).
+fn quality(
+    flags: &crate::run::quality::QualityFlags,
+    cfg: &LoadJob,
+) -> Result<crate::run::quality::QualitySettings, ConfigError> {
+    let mut q = flags.settings()?;
+    if q.min_hit_ratio.is_some() {
+        return Err(bad(
+            "--min-hit-ratio compares a new store with the one it replaces: that is \
+             reembed's (a load has no old store)",
+        ));
+    }
+    if cfg.shard.is_some() && (q.always || q.min_recall.is_some() || q.questions.is_some()) {
+        return Err(bad(
+            "--quality measures the whole target: give it to the finish step (--step finish)",
+        ));
+    }
+    q.embed = Some(cfg.embed.clone());
+    Ok(q)
 }
 
 /// Which shard this is (`--shard`, or the engine's index with `--shards`),
@@ -244,8 +267,15 @@ fn read_dead_letters(
     Ok(files)
 }
 
-pub fn load(runtime: &tokio::runtime::Runtime, args: LoadArgs, quiet: bool) -> ExitCode {
-    let cfg = match job(args) {
+pub fn load(
+    runtime: &tokio::runtime::Runtime,
+    args: crate::cli::LoadCommand,
+    quiet: bool,
+) -> ExitCode {
+    let cfg = match job(args.load).and_then(|mut cfg| {
+        cfg.quality = quality(&args.quality, &cfg)?;
+        Ok(cfg)
+    }) {
         Ok(c) => c,
         Err(e) => return refused(e),
     };

@@ -93,6 +93,14 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
             &env,
         )?),
     };
+    let mut quality = args.quality.settings()?;
+    if quality.questions.is_some() && (shard.is_some() || step.is_some()) {
+        return Err(bad(
+            "--questions belong to the finish step (the same command without --shard), \
+             which measures once everything is written",
+        ));
+    }
+    quality.embed = Some(embed.clone());
     Ok(ReembedJob {
         batch,
         batch_state,
@@ -107,17 +115,99 @@ fn job(args: ReembedArgs) -> Result<ReembedJob, ConfigError> {
         report: args.report.as_deref().map(ReportTo::parse).transpose()?,
         progress: args.progress,
         space_policy: crate::run::space::Policy::of(&args.sink),
-        quality: args.quality.settings()?,
+        quality,
         embed,
         target,
     })
 }
 
+/// With --questions: the source store and the model that made its vectors
+/// (the `--from-embed-*` flags, then the source's record, then the run's
+/// own embedding flags), to ask it the same questions. None where the
+/// source holds no vectors (a chunk store) or the model is unknown (said,
+/// and --min-hit-ratio refused).
+async fn old_side(
+    cfg: &ReembedJob,
+    run: crate::embed::settings::EmbedFlags,
+    given: crate::run::quality::OldModelFlags,
+) -> Result<Option<crate::run::quality::OldSide>, ConfigError> {
+    let FromSpec::Store(source) = &cfg.source else {
+        if cfg.quality.min_hit_ratio.is_some() {
+            return Err(bad(
+                "--min-hit-ratio compares with the old store's answers, but the source is a \
+                 chunk store without vectors",
+            ));
+        }
+        return Ok(None);
+    };
+    let record = match source.space().await {
+        Ok(crate::space::Recorded::Space(r)) => Some(r),
+        _ => None,
+    };
+    let model = given
+        .from_embed_model
+        .or_else(|| record.as_ref().map(|r| r.model.clone()));
+    let dim = given
+        .from_embed_dim
+        .or_else(|| record.as_ref().map(|r| r.dim));
+    let (Some(model), Some(dim)) = (model, dim) else {
+        let msg = format!(
+            "{} records no embedding space: give --from-embed-model and --from-embed-dim \
+             to ask it the questions with the old model",
+            source.describe()
+        );
+        if cfg.quality.min_hit_ratio.is_some() {
+            return Err(bad(format!("--min-hit-ratio: {msg}")));
+        }
+        tracing::warn!("{msg}");
+        return Ok(None);
+    };
+    let mut flags = run;
+    let provider = given
+        .from_embed_provider
+        .or_else(|| record.as_ref().map(|r| r.binding.clone()))
+        .unwrap_or_else(|| flags.embed_provider.clone());
+    if provider != flags.embed_provider && given.from_embed_url.is_empty() {
+        // Another provider's server is not this run's.
+        flags.embed_url.clear();
+    }
+    flags.embed_provider = provider;
+    if !given.from_embed_url.is_empty() {
+        flags.embed_url = given.from_embed_url;
+    }
+    if given.from_embed_model_dir.is_some() {
+        flags.embed_model_dir = given.from_embed_model_dir;
+    }
+    flags.embed_model = Some(model);
+    flags.embed_dim = Some(dim);
+    let embed = flags
+        .shape()
+        .and_then(|shape| flags.clone().settings(shape, &env))
+        .map_err(|e| {
+            bad(format!(
+                "the old model (asked the --questions of {}): {e}; give its settings as \
+                 --from-embed-provider, --from-embed-url, --from-embed-model-dir",
+                source.describe()
+            ))
+        })?;
+    Ok(Some(crate::run::quality::OldSide {
+        target: source.clone(),
+        embed,
+    }))
+}
+
 pub fn reembed(runtime: &tokio::runtime::Runtime, args: ReembedArgs, quiet: bool) -> ExitCode {
-    let cfg = match job(args) {
+    let (run_flags, given) = (args.embed.clone(), args.old.clone());
+    let mut cfg = match job(args) {
         Ok(c) => c,
         Err(e) => return refused(e),
     };
+    if cfg.quality.questions.is_some() {
+        match runtime.block_on(old_side(&cfg, run_flags, given)) {
+            Ok(old) => cfg.quality.old = old.map(std::sync::Arc::new),
+            Err(e) => return refused(e),
+        }
+    }
     let switching = cfg.switch.is_some();
     let mode = crate::report::progress::resolve(cfg.progress, quiet);
     let report_to = cfg.report.clone();

@@ -346,6 +346,9 @@ impl Report {
         if let Some(ix) = &self.index {
             let _ = writeln!(s, "  index: {ix}");
         }
+        if let Some(q) = &self.quality {
+            let _ = writeln!(s, "{}", q.lines());
+        }
         if self.failed_chunks > 0 {
             let _ = writeln!(
                 s,

@@ -210,7 +210,8 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
         }
     }
     let verified = steps.after_finish(&mut outcome, &sink, &stats).await;
-    let verified = verified && gate(&steps, sink.as_ref(), &stats, &mut outcome).await;
+    // Measured before a switch, or when asked (a load's `--quality`).
+    let verified = gate(&steps, verified, sink.as_ref(), &stats, &mut outcome).await && verified;
     if verified
         && outcome.clean()
         && let Some(name) = steps.switch()
@@ -227,41 +228,37 @@ pub async fn run<S: Steps>(mut steps: S, progress: ProgressMode) -> Result<S::Re
 /// Before a switch (or when a minimum is asked): recall of the new index
 /// against exact search. False refuses the switch (`--min-recall` not
 /// reached, or not measurable while a minimum was asked).
-async fn gate<S: Steps>(steps: &S, sink: &dyn Sink, stats: &Stats, outcome: &mut Outcome) -> bool {
+async fn gate<S: Steps>(
+    steps: &S,
+    verified: bool,
+    sink: &dyn Sink,
+    stats: &Stats,
+    outcome: &mut Outcome,
+) -> bool {
     let Some(q) = steps.quality() else {
         return true;
     };
-    if !outcome.clean() || q.queries == 0 || (steps.switch().is_none() && q.min_recall.is_none()) {
+    if !outcome.clean() || !q.wanted(verified && steps.switch().is_some()) {
         return true;
     }
     let tenant = steps.index_tenant();
     let tenant = (!tenant.is_empty()).then_some(tenant.as_str());
-    match super::quality::measure(sink, tenant, q).await {
+    let gated = q.min_recall.is_some() || q.min_hit_ratio.is_some();
+    match super::quality::measure(sink, tenant, &q).await {
         Ok(m) => {
             let short = m.passed == Some(false);
             if short {
-                let fix = match m.setting_for_target {
-                    Some((v, r)) => format!(
-                        "{} = {v} reaches {r:.3} where the RAG API searches",
-                        m.setting
-                    ),
-                    None => {
-                        "rebuild the index with higher build settings (HNSW m, ef_construction)"
-                            .into()
-                    }
-                };
                 outcome.fail(format!(
-                    "--min-recall {:.3}: the new index finds {:.3} of the exact top {} (5th percentile \
-                     {:.3}) over {} queries, so readers were not switched and the new data is kept; {fix}",
-                    m.target, m.recall, m.k, m.recall_p5, m.queries
+                    "{}, so readers were not switched and the new data is kept",
+                    super::quality::shortfall(&m).join("; ")
                 ));
             }
             *stats.quality.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
             !short
         }
         Err(e) => {
-            let msg = format!("measuring recall before the switch: {e:#}");
-            if q.min_recall.is_some() {
+            let msg = format!("measuring quality before the switch: {e:#}");
+            if gated {
                 outcome.fail(msg);
                 false
             } else {

@@ -20,6 +20,13 @@ pub enum Mode {
 pub trait Searcher: Send {
     /// The server's name of the search-time breadth `Mode::Index` sets.
     fn breadth_setting(&self) -> &'static str;
+    /// Waits, within `budget`, until the index is built as readers will
+    /// search it (Qdrant builds HNSW in the background after a load). Ok
+    /// with a note when it is not: what was measured is then less than
+    /// the finished index will do.
+    async fn settled(&mut self, _budget: std::time::Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
     /// The ids of the `k` rows of `tenant` nearest to `vector`, best first.
     async fn nearest(
         &mut self,

@@ -283,11 +283,7 @@ pub async fn repair(
             batch: None,
             batch_state: None,
             space_policy: crate::run::space::Policy::Probe,
-            quality: crate::run::quality::QualitySettings {
-                k: 1,
-                queries: 0,
-                min_recall: None,
-            },
+            quality: crate::run::quality::QualitySettings::off(),
         };
         let done = crate::run::reembed::run(job, progress).await.map_err(|e| {
             e.0.context(format!("re-embedding the workspace's {}", ns_name(ns)))

@@ -40,6 +40,9 @@ pub struct CheckJob {
     pub progress: ProgressMode,
     /// `--lightrag-dir`: the workspace against its three vector stores.
     pub lightrag: Option<lightrag::Workspace>,
+    /// `--quality` (and `--questions`, `--min-recall`): the index's recall
+    /// and the questions' answers.
+    pub quality: crate::run::quality::QualitySettings,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +61,8 @@ pub struct CheckReport {
     pub against: Option<Against>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lightrag: Option<lightrag::Drift>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<crate::report::quality::Quality>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<Repair>,
     /// What is wrong, one line each.
@@ -132,6 +137,7 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         probe: None,
         against: None,
         lightrag: None,
+        quality: None,
         repair: None,
         problems: Vec::new(),
         notes: Vec::new(),
@@ -237,6 +243,25 @@ pub async fn check(job: CheckJob) -> anyhow::Result<CheckReport> {
         let drift = lightrag::check(w, &job.tenant).await?;
         report.problems.extend(drift.lines());
         report.lightrag = Some(drift);
+    }
+    if job.quality.wanted(false) {
+        // The check's tenant where the store has it, else every tenant.
+        let tenant = report
+            .tenants
+            .contains_key(&job.tenant)
+            .then_some(job.tenant.as_str());
+        let sink = target.sink(dim);
+        let q = super::quality::measure(sink.as_ref(), tenant, &job.quality)
+            .await
+            .map_err(|e| e.context("measuring the index's quality"))?;
+        report.problems.extend(super::quality::shortfall(&q));
+        if q.min_recall.is_none() && q.recall < q.target {
+            report.notes.push(format!(
+                "recall@{} through the index is {:.3}, below {:.2}",
+                q.k, q.recall, q.target
+            ));
+        }
+        report.quality = Some(q);
     }
     report.healthy = report.problems.is_empty();
     if job.repair {

@@ -92,13 +92,20 @@ impl CheckReport {
             ] {
                 let _ = writeln!(
                     s,
-                    "  LightRAG {what}: {} in the workspace, {} vectors; {} without a vector, {} vectors of nothing",
-                    side.in_workspace, side.vectors, side.without_vector, side.vectors_of_nothing
+                    "  LightRAG {what}: {} in the workspace, {} vectors; {} without a vector, {} of another text, {} vectors of nothing",
+                    side.in_workspace,
+                    side.vectors,
+                    side.without_vector,
+                    side.stale,
+                    side.vectors_of_nothing
                 );
                 for e in &side.examples {
                     let _ = writeln!(s, "      {e}");
                 }
             }
+        }
+        if let Some(q) = &self.quality {
+            let _ = writeln!(s, "{}", q.lines());
         }
         if self.problems.is_empty() {
             let _ = writeln!(s, "  healthy: no problem found");

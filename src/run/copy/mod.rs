@@ -133,7 +133,7 @@ impl Steps for CopySteps {
     }
 
     fn quality(&self) -> Option<crate::run::quality::QualitySettings> {
-        Some(self.cfg.quality)
+        Some(self.cfg.quality.clone())
     }
 
     /// The source's space, as the target stores it; nothing to probe with.

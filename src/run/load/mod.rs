@@ -75,6 +75,8 @@ pub struct LoadJob {
     pub batch: Option<crate::embed::batch_api::BatchSettings>,
     /// `--assume-space` / `--probe-space`.
     pub space_policy: crate::run::space::Policy,
+    /// `--quality` and its gate, measured at the end.
+    pub quality: crate::run::quality::QualitySettings,
 }
 
 impl LoadJob {

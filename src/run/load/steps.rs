@@ -358,6 +358,10 @@ impl Steps for LoadSteps {
         self.job.tenant.clone()
     }
 
+    fn quality(&self) -> Option<crate::run::quality::QualitySettings> {
+        Some(self.job.quality.clone())
+    }
+
     /// The S3 state put back, and a shard's report left for the finish step.
     async fn after_finish(
         &mut self,

@@ -95,7 +95,7 @@ impl Steps for ReembedSteps {
     }
 
     fn quality(&self) -> Option<crate::run::quality::QualitySettings> {
-        Some(self.cfg.quality)
+        Some(self.cfg.quality.clone())
     }
 
     fn wanted_space(&self) -> crate::run::space::Wanted {

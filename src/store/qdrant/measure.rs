@@ -1,6 +1,7 @@
 //! `Searcher` for Qdrant: `exact=true` for the truth, `hnsw_ef` as asked.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use async_trait::async_trait;
@@ -25,6 +26,56 @@ pub struct QdrantSearcher {
 impl Searcher for QdrantSearcher {
     fn breadth_setting(&self) -> &'static str {
         "hnsw_ef (a search parameter)"
+    }
+
+    /// Green: the optimizers are done (yellow: still building HNSW).
+    /// Grey (optimizations pending until the next update) is taken as it is.
+    async fn settled(&mut self, budget: Duration) -> Result<Option<String>> {
+        use qdrant_client::qdrant::CollectionStatus;
+        let started = Instant::now();
+        let mut said = Instant::now();
+        loop {
+            let info = super::collection::info(&self.client, &self.collection)
+                .await?
+                .ok_or_else(|| anyhow!("collection {} is gone", self.collection))?;
+            let status = CollectionStatus::try_from(info.status).ok();
+            match status {
+                Some(CollectionStatus::Green) => return Ok(None),
+                Some(CollectionStatus::Grey) => {
+                    return Ok(Some(format!(
+                        "collection {} is grey (optimizations pending): measured as it is",
+                        self.collection
+                    )));
+                }
+                Some(CollectionStatus::Red) => {
+                    anyhow::bail!(
+                        "collection {} is red: Qdrant reports an error",
+                        self.collection
+                    )
+                }
+                _ => {}
+            }
+            if started.elapsed() >= budget {
+                return Ok(Some(format!(
+                    "collection {} was still indexing after {} s ({} of {} vectors indexed): \
+                     measured as it was",
+                    self.collection,
+                    budget.as_secs(),
+                    info.indexed_vectors_count.unwrap_or(0),
+                    info.points_count.unwrap_or(0)
+                )));
+            }
+            if said.elapsed() >= Duration::from_secs(30) {
+                tracing::info!(
+                    "waiting for Qdrant to finish indexing {} before measuring ({} of {} vectors indexed)",
+                    self.collection,
+                    info.indexed_vectors_count.unwrap_or(0),
+                    info.points_count.unwrap_or(0)
+                );
+                said = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn nearest(
