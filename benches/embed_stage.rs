@@ -170,7 +170,7 @@ async fn run_stage(
         rpm: None,
         tpm: None,
         request_timeout: Duration::from_secs(60),
-        max_retries: 10,
+        outage_budget: Duration::from_secs(300),
         ..EmbedSettings::default()
     };
     let (embedder, cfg) = vecload::embed::connect(&cfg).await.expect("embedder");

@@ -153,6 +153,7 @@ async fn vecload_copy(
         index_memory: None,
         write_batch: ROWS_PER_COPY,
         write_concurrency: WRITERS,
+        outage_budget: std::time::Duration::from_secs(300),
     };
     let mut sink = PgSink::new(cfg, dim);
     sink.prepare().await.expect("prepare");

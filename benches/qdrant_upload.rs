@@ -337,6 +337,7 @@ async fn vecload_upload(
         ack,
         write_batch: 256,
         write_concurrency: 4,
+        outage_budget: std::time::Duration::from_secs(300),
     };
     let mut sink = QdrantSink::new(cfg, dim);
     // As an unsharded load: the document and bucket indexes are built by

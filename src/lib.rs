@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod embed;
 pub mod layout;
+pub mod outage;
 pub mod pools;
 pub mod records;
 pub mod report;

@@ -115,9 +115,22 @@ pub struct EmbedFlags {
     #[arg(long, default_value_t = 120)]
     pub request_timeout: u64,
 
-    /// Retries of one batch after transient errors (429, 5xx, timeouts).
-    #[arg(long, default_value_t = 8)]
-    pub max_retries: u32,
+    /// Seconds the endpoint may fail (refused, timed out, 5xx, or 429
+    /// throttling that never lets up) before the run gives up: the same
+    /// time for every batch, not a count of retries. While it is down the
+    /// whole stage pauses and one request at a time probes it.
+    #[arg(
+        long,
+        env = "VECLOAD_ENDPOINT_OUTAGE_BUDGET",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub endpoint_outage_budget: u64,
+
+    /// Replaced by --endpoint-outage-budget (retries are bounded in time);
+    /// accepted and ignored.
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_retries: Option<u32>,
 
     /// Folder of the embedding cache: a vector computed for a text (with
     /// these provider, model and options) is not requested again by any run
@@ -195,7 +208,8 @@ pub struct EmbedSettings {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub request_timeout: Duration,
-    pub max_retries: u32,
+    /// How long the endpoint may fail before the run gives up.
+    pub outage_budget: Duration,
     /// Documents and questions embedded differently (EMBEDDING_ASYMMETRIC).
     pub asymmetric: bool,
     /// With `asymmetric`: what is put before a document's or a question's text.
@@ -228,7 +242,7 @@ impl Default for EmbedSettings {
             rpm: None,
             tpm: None,
             request_timeout: Duration::from_secs(120),
-            max_retries: 8,
+            outage_budget: Duration::from_secs(300),
             asymmetric: false,
             document_prefix: None,
             query_prefix: None,
@@ -271,7 +285,7 @@ impl EmbedSettings {
             rpm: _,
             tpm: _,
             request_timeout: _,
-            max_retries: _,
+            outage_budget: _,
             cache: _,
             batch_results: _,
         } = self;
@@ -370,6 +384,13 @@ impl EmbedFlags {
         shape: Shape,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<EmbedSettings, ConfigError> {
+        if self.max_retries.is_some() {
+            tracing::warn!(
+                "--max-retries is ignored: retries are bounded in time by --endpoint-outage-budget \
+                 ({} s)",
+                self.endpoint_outage_budget
+            );
+        }
         let flags = self.clone();
         let provider = shape.provider;
         let urls = if provider.needs_url() {
@@ -445,7 +466,7 @@ impl EmbedFlags {
             rpm: self.rpm,
             tpm: self.tpm,
             request_timeout: Duration::from_secs(self.request_timeout),
-            max_retries: self.max_retries,
+            outage_budget: Duration::from_secs(self.endpoint_outage_budget.max(1)),
             asymmetric: flags.embed_asymmetric,
             document_prefix: prefix(flags.embed_document_prefix.as_deref()),
             query_prefix: prefix(flags.embed_query_prefix.as_deref()),

@@ -37,6 +37,8 @@ pub struct EmbedStage {
     cache: Option<super::cache::Cache>,
     /// The results of `--batch-api` batches, asked before the cache.
     results: Option<super::cache::Cache>,
+    /// The endpoint down: the stage pauses, one request probes it.
+    outage: Arc<crate::outage::Outage>,
 }
 
 impl EmbedStage {
@@ -49,7 +51,21 @@ impl EmbedStage {
         cancel: CancellationToken,
         fatal: Fatal,
     ) -> EmbedStage {
+        // Three failures in a row with nothing answered between them: one
+        // 5xx or timeout among many answers is not an outage.
+        let outage = Arc::new(crate::outage::Outage::new(
+            "the embedding endpoint",
+            "--endpoint-outage-budget",
+            cfg.outage_budget,
+            3,
+        ));
+        stats
+            .outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(outage.clone());
         EmbedStage {
+            outage,
             limiter: Arc::new(Limiter::new(cfg.concurrency)),
             pace: super::pace::Pace::new(cfg.rpm, cfg.tpm),
             limits: Arc::new(Limits::new(
@@ -258,7 +274,20 @@ impl EmbedStage {
             return Box::pin(self.in_pieces(batch)).await;
         }
         let mut attempt = 0u32;
+        // When 429s began for this batch: throttling that never lets up is
+        // bounded by the same budget as an outage.
+        let mut throttled_since: Option<std::time::Instant> = None;
         loop {
+            // While the endpoint is down, only its probe passes.
+            let pass = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return None,
+                p = self.outage.pass() => p,
+            };
+            let pass = match pass {
+                Ok(p) => p,
+                Err(msg) => return self.give_up(&batch, msg),
+            };
             // Biased: once the run is stopping, a free slot or an open pace
             // must not win the race and send one more (paid) request.
             let slot = tokio::select! {
@@ -293,6 +322,7 @@ impl EmbedStage {
             drop(slot);
             let (message, retry_after) = match result {
                 Ok(vectors) => {
+                    self.outage.succeeded(pass);
                     self.limiter.succeeded();
                     let tokens: u64 = batch.iter().map(|c| c.tokens as u64).sum();
                     Stats::add(&self.stats.tokens, tokens);
@@ -307,38 +337,67 @@ impl EmbedStage {
                 }
                 Err(EmbedError::Fatal(_)) => return None,
                 Err(EmbedError::Rejected(msg)) => {
+                    self.outage.succeeded(pass);
                     tracing::warn!("batch of {} chunks rejected: {msg}", batch.len());
                     self.stats.fail(&batch, &msg);
                     return None;
                 }
-                Err(EmbedError::TooLarge(msg)) => return self.split(batch, msg).await,
+                Err(EmbedError::TooLarge(msg)) => {
+                    self.outage.succeeded(pass);
+                    return self.split(batch, msg).await;
+                }
                 Err(EmbedError::Throttled {
                     message,
                     retry_after,
                 }) => {
+                    // It answers: not down, only busy.
+                    self.outage.succeeded(pass);
                     self.limiter.throttled(sent);
+                    let since = *throttled_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > self.cfg.outage_budget {
+                        let msg = format!(
+                            "throttled for {:.0} s (--endpoint-outage-budget {}): {message}",
+                            since.elapsed().as_secs_f64(),
+                            self.cfg.outage_budget.as_secs()
+                        );
+                        tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
+                        self.stats.fail(&batch, &msg);
+                        return None;
+                    }
                     (message, retry_after)
                 }
                 Err(EmbedError::Transient {
                     message,
                     retry_after,
-                }) => (message, retry_after),
+                }) => {
+                    if let Err(msg) = self.outage.failed(pass, &message) {
+                        return self.give_up(&batch, msg);
+                    }
+                    (message, retry_after)
+                }
             };
-            if attempt >= self.cfg.max_retries {
-                let msg = format!("gave up after {} retries: {message}", self.cfg.max_retries);
-                tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
-                self.stats.fail(&batch, &msg);
-                return None;
+            attempt += 1;
+            Stats::add(&self.stats.embed_retries, 1);
+            // Down: the outage paces the probes. Otherwise this batch backs off.
+            if self.outage.down_for().is_some() {
+                continue;
             }
             let wait = backoff::delay(attempt, retry_after);
             tracing::debug!("{message}; retrying in {:.1}s", wait.as_secs_f64());
-            attempt += 1;
-            Stats::add(&self.stats.embed_retries, 1);
             tokio::select! {
                 _ = self.cancel.cancelled() => return None,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// The endpoint was down past its budget: the batch is not embedded
+    /// and the run stops (every other batch would wait the same way).
+    fn give_up(&self, batch: &[Chunk], msg: String) -> Option<Vec<Embedded>> {
+        tracing::warn!("batch of {} chunks failed: {msg}", batch.len());
+        self.stats.fail(batch, &msg);
+        self.fatal.set(msg, &self.cancel);
+        None
     }
 
     /// The endpoint found the request too big. One input refused alone
@@ -599,7 +658,7 @@ mod tests {
             rpm: None,
             tpm: None,
             request_timeout: Duration::from_secs(5),
-            max_retries: 0,
+            outage_budget: Duration::from_secs(1),
             ..EmbedSettings::default()
         }
     }

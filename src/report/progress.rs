@@ -112,6 +112,29 @@ async fn bars(stats: Arc<Stats>, done: CancellationToken) {
     let _ = mp.clear();
 }
 
+/// "waiting for the embedding endpoint since 23:05:12 (40 s)" while
+/// something the run needs is down.
+fn waiting_for(stats: &Stats) -> Option<String> {
+    let down: Vec<String> = stats
+        .outages
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|o| {
+            o.down_for().map(|d| {
+                let since = std::time::SystemTime::now() - d;
+                format!(
+                    "waiting for {} since {} ({:.0} s)",
+                    o.what(),
+                    crate::space::rfc3339(since),
+                    d.as_secs_f64()
+                )
+            })
+        })
+        .collect();
+    (!down.is_empty()).then(|| down.join(", "))
+}
+
 async fn lines(stats: Arc<Stats>, done: CancellationToken) {
     let start = Instant::now();
     // VECLOAD_PROGRESS_SECS: fewer lines for a long task's log bill, or more.
@@ -137,6 +160,7 @@ async fn lines(stats: Arc<Stats>, done: CancellationToken) {
             Stats::get(&stats.embed_retries),
         );
         let rate = (written as f64 / start.elapsed().as_secs_f64().max(1e-9)).round();
+        let waiting = waiting_for(&stats);
         if super::output::json() {
             // Fields a log query can filter and chart on.
             tracing::info!(
@@ -148,12 +172,14 @@ async fn lines(stats: Arc<Stats>, done: CancellationToken) {
                 written_per_s = rate,
                 requests,
                 retries,
+                waiting_for = waiting.as_deref().unwrap_or(""),
                 "progress"
             );
         } else {
             tracing::info!(
                 "progress: files {files}/{files_total}, chunks {chunks}, embedded {embedded}, \
-                 written {written} ({rate:.0}/s), requests {requests}, retries {retries}"
+                 written {written} ({rate:.0}/s), requests {requests}, retries {retries}{}",
+                waiting.map(|w| format!("; {w}")).unwrap_or_default()
             );
         }
     }

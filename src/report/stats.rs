@@ -51,6 +51,9 @@ pub struct Stats {
     pub space: Mutex<Option<crate::space::Verdict>>,
     /// The quality measured before a switch (`run::quality`).
     pub quality: Mutex<Option<super::quality::Quality>>,
+    /// What the stages wait out when it is down (the endpoint, the store),
+    /// for the stall warning and the progress line.
+    pub outages: Mutex<Vec<std::sync::Arc<crate::outage::Outage>>>,
     pub(super) skipped: Mutex<Vec<Skip>>,
     skipped_by_reason: Mutex<BTreeMap<&'static str, u64>>,
     by_format: Mutex<BTreeMap<&'static str, u64>>,

@@ -222,6 +222,8 @@ impl Stall {
     }
 
     /// A warning when nothing moved for `after` (and again every `after`).
+    /// Requests sent are not movement: retries into an endpoint that is
+    /// down move nothing.
     fn check(&mut self, w: &Watch) -> Option<String> {
         let s = &w.stats;
         let moved = [
@@ -229,8 +231,6 @@ impl Stall {
             &s.chunks,
             &s.chunks_embedded,
             &s.vectors_written,
-            &s.embed_requests,
-            &s.embed_retries,
         ]
         .iter()
         .map(|c| Stats::get(c))
@@ -260,7 +260,24 @@ fn describe(w: &Watch, quiet: Duration) -> String {
     let requests = Gauges::get(&g.requests_in_flight);
     let rows = Gauges::get(&g.rows_queued);
     let writes = Gauges::get(&g.writes_in_flight);
-    let waiting_on = if requests > 0 {
+    let down: Vec<String> = s
+        .outages
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|o| {
+            o.down_for().map(|d| {
+                format!(
+                    "{}, down for {:.0} s (one probe at a time; the run goes on when it answers)",
+                    o.what(),
+                    d.as_secs_f64()
+                )
+            })
+        })
+        .collect();
+    let waiting_on = if !down.is_empty() {
+        down.join(" and ")
+    } else if requests > 0 {
         format!(
             "the embedding endpoint or model: {requests} requests unanswered \
              (each gives up after --request-timeout {} s)",

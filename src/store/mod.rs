@@ -27,6 +27,10 @@ pub trait Sink: Send + Sync {
     fn write_batch(&self) -> usize;
     /// Writers at once, each with its own connection.
     fn write_concurrency(&self) -> usize;
+    /// How long the store may be unreachable before writers give up.
+    fn outage_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(300)
+    }
     /// Connect, create or check the target. Runs before any embedding request.
     async fn prepare(&mut self) -> Result<()>;
     /// The embedding space `prepare` records with the target if it creates it.
@@ -159,6 +163,10 @@ pub enum WriteError {
     /// new connection.
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
+    /// The store refuses every write (no such table, no permission): the
+    /// run stops at once instead of waiting out an outage that is not one.
+    #[error("{0}")]
+    Permanent(String),
 }
 
 /// What `vecload check` learns of a target's index.

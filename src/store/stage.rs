@@ -3,9 +3,12 @@
 //! Rows are grouped into write batches (flushed when full, when no rows
 //! arrived for a moment, or when the oldest has waited a few seconds, so a
 //! slow endpoint still sees its rows land), and
-//! written by `write_concurrency` writers, each with its own connection. A
-//! write that keeps failing on fresh connections means the store is gone:
-//! the run stops instead of paying for vectors it cannot keep.
+//! written by `write_concurrency` writers, each with its own connection.
+//! A store that stops answering (a failover, a restart) is waited out as an
+//! outage (`crate::outage`): the writers pause, one probes on a fresh
+//! connection, and embedded rows wait in the bounded queue, so the endpoint
+//! is not paid for rows that cannot be written. Past --store-outage-budget
+//! the run stops; a store that refuses every write stops it at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +28,9 @@ const IDLE_FLUSH: Duration = Duration::from_secs(1);
 /// endpoint rows trickle in without a pause, and a kill must not lose
 /// minutes of paid vectors that sat in a half-full batch.
 const MAX_WAIT: Duration = Duration::from_secs(5);
-const WRITE_ATTEMPTS: u32 = 5;
+/// The longest pause between a failed write and the next try before the
+/// store is taken as down (then the outage paces the probes).
+const RETRY_CAP: Duration = Duration::from_secs(5);
 
 pub struct SinkStage {
     sink: Arc<dyn Sink>,
@@ -33,6 +38,7 @@ pub struct SinkStage {
     stats: Arc<Stats>,
     cancel: CancellationToken,
     fatal: Fatal,
+    outage: Arc<crate::outage::Outage>,
 }
 
 /// What the run records after each write, so that a rerun does not pay
@@ -52,7 +58,21 @@ impl SinkStage {
         cancel: CancellationToken,
         fatal: Fatal,
     ) -> SinkStage {
+        // Two failures in a row: one may be a conflict or a dropped
+        // connection; two on fresh connections are the store.
+        let outage = Arc::new(crate::outage::Outage::new(
+            "the vector store",
+            "--store-outage-budget",
+            sink.outage_budget(),
+            2,
+        ));
+        stats
+            .outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(outage.clone());
         SinkStage {
+            outage,
             sink,
             books,
             stats,
@@ -135,17 +155,25 @@ impl SinkStage {
         writer: &mut Option<Box<dyn SinkWriter>>,
         batch: Vec<Embedded>,
     ) {
-        let mut last = String::new();
-        for attempt in 0..WRITE_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
+        let mut attempt = 0u32;
+        loop {
+            // Not raced with the cancel: rows embedded before a Ctrl-C are
+            // paid for and still written (the drain deadline bounds it).
+            let pass = match self.outage.pass().await {
+                Ok(p) => p,
+                Err(msg) => return self.give_up(&batch, msg),
+            };
             if writer.is_none() {
                 match self.sink.writer().await {
                     Ok(w) => *writer = Some(w),
                     Err(e) => {
-                        last = format!("{e:#}");
-                        tracing::warn!("opening a sink connection failed: {last}");
+                        let msg = format!("opening a connection to the store: {e:#}");
+                        tracing::debug!("{msg}");
+                        if let Err(msg) = self.outage.failed(pass, &msg) {
+                            return self.give_up(&batch, msg);
+                        }
+                        attempt += 1;
+                        self.pause(attempt).await;
                         continue;
                     }
                 }
@@ -156,6 +184,7 @@ impl SinkStage {
             drop(in_flight);
             match written {
                 Ok(()) => {
+                    self.outage.succeeded(pass);
                     crash_point_after_ack();
                     Stats::add(&self.stats.vectors_written, batch.len() as u64);
                     if let Err(e) = self.books.after_write(&batch).await {
@@ -166,24 +195,40 @@ impl SinkStage {
                     return;
                 }
                 Err(WriteError::Rejected(msg)) => {
+                    self.outage.succeeded(pass);
                     tracing::warn!("{} rows rejected by the sink: {msg}", batch.len());
                     self.fail(&batch, &msg);
                     return;
                 }
+                Err(WriteError::Permanent(msg)) => {
+                    drop(pass);
+                    return self.give_up(&batch, format!("the store refuses the write: {msg}"));
+                }
                 Err(WriteError::Failed(e)) => {
-                    last = format!("{e:#}");
-                    tracing::warn!(
-                        "writing {} rows failed (attempt {}): {last}",
-                        batch.len(),
-                        attempt + 1
-                    );
+                    let msg = format!("writing {} rows: {e:#}", batch.len());
+                    tracing::debug!("{msg} (try {})", attempt + 1);
                     // The connection may be broken or mid-transaction: start fresh.
                     *writer = None;
+                    if let Err(msg) = self.outage.failed(pass, &msg) {
+                        return self.give_up(&batch, msg);
+                    }
+                    attempt += 1;
+                    self.pause(attempt).await;
                 }
             }
         }
-        let msg = format!("the sink failed {WRITE_ATTEMPTS} times in a row: {last}");
-        self.fail(&batch, &msg);
+    }
+
+    /// Between tries of one batch, before the store is taken as down.
+    async fn pause(&self, attempt: u32) {
+        if self.outage.down_for().is_none() {
+            tokio::time::sleep(crate::backoff::delay(attempt, None).min(RETRY_CAP)).await;
+        }
+    }
+
+    /// The batch is not written and the run stops.
+    fn give_up(&self, batch: &[Embedded], msg: String) {
+        self.fail(batch, &msg);
         self.fatal.set(msg, &self.cancel);
     }
 

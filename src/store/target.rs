@@ -47,6 +47,18 @@ pub struct StoreFlags {
     #[arg(long, visible_alias = "upsert-concurrency", value_name = "N")]
     pub write_concurrency: Option<usize>,
 
+    /// Seconds the store may be unreachable before the run gives up: writers
+    /// pause and reconnect (fresh DNS, as after an RDS Multi-AZ failover,
+    /// 60-120 s, or a Qdrant node restart) while embedded rows wait in the
+    /// bounded queue, so nothing more is paid for meanwhile.
+    #[arg(
+        long,
+        env = "VECLOAD_STORE_OUTAGE_BUDGET",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
+    pub store_outage_budget: u64,
+
     /// A target without an embedding-space record (written by LightRAG or
     /// an earlier vecload) is probed: a few stored texts are embedded again
     /// and compared with their vectors. With this flag the run's space is
@@ -213,6 +225,11 @@ impl StoreFlags {
     /// The validated target.
     pub fn target(&self, spec: &TargetSpec<'_>) -> Result<Arc<dyn Target>, ConfigError> {
         kind(&self.sink)?.target(self, spec)
+    }
+
+    /// --store-outage-budget.
+    pub fn outage_budget(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.store_outage_budget)
     }
 
     /// --write-batch / --write-concurrency, with the store's defaults.

@@ -71,42 +71,6 @@ fn interrupted_run_writes_what_it_paid_for_and_a_rerun_completes_it() {
     );
 }
 
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "kill {sig}");
-}
-
-/// Waits for `child` to exit within `limit`; None if it is still running.
-fn exits_within(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s.code().unwrap_or(-1));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
-/// Waits until the file at `path` contains `needle`.
-fn wait_for_log(path: &std::path::Path, needle: &str, limit: Duration) -> String {
-    let until = std::time::Instant::now() + limit;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "no {needle:?} in the log after {limit:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Issue 16: a stage that is stuck (here the sink, blocked by a lock another
 /// session holds on the table) is named by the stall warning, the first
 /// SIGTERM cannot drain it, and the second one ends the process at once.

@@ -25,6 +25,7 @@ mod interrupt;
 mod lightrag_layout;
 mod load;
 mod local_model;
+mod outages;
 mod plan;
 mod providers;
 mod qdrant;

@@ -112,6 +112,10 @@ impl Sink for PgSink {
         self.cfg.write_concurrency
     }
 
+    fn outage_budget(&self) -> std::time::Duration {
+        self.cfg.outage_budget
+    }
+
     async fn prepare(&mut self) -> Result<()> {
         let client = self.cfg.target.connect().await?;
         let version = schema::ensure_extension(&client, self.cfg.pg_type).await?;

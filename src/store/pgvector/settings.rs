@@ -91,6 +91,8 @@ pub struct PgSettings {
     pub index_memory: Option<String>,
     pub write_batch: usize,
     pub write_concurrency: usize,
+    /// --store-outage-budget.
+    pub outage_budget: std::time::Duration,
 }
 
 /// pgvector's hard limits (pgvector 0.8): no column over 16000 dimensions; HNSW
@@ -238,6 +240,7 @@ impl StoreKind for Pgvector {
             index_memory: f.index_memory.clone(),
             write_batch,
             write_concurrency,
+            outage_budget: flags.outage_budget(),
         }))
     }
 
@@ -276,6 +279,7 @@ impl StoreKind for Pgvector {
             index_memory: None,
             write_batch: 500,
             write_concurrency: 2,
+            outage_budget: std::time::Duration::from_secs(300),
         }))
     }
 }

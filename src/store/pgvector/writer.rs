@@ -124,6 +124,31 @@ impl PgWriter {
 #[async_trait]
 impl SinkWriter for PgWriter {
     async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
+        match self.write_rows(rows).await {
+            Err(WriteError::Failed(e)) if permanent(&e) => {
+                Err(WriteError::Permanent(format!("{e:#}")))
+            }
+            done => done,
+        }
+    }
+}
+
+/// Errors no reconnection cures: the table or a column is gone, the role
+/// lacks a privilege, the password or the database is wrong (SQLSTATE
+/// classes 42 and 28, and 3D000). A failover's errors (class 08, 57P0x,
+/// 25006 read-only on a demoted primary) and conflicts (40xxx) are not.
+fn permanent(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+        .filter_map(|pg| pg.code())
+        .any(|code| {
+            let c = code.code();
+            c.starts_with("42") || c.starts_with("28") || c == "3D000"
+        })
+}
+
+impl PgWriter {
+    async fn write_rows(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
         if self.direct_ok.load(Relaxed) {
             if self.insert(rows).await? {
                 return Ok(());

@@ -198,6 +198,10 @@ impl Sink for QdrantSink {
         self.cfg.write_concurrency
     }
 
+    fn outage_budget(&self) -> std::time::Duration {
+        self.cfg.outage_budget
+    }
+
     async fn prepare(&mut self) -> Result<()> {
         let client = Arc::new(self.cfg.target.connect()?);
         let version = self.server_version(&client).await?;

@@ -122,6 +122,8 @@ pub struct QdrantSettings {
     pub ack: Ack,
     pub write_batch: usize,
     pub write_concurrency: usize,
+    /// --store-outage-budget.
+    pub outage_budget: std::time::Duration,
 }
 
 /// Qdrant takes vectors up to 65,536 dimensions.
@@ -216,6 +218,7 @@ impl StoreKind for Qdrant {
             ack: f.qdrant_ack,
             write_batch,
             write_concurrency,
+            outage_budget: flags.outage_budget(),
         }))
     }
 
@@ -256,6 +259,7 @@ impl StoreKind for Qdrant {
             ack: Ack::Applied,
             write_batch: 256,
             write_concurrency: 4,
+            outage_budget: std::time::Duration::from_secs(300),
         }))
     }
 }

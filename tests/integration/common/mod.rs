@@ -702,3 +702,40 @@ pub fn lightrag_pg_env(url: &str) -> Vec<(&'static str, String)> {
         ),
     ]
 }
+
+/// Sends `sig` ("-TERM", "-KILL") to `child`.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig}");
+}
+
+/// Waits for `child` to exit within `limit`; None if it is still running.
+pub fn exits_within(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s.code().unwrap_or(-1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// Waits until the file at `path` contains `needle`.
+pub fn wait_for_log(path: &std::path::Path, needle: &str, limit: std::time::Duration) -> String {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no {needle:?} in the log after {limit:?}:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
