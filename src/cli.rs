@@ -38,6 +38,20 @@ pub struct Cli {
     /// report as one JSON line on stdout.
     #[arg(long, global = true, value_enum, env = "VECLOAD_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Seconds a run may take after SIGTERM or Ctrl-C to finish the
+    /// requests in flight and write what is embedded, before it exits
+    /// anyway (130): under the grace the orchestrator gives (ECS
+    /// `stopTimeout`, Kubernetes `terminationGracePeriodSeconds`, both 30 s
+    /// unless set; Fargate Spot gives 120 s), so the exit is vecload's own.
+    #[arg(
+        long,
+        global = true,
+        env = "VECLOAD_DRAIN_TIMEOUT",
+        default_value_t = 25,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -24,6 +24,7 @@ use crate::store::{StoreFlags, Target, TargetSpec};
 use crate::{EXIT_CONFIG, EXIT_INCOMPLETE};
 
 pub fn run(cli: Cli) -> ExitCode {
+    crate::run::supervise::set_drain_timeout(std::time::Duration::from_secs(cli.drain_timeout));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

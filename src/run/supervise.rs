@@ -117,6 +117,17 @@ fn start_with(
     })
 }
 
+static DRAIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// `--drain-timeout`, set once by the command layer before any run.
+pub fn set_drain_timeout(d: Duration) {
+    let _ = DRAIN.set(d);
+}
+
+fn drain_timeout() -> Duration {
+    DRAIN.get().copied().unwrap_or(Duration::from_secs(25))
+}
+
 fn stall_after() -> Duration {
     let secs = std::env::var("VECLOAD_STALL_SECS")
         .ok()
@@ -137,6 +148,8 @@ async fn supervise(
     let mut stall = Stall::new(stall_after);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut received = 0;
+    // After the first signal: when the drain must be over.
+    let mut deadline: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
@@ -148,12 +161,22 @@ async fn supervise(
                     );
                     interrupted.store(true, Relaxed);
                     cancel.cancel();
+                    deadline = Some(Instant::now() + drain_timeout());
                 } else {
                     tracing::error!("{name} again: exiting without waiting");
                     std::process::exit(i32::from(crate::EXIT_INTERRUPTED));
                 }
             }
             _ = tick.tick() => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    tracing::error!(
+                        "the drain took longer than --drain-timeout ({} s): exiting now; \
+                         the state is consistent and the rerun pays again only for what \
+                         was not written",
+                        drain_timeout().as_secs()
+                    );
+                    std::process::exit(i32::from(crate::EXIT_INTERRUPTED));
+                }
                 if stages_running.load(Relaxed)
                     && let Some(watch) = &watch
                     && let Some(msg) = stall.check(watch)

@@ -1,9 +1,12 @@
 //! The sink stage: embedded rows in, acknowledged writes out.
 //!
-//! Rows are grouped into write batches (flushed when full, when no rows
-//! arrived for a moment, or when the oldest has waited a few seconds, so a
-//! slow endpoint still sees its rows land), and
-//! written by `write_concurrency` writers, each with its own connection.
+//! Rows go to the store as soon as a writer can take them: a write batch is
+//! whatever arrived while the writers were busy, up to `write_batch` rows
+//! (group commit). A fast endpoint so fills whole batches; behind a slow
+//! one each answer is written within a write's time, so a kill -9 loses
+//! no more than the requests in flight and the write under way (the rerun
+//! pays again only for those). `write_concurrency` writers each hold a
+//! connection of their own.
 //! A store that stops answering (a failover, a restart) is waited out as an
 //! outage (`crate::outage`): the writers pause, one probes on a fresh
 //! connection, and embedded rows wait in the bounded queue, so the endpoint
@@ -11,7 +14,7 @@
 //! the run stops; a store that refuses every write stops it at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
@@ -23,11 +26,6 @@ use async_trait::async_trait;
 use crate::records::Embedded;
 use crate::report::{Fatal, Gauges, InFlight, Stats};
 
-const IDLE_FLUSH: Duration = Duration::from_secs(1);
-/// The longest an embedded row waits for its batch to fill: behind a slow
-/// endpoint rows trickle in without a pause, and a kill must not lose
-/// minutes of paid vectors that sat in a half-full batch.
-const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The longest pause between a failed write and the next try before the
 /// store is taken as down (then the outage paces the probes).
 const RETRY_CAP: Duration = Duration::from_secs(5);
@@ -93,42 +91,31 @@ impl SinkStage {
             let (this, wrx) = (this.clone(), wrx.clone());
             writers.spawn(async move { this.writer_loop(wrx).await });
         }
-        let mut pending: Vec<Embedded> = Vec::with_capacity(size);
-        // When the oldest row of `pending` arrived.
-        let mut since: Option<Instant> = None;
-        loop {
-            let wait = since.map_or(IDLE_FLUSH, |t| {
-                IDLE_FLUSH.min(MAX_WAIT.saturating_sub(t.elapsed()))
-            });
-            match tokio::time::timeout(wait, rx.recv()).await {
-                Ok(Some(rows)) => {
-                    Gauges::add(&this.stats.gauges.rows_queued, -(rows.len() as i64));
-                    since.get_or_insert_with(Instant::now);
-                    pending.extend(rows);
-                    while pending.len() >= size {
-                        let rest = pending.split_off(size);
-                        let full = std::mem::replace(&mut pending, rest);
-                        since = (!pending.is_empty()).then(Instant::now);
-                        if wtx.send(full).await.is_err() {
-                            break;
-                        }
-                    }
-                    if since.is_some_and(|t| t.elapsed() >= MAX_WAIT) {
-                        let _ = wtx.send(std::mem::take(&mut pending)).await;
-                        since = None;
-                    }
-                }
-                Ok(None) => break,
-                Err(_waited) => {
-                    if !pending.is_empty() {
-                        let _ = wtx.send(std::mem::take(&mut pending)).await;
-                    }
-                    since = None;
+        // Rows wait here only while every writer is busy: once one is
+        // free, what arrived meanwhile (up to a full batch) goes at once.
+        while let Some(rows) = rx.recv().await {
+            let mut pending = rows;
+            while pending.len() < size {
+                match rx.try_recv() {
+                    Ok(more) => pending.extend(more),
+                    Err(_) => break,
                 }
             }
-        }
-        if !pending.is_empty() {
-            let _ = wtx.send(pending).await;
+            Gauges::add(&this.stats.gauges.rows_queued, -(pending.len() as i64));
+            while !pending.is_empty() {
+                let rest = if pending.len() > size {
+                    pending.split_off(size)
+                } else {
+                    Vec::new()
+                };
+                if wtx
+                    .send(std::mem::replace(&mut pending, rest))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
         }
         drop(wtx);
         while let Some(res) = writers.join_next().await {

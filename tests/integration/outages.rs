@@ -244,3 +244,62 @@ fn postgres_down_for_35_seconds_is_waited_out_by_the_same_process() {
     let paid = server.stats()["inputs"].as_u64().unwrap_or(0);
     assert_eq!(paid, chunks, "not one vector paid twice");
 }
+
+/// SIGTERM while the store is down: the writers cannot drain, so the run
+/// exits by itself at --drain-timeout (130), well inside the orchestrator's
+/// grace; once the store is back the same command completes the table.
+#[test]
+fn sigterm_while_the_store_is_down_exits_at_the_drain_deadline() {
+    let test = "drain deadline";
+    if pg_url(test).is_none() {
+        return;
+    }
+    let Some(private) = PrivatePg::start(test) else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "60"]);
+    let table = unique_table("drain");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, report) = (dir.path().join("log"), dir.path().join("report.json"));
+    let load = || {
+        let mut c = load_cmd(&server, &private.url, &table, 16);
+        c.args(["--drain-timeout", "3"]);
+        c
+    };
+    let mut child = spawn_load(load(), &log, &report);
+    {
+        let db = Db::connect(&private.url);
+        wait_until("rows written", Duration::from_secs(60), &mut child, || {
+            rows_in(&db, &table) > 0
+        });
+    }
+    assert!(child.try_wait().expect("wait").is_none(), "still loading");
+    private.script("stop");
+    wait_for_log(
+        &log,
+        "the vector store is not answering",
+        Duration::from_secs(30),
+    );
+    signal(&child, "-TERM");
+    let sent = Instant::now();
+    let code = exits_within(&mut child, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(130), "exited by itself:\n{text}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(text.contains("--drain-timeout"), "{text}");
+    private.script("start");
+    let docs = dir.path().join("docs");
+    let out = run(load().arg(&docs).args(SIZING).arg("--report").arg(&report));
+    assert_eq!(out.code, 0, "{}", out.all_output());
+    let rep = read_report(&report);
+    let db = Db::connect(&private.url);
+    assert_eq!(
+        Some(rows_in(&db, &table)),
+        rep["chunks"].as_u64(),
+        "the rerun completed the table"
+    );
+}
