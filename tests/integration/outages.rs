@@ -1,6 +1,6 @@
 //! What AWS does to a long job, done to a running load: the embedding
-//! endpoint goes away and comes back, PostgreSQL is stopped for over 30 s
-//! (an RDS Multi-AZ failover takes 60-120 s) and started again. The same
+//! endpoint goes away and comes back, PostgreSQL and Qdrant are stopped for
+//! 75 s (an RDS Multi-AZ failover takes 60-120 s) and started again. The same
 //! process waits each out, says so at WARN when it starts and ends, warns
 //! of the stall meanwhile, and finishes with exactly the rows of an
 //! undisturbed run, paying again at most for the requests in flight.
@@ -10,6 +10,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+
+/// How long the stores are down: an RDS Multi-AZ failover's time.
+const OUTAGE: Duration = Duration::from_secs(75);
 
 /// Small chunks, two requests of two inputs in flight, a little latency:
 /// a load of the fixtures that lasts long enough to be interrupted.
@@ -184,11 +187,11 @@ impl Drop for PrivatePg {
     }
 }
 
-/// PostgreSQL stopped for 35 s mid-load (longer than the five tries of
-/// ~15 s that ended a run before): the writers pause and reconnect, the
-/// embedded rows wait, and the same process finishes.
+/// PostgreSQL stopped for 75 s mid-load (the five tries of ~15 s that
+/// ended a run before would not have lasted): the writers pause and
+/// reconnect, the embedded rows wait, and the same process finishes.
 #[test]
-fn postgres_down_for_35_seconds_is_waited_out_by_the_same_process() {
+fn postgres_down_for_75_seconds_is_waited_out_by_the_same_process() {
     let test = "postgres outage";
     if pg_url(test).is_none() {
         return;
@@ -223,7 +226,7 @@ fn postgres_down_for_35_seconds_is_waited_out_by_the_same_process() {
         "the stall names the outage:\n{text}"
     );
     let paid_during = server.stats()["inputs"].as_u64().unwrap_or(0);
-    std::thread::sleep(Duration::from_secs(35).saturating_sub(down.elapsed()));
+    std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
     assert_eq!(
         server.stats()["inputs"].as_u64().unwrap_or(0),
         paid_during,
@@ -302,4 +305,63 @@ fn sigterm_while_the_store_is_down_exits_at_the_drain_deadline() {
         rep["chunks"].as_u64(),
         "the rerun completed the table"
     );
+}
+
+/// Qdrant killed (kill -9, as a node lost) for 75 s mid-load and started
+/// again on its storage: the same process finishes with every point once.
+#[test]
+fn qdrant_down_for_75_seconds_is_waited_out_by_the_same_process() {
+    let test = "qdrant outage";
+    if crate::common::qdrant::qdrant(test).is_none() {
+        return;
+    }
+    let Some(mut q) = crate::common::qdrant::QdrantServer::start(None) else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "60"]);
+    let collection = unique_table("outage_q");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, report) = (dir.path().join("log"), dir.path().join("report.json"));
+    let mut cmd = qdrant_load_cmd(&server, &q, &collection, 16);
+    cmd.args(["--store-outage-budget", "180"]);
+    let mut child = spawn_load(cmd, &log, &report);
+    wait_for_log(&log, "progress: ", Duration::from_secs(60));
+    let db = q.client();
+    wait_until(
+        "points written",
+        Duration::from_secs(60),
+        &mut child,
+        || db.exists(&collection) && db.count(&collection, None) > 0,
+    );
+    drop(db);
+    assert!(child.try_wait().expect("wait").is_none(), "still loading");
+    let paid_at_stop = server.stats()["inputs"].as_u64().unwrap_or(0);
+    q.stop();
+    let down = Instant::now();
+    wait_for_log(
+        &log,
+        "the vector store is not answering",
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(OUTAGE.saturating_sub(down.elapsed()));
+    q.start_again();
+    let code = exits_within(&mut child, Duration::from_secs(180));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(0), "the same process finished:\n{text}");
+    assert!(
+        text.contains("the vector store answers again after"),
+        "a WARN when it is back:\n{text}"
+    );
+    let rep = read_report(&report);
+    let chunks = rep["chunks"].as_u64().unwrap();
+    assert_eq!(
+        q.client().count(&collection, None),
+        chunks,
+        "every point, once"
+    );
+    let paid = server.stats()["inputs"].as_u64().unwrap_or(0);
+    assert!(paid >= paid_at_stop);
+    // Upserts are by id: a batch sent again when the node died is not a
+    // duplicate; the endpoint is paid again for nothing.
+    assert_eq!(paid, chunks, "not one vector paid twice");
 }

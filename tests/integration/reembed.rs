@@ -208,7 +208,7 @@ fn killed_reembed_resumes_without_paying_twice() {
     assert_ne!(killed.code, 0);
     let paid_first = new.stats()["inputs"].as_u64().expect("inputs");
     let written_first = db.count(&dst) as u64;
-    assert!(written_first >= 8 && written_first < before.len() as u64);
+    assert!(written_first >= 2 && written_first < before.len() as u64);
 
     let report = std::env::temp_dir().join(format!("{dst}.json"));
     let out = run(reembed(&new, &format!("pgvector:{src}"))

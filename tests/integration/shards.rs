@@ -245,7 +245,7 @@ fn a_killed_worker_rerun_without_state_pays_only_for_what_is_missing() {
         .as_u64()
         .expect("the store was read");
     assert!(
-        found >= 16,
+        found >= 2,
         "the killed worker's two batches are in the store: {rep}"
     );
     let paid = inputs(&second) - paid_by_killed;

@@ -325,7 +325,8 @@ pub fn pg_cmd(verb: &str, server: &EmbedServer, pg: &str, table: &str, dim: usiz
     c
 }
 
-/// Small chunks, one request and one writer at a time, write batches of 8:
+/// Small chunks, one request and one writer at a time, write batches of at
+/// most 8 (what arrived while the writer was busy):
 /// `VECLOAD_CRASH_AFTER_ACKS=2` then aborts right after the second batch
 /// was acknowledged, with the first already recorded in the state.
 pub const CRASH_POINT_SIZING: [&str; 12] = [

@@ -16,6 +16,7 @@ use qdrant_client::qdrant::{
 };
 
 pub struct QdrantServer {
+    http: u16,
     pub rest_url: String,
     pub grpc_url: String,
     pub api_key: Option<String>,
@@ -41,6 +42,7 @@ pub fn qdrant(test: &str) -> Option<&'static QdrantServer> {
                     .filter(|g| !g.is_empty())
                     .unwrap_or_else(|| grpc_of(&url));
                 return Some(QdrantServer {
+                    http: 0,
                     rest_url: url,
                     grpc_url: grpc,
                     api_key: std::env::var("QDRANT_API_KEY")
@@ -105,21 +107,27 @@ impl QdrantServer {
         let mut cmd = Command::new("sh");
         // The shell waits on its stdin; when the test process ends, the
         // pipe closes and the server goes with it.
-        cmd.args(["-c", "qdrant & q=$!; cat >/dev/null; kill $q; wait $q"])
-            .current_dir(dir.path())
-            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
-            .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
-            .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
-            .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
-            .env(
-                "QDRANT__STORAGE__SNAPSHOTS_PATH",
-                dir.path().join("snapshots"),
-            )
-            .env("QDRANT__TELEMETRY_DISABLED", "true")
-            .env("QDRANT__LOG_LEVEL", "WARN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        // `stop` and `start` lines stop it (kill -9, as a lost node) and
+        // start it again on the same ports and storage (`outage`).
+        cmd.args([
+            "-c",
+            "qdrant & q=$!; while read -r c; do case $c in \
+             stop) kill -9 $q; wait $q;; start) qdrant & q=$!;; esac; done; kill $q; wait $q",
+        ])
+        .current_dir(dir.path())
+        .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+        .env("QDRANT__SERVICE__HTTP_PORT", http.to_string())
+        .env("QDRANT__SERVICE__GRPC_PORT", grpc.to_string())
+        .env("QDRANT__STORAGE__STORAGE_PATH", dir.path().join("storage"))
+        .env(
+            "QDRANT__STORAGE__SNAPSHOTS_PATH",
+            dir.path().join("snapshots"),
+        )
+        .env("QDRANT__TELEMETRY_DISABLED", "true")
+        .env("QDRANT__LOG_LEVEL", "WARN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         if let Some(k) = api_key {
             cmd.env("QDRANT__SERVICE__API_KEY", k);
         }
@@ -135,6 +143,7 @@ impl QdrantServer {
         let mut child = cmd.spawn().expect("start qdrant");
         let stdin = child.stdin.take();
         let server = QdrantServer {
+            http,
             rest_url: format!("{scheme}://localhost:{http}"),
             grpc_url: format!("{scheme}://localhost:{grpc}"),
             api_key: api_key.map(String::from),
@@ -185,6 +194,37 @@ impl QdrantServer {
 
     pub fn client(&self) -> QdrantDb {
         QdrantDb::connect(&self.grpc_url, self.api_key.as_deref())
+    }
+}
+
+impl QdrantServer {
+    /// Kills the server (as a node lost), then waits until nothing listens.
+    pub fn stop(&mut self) {
+        self.say("stop");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.http)).is_ok() {
+            assert!(Instant::now() < deadline, "qdrant did not stop in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts it again on its ports and storage, and waits until it is ready.
+    pub fn start_again(&mut self) {
+        self.say("start");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.ready(self.http, false) {
+            assert!(
+                Instant::now() < deadline,
+                "qdrant did not start again in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("a server of this test's own");
+        writeln!(stdin, "{line}").expect("tell the wrapper shell");
+        stdin.flush().expect("flush");
     }
 }
 
