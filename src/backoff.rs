@@ -1,7 +1,7 @@
 //! Exponential backoff with full jitter, bounded, and never shorter than the
 //! server's own Retry-After.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BASE: Duration = Duration::from_millis(500);
 const CAP: Duration = Duration::from_secs(60);
@@ -15,6 +15,39 @@ pub fn delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
+/// Retries within a budget in time, not a count: `next` is the pause before
+/// the next try, or None when that try would start past the budget.
+pub struct Budget {
+    started: Instant,
+    limit: Duration,
+    attempt: u32,
+}
+
+impl Budget {
+    pub fn new(limit: Duration) -> Budget {
+        Budget {
+            started: Instant::now(),
+            limit,
+            attempt: 0,
+        }
+    }
+
+    pub fn next(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
+        let pause = delay(self.attempt, retry_after);
+        self.attempt += 1;
+        (self.started.elapsed() + pause <= self.limit).then_some(pause)
+    }
+
+    /// Tries so far, for messages.
+    pub fn tries(&self) -> u32 {
+        self.attempt + 1
+    }
+
+    pub fn limit(&self) -> Duration {
+        self.limit
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +58,15 @@ mod tests {
             assert!(delay(attempt, None) <= CAP);
         }
         assert!(delay(0, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_budget_ends_in_time_not_in_tries() {
+        let mut b = Budget::new(Duration::from_secs(10));
+        assert!(b.next(None).is_some());
+        // A server asking for a pause past the budget ends it.
+        assert!(b.next(Some(Duration::from_secs(11))).is_none());
+        let mut none = Budget::new(Duration::ZERO);
+        assert!(none.next(Some(Duration::from_millis(1))).is_none());
     }
 }

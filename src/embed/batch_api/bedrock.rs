@@ -71,7 +71,7 @@ impl BedrockBatches {
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.control);
-        let mut attempt = 0;
+        let mut budget = crate::backoff::Budget::new(super::RETRY_BUDGET);
         loop {
             let mut b = self
                 .runtime
@@ -98,13 +98,18 @@ impl BedrockBatches {
                         .map(|t| t.split(':').next().unwrap_or(t).to_string());
                     (status, kind, r.bytes().await.unwrap_or_default())
                 }
-                Err(e) if attempt < 8 => {
-                    tracing::warn!("{what}: {e}; trying again");
-                    tokio::time::sleep(crate::backoff::delay(attempt, None)).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => bail!("{what}: {e}"),
+                Err(e) => match budget.next(None) {
+                    Some(pause) => {
+                        tracing::warn!("{what}: {e}; trying again");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    None => bail!(
+                        "{what}: {e} ({} tries in {} s)",
+                        budget.tries(),
+                        budget.limit().as_secs()
+                    ),
+                },
             };
             if status.is_success() {
                 if bytes.is_empty() {
@@ -125,10 +130,9 @@ impl BedrockBatches {
             let kind = kind.unwrap_or_default();
             let retry =
                 status.as_u16() == 429 || status.is_server_error() || kind == "ThrottlingException";
-            if retry && attempt < 8 {
+            if retry && let Some(pause) = budget.next(None) {
                 tracing::warn!("{what}: {status} {kind}: {message}; trying again");
-                tokio::time::sleep(crate::backoff::delay(attempt, None)).await;
-                attempt += 1;
+                tokio::time::sleep(pause).await;
                 continue;
             }
             let hint = match kind.as_str() {

@@ -241,6 +241,10 @@ pub struct BatchSettings {
 /// Batch API and Bedrock's batch inference both charge half.
 pub const PRICE_RATIO: f64 = 0.5;
 
+/// How long one call to a batch API (create, poll, upload, read) is
+/// retried on throttling and transient failures: a budget in time.
+pub const RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl BatchFlags {
     pub fn settings(&self, embed: &EmbedSettings) -> Result<Option<BatchSettings>, ConfigError> {
         if !self.batch_api {

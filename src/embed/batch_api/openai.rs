@@ -327,7 +327,7 @@ impl OpenAiBatches {
         what: &str,
         make: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<bytes::Bytes> {
-        let mut attempt = 0;
+        let mut budget = crate::backoff::Budget::new(super::RETRY_BUDGET);
         loop {
             match http::send(self.auth(make()), self.key.as_ref()).await {
                 Ok(b) => return Ok(b),
@@ -340,12 +340,17 @@ impl OpenAiBatches {
                         message,
                         retry_after,
                     },
-                ) if attempt < 8 => {
-                    let wait = crate::backoff::delay(attempt, retry_after);
-                    tracing::warn!("{what}: {message}; again in {:.1}s", wait.as_secs_f64());
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                ) => match budget.next(retry_after) {
+                    Some(wait) => {
+                        tracing::warn!("{what}: {message}; again in {:.1}s", wait.as_secs_f64());
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => bail!(
+                        "{what}: {message} ({} tries in {} s)",
+                        budget.tries(),
+                        budget.limit().as_secs()
+                    ),
+                },
                 Err(e) => bail!("{what}: {e}"),
             }
         }
@@ -359,13 +364,13 @@ impl OpenAiBatches {
         each: &mut (dyn for<'l> FnMut(&'l [u8]) -> Result<()> + Send + '_),
     ) -> Result<()> {
         let url = format!("{}/files/{file_id}/content", self.base);
-        let mut attempt = 0;
+        let mut budget = crate::backoff::Budget::new(super::RETRY_BUDGET);
         let mut resp = loop {
             let sent = self.auth(self.client.get(&url)).send().await;
-            match sent {
+            let failed = match sent {
                 Ok(r) if r.status().is_success() => break r,
-                Ok(r) if attempt < 8 && (r.status().is_server_error() || r.status() == 429) => {
-                    tracing::warn!("file {file_id}: {}; trying again", r.status());
+                Ok(r) if r.status().is_server_error() || r.status() == 429 => {
+                    r.status().to_string()
                 }
                 Ok(r) => {
                     let status = r.status();
@@ -375,11 +380,13 @@ impl OpenAiBatches {
                         http::redact(http::error_message(&body), self.key.as_ref())
                     );
                 }
-                Err(e) if attempt < 8 => tracing::warn!("file {file_id}: {e}; trying again"),
-                Err(e) => bail!("file {file_id}: {e}"),
-            }
-            tokio::time::sleep(crate::backoff::delay(attempt, None)).await;
-            attempt += 1;
+                Err(e) => e.to_string(),
+            };
+            let Some(pause) = budget.next(None) else {
+                bail!("file {file_id}: {failed} ({} tries)", budget.tries());
+            };
+            tracing::warn!("file {file_id}: {failed}; trying again");
+            tokio::time::sleep(pause).await;
         };
         let mut pending: Vec<u8> = Vec::new();
         while let Some(piece) = resp

@@ -16,7 +16,9 @@ use crate::aws::sign::{self, Service};
 use crate::aws::{CredentialChain, Env, xml_text};
 
 /// Attempts of one call before its error stands.
-const ATTEMPTS: u32 = 6;
+/// How long one S3 request is retried on throttling (503 SlowDown) and
+/// transient failures: a budget in time.
+const RETRY_BUDGET: Duration = Duration::from_secs(180);
 
 pub struct S3 {
     http: reqwest::Client,
@@ -188,10 +190,16 @@ impl S3 {
     ) -> Result<reqwest::Response, S3Error> {
         let mut last = String::new();
         let mut moved = false;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(crate::backoff::delay(attempt - 1, None)).await;
+        let mut budget = crate::backoff::Budget::new(RETRY_BUDGET);
+        let mut first = true;
+        loop {
+            if !first {
+                match budget.next(None) {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => break,
+                }
             }
+            first = false;
             let url = self.url(bucket, key, query).map_err(S3Error::Other)?;
             let (creds, _) = self.creds.get().await.map_err(S3Error::Other)?;
             let mut req = self
@@ -259,7 +267,9 @@ impl S3 {
             }
         }
         Err(S3Error::Other(anyhow!(
-            "S3 failed {ATTEMPTS} times in a row: {last}"
+            "S3 failed {} times in {} s: {last}",
+            budget.tries(),
+            RETRY_BUDGET.as_secs()
         )))
     }
 
