@@ -365,3 +365,38 @@ fn qdrant_down_for_75_seconds_is_waited_out_by_the_same_process() {
     // duplicate; the endpoint is paid again for nothing.
     assert_eq!(paid, chunks, "not one vector paid twice");
 }
+
+/// An outage is waited out; a store that refuses every write is not one:
+/// the table dropped under a running load stops it at once (exit 1, the
+/// error named), not after --store-outage-budget.
+#[test]
+fn a_table_dropped_under_a_load_stops_it_at_once() {
+    let Some(pg) = pg_url("table dropped") else {
+        return;
+    };
+    let server = EmbedServer::start(&["--dim", "16", "--latency-ms", "60"]);
+    let table = unique_table("dropped");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, report) = (dir.path().join("log"), dir.path().join("report.json"));
+    let mut child = spawn_load(load_cmd(&server, &pg, &table, 16), &log, &report);
+    let db = Db::connect(&pg);
+    wait_until("rows written", Duration::from_secs(60), &mut child, || {
+        rows_in(&db, &table) > 0
+    });
+    assert!(child.try_wait().expect("wait").is_none(), "still loading");
+    db.execute(&format!("DROP TABLE \"{table}\""));
+    let dropped = Instant::now();
+    let code = exits_within(&mut child, Duration::from_secs(60));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        dropped.elapsed() < Duration::from_secs(30),
+        "stopped at once, not after the outage budget: {:?}",
+        dropped.elapsed()
+    );
+    assert!(text.contains("the store refuses the write"), "{text}");
+    assert!(
+        !text.contains("is not answering"),
+        "not taken for an outage:\n{text}"
+    );
+}

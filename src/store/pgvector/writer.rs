@@ -100,7 +100,7 @@ impl PgWriter {
         let sink = tx
             .copy_in::<_, bytes::Bytes>(copy)
             .await
-            .map_err(|e| anyhow::anyhow!("COPY: {}", db_message(&e)))?;
+            .map_err(|e| failed("COPY", e))?;
         futures::pin_mut!(sink);
         let sent = match sink.send(data.freeze()).await {
             Ok(()) => sink.finish().await.map(|_| ()),
@@ -111,12 +111,10 @@ impl PgWriter {
                 // The transaction is rolled back when dropped.
                 return Ok(false);
             }
-            return Err(anyhow::anyhow!("COPY: {}", db_message(&e)).into());
+            return Err(failed("COPY", e));
         }
         // A batch counts as written only once this returns.
-        tx.commit()
-            .await
-            .map_err(|e| anyhow::anyhow!("COMMIT: {}", db_message(&e)))?;
+        tx.commit().await.map_err(|e| failed("COMMIT", e))?;
         Ok(true)
     }
 }
@@ -124,27 +122,26 @@ impl PgWriter {
 #[async_trait]
 impl SinkWriter for PgWriter {
     async fn write(&mut self, rows: &[Embedded]) -> Result<(), WriteError> {
-        match self.write_rows(rows).await {
-            Err(WriteError::Failed(e)) if permanent(&e) => {
-                Err(WriteError::Permanent(format!("{e:#}")))
-            }
-            done => done,
-        }
+        self.write_rows(rows).await
     }
 }
 
-/// Errors no reconnection cures: the table or a column is gone, the role
-/// lacks a privilege, the password or the database is wrong (SQLSTATE
-/// classes 42 and 28, and 3D000). A failover's errors (class 08, 57P0x,
-/// 25006 read-only on a demoted primary) and conflicts (40xxx) are not.
-fn permanent(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<tokio_postgres::Error>())
-        .filter_map(|pg| pg.code())
-        .any(|code| {
-            let c = code.code();
-            c.starts_with("42") || c.starts_with("28") || c == "3D000"
-        })
+/// A database error of a write, sorted by what the sink stage does next.
+/// These rows' data (SQLSTATE class 22, a value too long for LightRAG's
+/// VARCHAR(255) id, say, or 23, a constraint): rejected, other batches go
+/// on. The table or a column gone, a privilege or the password wrong (42,
+/// 28, 3D000): every write would fail, the run stops. A failover's errors
+/// (class 08, 57P0x, 25006 read-only on a demoted primary), conflicts
+/// (40xxx) and lost connections are waited out as an outage.
+fn failed(what: &str, e: tokio_postgres::Error) -> WriteError {
+    let msg = format!("{what}: {}", db_message(&e));
+    match e.code().map(|c| c.code()) {
+        Some(c) if c.starts_with("22") || c.starts_with("23") => WriteError::Rejected(msg),
+        Some(c) if c.starts_with("42") || c.starts_with("28") || c == "3D000" => {
+            WriteError::Permanent(msg)
+        }
+        _ => WriteError::Failed(anyhow::anyhow!(msg)),
+    }
 }
 
 impl PgWriter {
@@ -161,21 +158,19 @@ impl PgWriter {
         let sink = tx
             .copy_in::<_, bytes::Bytes>(&self.copy)
             .await
-            .map_err(|e| anyhow::anyhow!("COPY into staging: {}", db_message(&e)))?;
+            .map_err(|e| failed("COPY into staging", e))?;
         futures::pin_mut!(sink);
         sink.send(data.freeze())
             .await
-            .map_err(|e| anyhow::anyhow!("COPY into staging: {}", db_message(&e)))?;
+            .map_err(|e| failed("COPY into staging", e))?;
         sink.finish()
             .await
-            .map_err(|e| anyhow::anyhow!("COPY into staging: {}", db_message(&e)))?;
+            .map_err(|e| failed("COPY into staging", e))?;
         tx.execute(&self.upsert, &[])
             .await
-            .map_err(|e| anyhow::anyhow!("upsert from staging: {}", db_message(&e)))?;
+            .map_err(|e| failed("upsert from staging", e))?;
         // A batch counts as written only once this returns.
-        tx.commit()
-            .await
-            .map_err(|e| anyhow::anyhow!("COMMIT: {}", db_message(&e)))?;
+        tx.commit().await.map_err(|e| failed("COMMIT", e))?;
         Ok(())
     }
 }
