@@ -116,20 +116,15 @@ async fn bars(stats: Arc<Stats>, done: CancellationToken) {
 /// something the run needs is down.
 fn waiting_for(stats: &Stats) -> Option<String> {
     let down: Vec<String> = stats
-        .outages
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|o| {
-            o.down_for().map(|d| {
-                let since = std::time::SystemTime::now() - d;
-                format!(
-                    "waiting for {} since {} ({:.0} s)",
-                    o.what(),
-                    crate::space::rfc3339(since),
-                    d.as_secs_f64()
-                )
-            })
+        .down()
+        .into_iter()
+        .map(|(what, d)| {
+            let since = std::time::SystemTime::now() - d;
+            format!(
+                "waiting for {what} since {} ({:.0} s)",
+                crate::space::rfc3339(since),
+                d.as_secs_f64()
+            )
         })
         .collect();
     (!down.is_empty()).then(|| down.join(", "))

@@ -140,6 +140,16 @@ pub struct FailedChunk {
 }
 
 impl Stats {
+    /// What is down now (the endpoint, the store), and for how long.
+    pub fn down(&self) -> Vec<(&'static str, std::time::Duration)> {
+        self.outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|o| o.down_for().map(|d| (o.what(), d)))
+            .collect()
+    }
+
     /// Chunks a request to the endpoint embedded: every chunk embedded
     /// less the cache's and the batches' (parts of an over-long chunk
     /// count as the one chunk).

@@ -284,18 +284,13 @@ fn describe(w: &Watch, quiet: Duration) -> String {
     let rows = Gauges::get(&g.rows_queued);
     let writes = Gauges::get(&g.writes_in_flight);
     let down: Vec<String> = s
-        .outages
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(|o| {
-            o.down_for().map(|d| {
-                format!(
-                    "{}, down for {:.0} s (one probe at a time; the run goes on when it answers)",
-                    o.what(),
-                    d.as_secs_f64()
-                )
-            })
+        .down()
+        .into_iter()
+        .map(|(what, d)| {
+            format!(
+                "{what}, down for {:.0} s (one probe at a time; the run goes on when it answers)",
+                d.as_secs_f64()
+            )
         })
         .collect();
     let waiting_on = if !down.is_empty() {

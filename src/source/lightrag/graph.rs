@@ -61,24 +61,31 @@ impl Entity {
     }
 
     fn row(&self, workspace: &str) -> Row {
-        Row {
-            id: self.id(),
-            tenant: workspace.to_string(),
-            doc_id: String::new(),
-            source: self.file_path.clone(),
-            chunk_index: 0,
-            content: self.text(),
-            tokens: None,
-            extra: Some(Extra {
-                entity_name: Some(self.name.clone()),
-                source_id: Some(self.source_id.clone()),
-                created_at: self.created_at,
-                ..Default::default()
-            }),
-            lightrag_id: true,
-            page: None,
-            vector: None,
-        }
+        let extra = Extra {
+            entity_name: Some(self.name.clone()),
+            source_id: Some(self.source_id.clone()),
+            created_at: self.created_at,
+            ..Default::default()
+        };
+        graph_row(workspace, self.id(), &self.file_path, self.text(), extra)
+    }
+}
+
+/// A graph record as the row `reembed` reads: LightRAG's id, text and
+/// fields, in the workspace.
+fn graph_row(workspace: &str, id: String, file_path: &str, content: String, extra: Extra) -> Row {
+    Row {
+        id,
+        tenant: workspace.to_string(),
+        doc_id: String::new(),
+        source: file_path.to_string(),
+        chunk_index: 0,
+        content,
+        tokens: None,
+        extra: Some(extra),
+        lightrag_id: true,
+        page: None,
+        vector: None,
     }
 }
 
@@ -102,25 +109,14 @@ impl Relation {
     }
 
     fn row(&self, workspace: &str, id: String) -> Row {
-        Row {
-            id,
-            tenant: workspace.to_string(),
-            doc_id: String::new(),
-            source: self.file_path.clone(),
-            chunk_index: 0,
-            content: self.text(),
-            tokens: None,
-            extra: Some(Extra {
-                src_id: Some(self.src.clone()),
-                tgt_id: Some(self.tgt.clone()),
-                source_id: Some(self.source_id.clone()),
-                created_at: self.created_at,
-                ..Default::default()
-            }),
-            lightrag_id: true,
-            page: None,
-            vector: None,
-        }
+        let extra = Extra {
+            src_id: Some(self.src.clone()),
+            tgt_id: Some(self.tgt.clone()),
+            source_id: Some(self.source_id.clone()),
+            created_at: self.created_at,
+            ..Default::default()
+        };
+        graph_row(workspace, id, &self.file_path, self.text(), extra)
     }
 }
 
